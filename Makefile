@@ -1,0 +1,42 @@
+# The user interface of the repository. `make demo` and `make test` set everything up.
+SHELL := /bin/bash
+UV_VERSION := 0.13.9
+VENV := .venv
+RUN := $(VENV)/bin
+export UV_PYTHON := 3.11
+
+.PHONY: setup demo test lint format bench clean
+
+UV := python3 -m uv
+
+$(VENV)/.synced: pyproject.toml uv.lock
+	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet "uv==$(UV_VERSION)"
+	$(UV) sync --frozen
+	@touch $@
+
+## setup: create .venv/ with the locked dependencies (idempotent)
+setup: $(VENV)/.synced
+
+## demo: the whole pipeline on the embedded Complete Journey data
+demo: setup
+	$(RUN)/python -m crmscore.demo
+
+## test: lint, types and the test suite
+test: setup lint
+	$(RUN)/pytest
+
+lint: setup
+	$(RUN)/ruff check .
+	$(RUN)/ruff format --check .
+	$(RUN)/mypy crmscore features training serving monitoring benchmarks
+
+format: setup
+	$(RUN)/ruff format .
+	$(RUN)/ruff check --fix .
+
+## bench: the feature benchmarks (figures go to BENCHMARKS.md by hand)
+bench: setup
+	$(RUN)/python benchmarks/features.py
+
+clean:
+	rm -rf $(VENV) workspace .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,117 @@
+"""Settings: `configs/settings.yaml` + `configs/datasets/<name>.yaml` -> one frozen object.
+
+Built when a command runs, never at import. Hosts and secrets come from the environment."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from features.config import DatasetConfig, FeastParams, FeatureParams, LabelParams, SegmentParams
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class SettingsError(ValueError):
+    """A settings or dataset file that cannot be used; the message names the file and field."""
+
+
+class Settings(BaseModel):
+    """Everything a command needs, resolved once per run."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    workspace: Path
+    config_dir: Path
+    # Relative source paths in dataset configs are resolved against this directory.
+    data_root: Path
+    dataset: DatasetConfig
+    features: FeatureParams = Field(default_factory=FeatureParams)
+    labels: LabelParams = Field(default_factory=LabelParams)
+    segments: SegmentParams = Field(default_factory=SegmentParams)
+    feast: FeastParams = Field(default_factory=FeastParams)
+
+    @property
+    def data_dir(self) -> Path:
+        """Canonical tables of the ingested dataset."""
+        return self.workspace / "data"
+
+    @property
+    def snapshot_dir(self) -> Path:
+        """Feature snapshots and labels."""
+        return self.workspace / "features"
+
+    @property
+    def feast_dir(self) -> Path:
+        """Feast registry and SQLite online store."""
+        return self.workspace / "feast"
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        raise SettingsError(f"{path}: file not found")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise SettingsError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise SettingsError(f"{path}: expected a mapping at the top level")
+    return data
+
+
+def _validation_message(path: Path, exc: ValidationError) -> str:
+    lines = [f"{path}: invalid settings"]
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"])
+        lines.append(f"  {where}: {err['msg']}")
+    return "\n".join(lines)
+
+
+def dataset_path(config_dir: Path, dataset: str) -> Path:
+    """A dataset name from `configs/datasets/`, or a path to a dataset YAML."""
+    candidate = Path(dataset)
+    if candidate.suffix in (".yaml", ".yml"):
+        return candidate
+    return config_dir / "datasets" / f"{dataset}.yaml"
+
+
+def load_settings(
+    workspace: Path | None = None,
+    config_dir: Path | None = None,
+    dataset: str | None = None,
+    overrides: dict[str, Any] | None = None,
+    env: dict[str, str] | None = None,
+) -> Settings:
+    """Load settings; `overrides` are merged section by section over the YAML values."""
+    env = dict(os.environ) if env is None else env
+    config_dir = config_dir or Path(env.get("CRMSCORE_CONFIG", PROJECT_ROOT / "configs"))
+    workspace = workspace or Path(env.get("CRMSCORE_HOME", "workspace"))
+    settings_file = config_dir / "settings.yaml"
+    raw = _read_yaml(settings_file)
+    for section, values in (overrides or {}).items():
+        if isinstance(values, dict):
+            raw[section] = {**raw.get(section, {}), **values}
+        else:
+            raw[section] = values
+    dataset_file = dataset_path(config_dir, dataset or raw.pop("dataset", "complete_journey"))
+    raw.pop("dataset", None)
+    if env.get("CRMSCORE_REDIS_URL"):
+        raw["feast"] = {**raw.get("feast", {}), "redis_url": env["CRMSCORE_REDIS_URL"]}
+    try:
+        parsed_dataset = DatasetConfig.model_validate(_read_yaml(dataset_file))
+    except ValidationError as exc:
+        raise SettingsError(_validation_message(dataset_file, exc)) from exc
+    try:
+        return Settings(
+            workspace=workspace.resolve(),
+            config_dir=config_dir.resolve(),
+            data_root=Path(env.get("CRMSCORE_DATA_ROOT", PROJECT_ROOT)).resolve(),
+            dataset=parsed_dataset,
+            **raw,
+        )
+    except ValidationError as exc:
+        raise SettingsError(_validation_message(settings_file, exc)) from exc

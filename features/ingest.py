@@ -1,0 +1,429 @@
+"""Ingestion: raw exports -> validated canonical tables, a rejects file and a report.
+
+Every input row ends in exactly one place: the canonical table (accepted), the rejects file
+(with the file, row, field, reason and what was expected) or the duplicate count (a line
+repeated across sources). `input_rows == accepted_rows + rejected_rows + duplicate_rows`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from features.config import DatasetConfig, LookupConfig, SourceConfig, TableConfig
+from features.contract import CUSTOMER_ATTRIBUTES, CUSTOMERS, OFFER_EVENT_TYPES, TABLES, TableSpec
+
+SOURCE_COL = "_source"
+ROW_COL = "_row"
+REJECT_COLUMNS = ["table", "source", "row", "field", "reason", "expected", "value"]
+
+
+class IngestError(ValueError):
+    """Input that cannot be ingested at all (missing file or column, bad config)."""
+
+
+@dataclass
+class TableReport:
+    """Row accounting for one canonical table."""
+
+    input_rows: int = 0
+    accepted_rows: int = 0
+    duplicate_rows: int = 0
+    rejected_rows: dict[str, int] = field(default_factory=dict)
+    sources: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form, with the rejected total next to the per-reason counts."""
+        return {
+            "input_rows": self.input_rows,
+            "accepted_rows": self.accepted_rows,
+            "rejected_rows": sum(self.rejected_rows.values()),
+            "rejected_by_reason": dict(sorted(self.rejected_rows.items())),
+            "duplicate_rows": self.duplicate_rows,
+            "sources": self.sources,
+        }
+
+
+def resolve_location(location: str | None, package: str | None, base_dir: Path) -> Path:
+    """Path of a source file: a package resource, or a path relative to `base_dir`."""
+    if package is not None:
+        pkg, _, inner = package.partition("/")
+        return Path(str(resources.files(pkg).joinpath(inner)))
+    assert location is not None
+    path = Path(os.path.expandvars(location)).expanduser()
+    return path if path.is_absolute() else base_dir / path
+
+
+def _source_columns(columns: dict[str, str | list[str]]) -> list[str]:
+    names: list[str] = []
+    for raw in columns.values():
+        for name in [raw] if isinstance(raw, str) else raw:
+            if name not in names:
+                names.append(name)
+    return names
+
+
+def read_raw(path: Path, columns: list[str]) -> pd.DataFrame:
+    """Read the given columns of a CSV, CSV.GZ or parquet file, CSV values as strings."""
+    if not path.exists():
+        raise IngestError(f"{path}: file not found")
+    suffixes = "".join(path.suffixes[-2:]).lower()
+    if path.suffix.lower() == ".parquet":
+        available = pq.read_schema(path).names
+        _check_columns(path, columns, available)
+        table = pq.read_table(path, columns=columns)
+    elif suffixes.endswith((".csv", ".csv.gz", ".txt", ".tsv")):
+        with pacsv.open_csv(path) as reader:
+            available = reader.schema.names
+        _check_columns(path, columns, available)
+        table = pacsv.read_csv(
+            path,
+            convert_options=pacsv.ConvertOptions(
+                include_columns=columns,
+                column_types=dict.fromkeys(columns, pa.string()),
+                strings_can_be_null=True,
+                quoted_strings_can_be_null=True,
+            ),
+        )
+    else:
+        raise IngestError(f"{path}: unsupported file type (expected .csv, .csv.gz or .parquet)")
+    return table.to_pandas(types_mapper=_arrow_strings)
+
+
+def _arrow_strings(dtype: pa.DataType) -> Any:
+    if pa.types.is_string(dtype) or pa.types.is_large_string(dtype):
+        return pd.StringDtype("pyarrow")
+    return None
+
+
+def _check_columns(path: Path, wanted: list[str], available: list[str]) -> None:
+    missing = [c for c in wanted if c not in available]
+    if missing:
+        raise IngestError(
+            f"{path}: column(s) {missing} named in the dataset config are not in the file; "
+            f"its columns are {available}"
+        )
+
+
+def _first_non_empty(frame: pd.DataFrame, names: list[str]) -> pd.Series:
+    out = frame[names[0]]
+    for name in names[1:]:
+        out = out.where(out.notna() & (out.astype("string") != ""), frame[name])
+    return out
+
+
+def _map_columns(raw: pd.DataFrame, columns: dict[str, str | list[str]]) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            canonical: raw[src] if isinstance(src, str) else _first_non_empty(raw, src)
+            for canonical, src in columns.items()
+        },
+        index=raw.index,
+    )
+
+
+def _apply_lookup(frame: pd.DataFrame, lookup: LookupConfig, base_dir: Path) -> pd.DataFrame:
+    path = resolve_location(lookup.path, lookup.package, base_dir)
+    side = read_raw(path, list({lookup.key, *_source_columns(lookup.columns)}))
+    side = _map_columns(side, lookup.columns).assign(_key=_normalise_id(side[lookup.key]))
+    side = side.drop_duplicates("_key").set_index("_key")
+    keys = _normalise_id(frame[lookup.by])
+    for canonical in lookup.columns:
+        frame[canonical] = keys.map(side[canonical]).astype(side[canonical].dtype)
+    return frame
+
+
+def load_source(source: SourceConfig, base_dir: Path, index: int) -> pd.DataFrame:
+    """One source as a frame of canonical columns (still raw values) plus provenance."""
+    path = resolve_location(source.path, source.package, base_dir)
+    raw = read_raw(path, _source_columns(source.columns))
+    frame = _map_columns(raw, source.columns)
+    for name, value in source.constants.items():
+        frame[name] = value
+    for lookup in source.lookups:
+        frame = _apply_lookup(frame, lookup, base_dir)
+    frame[SOURCE_COL] = np.int16(index)
+    # Row numbers as a person sees them: CSV line numbers (the header is line 1), parquet rows from 1.
+    frame[ROW_COL] = np.arange(len(frame), dtype=np.int64) + (2 if path.suffix != ".parquet" else 1)
+    return frame
+
+
+def _normalise_id(values: pd.Series) -> pd.Series:
+    """Ids as trimmed strings; integers stored as floats ('17850.0') lose the '.0'."""
+    if pd.api.types.is_integer_dtype(values):
+        return values.astype("string[pyarrow]")
+    if pd.api.types.is_float_dtype(values):
+        as_int = values.round().astype("Int64")
+        text = as_int.astype("string").where(values == values.round(), values.astype("string"))
+    else:
+        text = values.astype("string[pyarrow]")
+    text = text.str.strip().str.replace(r"^(-?\d+)\.0+$", r"\1", regex=True)
+    return text.where(text != "", pd.NA)
+
+
+@dataclass
+class _Rejects:
+    """Collects rejected rows of one table: first failing rule wins."""
+
+    frame: pd.DataFrame
+    mask: np.ndarray = field(init=False)
+    parts: list[pd.DataFrame] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.mask = np.zeros(len(self.frame), dtype=bool)
+
+    def add(self, bad: np.ndarray, fld: str, reason: str, expected: str, raw: pd.Series) -> None:
+        new = bad & ~self.mask
+        if not new.any():
+            return
+        self.mask |= new
+        self.parts.append(
+            pd.DataFrame(
+                {
+                    SOURCE_COL: self.frame[SOURCE_COL].to_numpy()[new],
+                    "row": self.frame[ROW_COL].to_numpy()[new],
+                    "field": fld,
+                    "reason": reason,
+                    "expected": expected,
+                    "value": raw.astype("string").to_numpy()[new],
+                }
+            )
+        )
+
+
+@dataclass(frozen=True)
+class _ParseFailure:
+    column: str
+    expected: str
+    mask: np.ndarray
+    raw: pd.Series
+
+
+def _parse(frame: pd.DataFrame, spec: TableSpec, cfg: TableConfig, tz: str
+           ) -> tuple[pd.DataFrame, list[_ParseFailure]]:
+    """Convert raw values to canonical types; report the values that do not parse."""
+    out = pd.DataFrame(index=frame.index)
+    failures = []
+    for column in frame.columns:
+        # Outside the contract: customer attributes (strings) or inputs of `derive` (numbers).
+        ctype = spec.column_type(column) or (
+            "string" if column in CUSTOMER_ATTRIBUTES else "float"
+        )
+        raw = frame[column]
+        if column in (SOURCE_COL, ROW_COL):
+            out[column] = raw
+        elif ctype == "float":
+            out[column] = pd.to_numeric(raw, errors="coerce").astype("float64")
+            failures.append(_ParseFailure(column, "a number", (out[column].isna() & raw.notna())
+                                          .to_numpy(), raw))
+        elif ctype == "timestamp":
+            out[column] = _parse_time(raw, cfg.timestamp_format, tz)
+            expected = f"a date-time{f' as {cfg.timestamp_format}' if cfg.timestamp_format else ''}"
+            failures.append(_ParseFailure(column, expected, (out[column].isna() & raw.notna())
+                                          .to_numpy(), raw))
+        else:  # strings, ids and customer attributes
+            out[column] = _normalise_id(raw)
+    return out, [f for f in failures if f.mask.any()]
+
+
+def _parse_time(raw: pd.Series, fmt: str | None, tz: str) -> pd.Series:
+    parsed = raw if pd.api.types.is_datetime64_any_dtype(raw) else pd.to_datetime(
+        raw, format=fmt, errors="coerce"
+    )
+    if getattr(parsed.dt, "tz", None) is None:
+        parsed = parsed.dt.tz_localize(tz, ambiguous=False, nonexistent="shift_forward")
+    return parsed.dt.tz_convert("UTC").astype("datetime64[us, UTC]")
+
+
+def _dedupe_mask(parsed: pd.DataFrame, failures: list[_ParseFailure]) -> np.ndarray:
+    """Rows to keep in a multiset union of the sources (each line max(k_source) times).
+
+    Lines are compared on parsed values, so '17850.0' and '17850' are the same customer;
+    a value that did not parse is compared as its raw text."""
+    keys = parsed.drop(columns=[SOURCE_COL, ROW_COL])
+    for failure in failures:
+        keys[f"_raw_{failure.column}"] = failure.raw.where(failure.mask, pd.NA)
+    columns = list(keys.columns)
+    occurrence = keys.assign(**{SOURCE_COL: parsed[SOURCE_COL]}).groupby(
+        [SOURCE_COL, *columns], dropna=False, sort=False
+    ).cumcount()
+    return ~keys.assign(_occ=occurrence.to_numpy()).duplicated().to_numpy()
+
+
+def _validate(frame: pd.DataFrame, spec: TableSpec, cfg: TableConfig, rejects: _Rejects) -> None:
+    for column in spec.required:
+        rejects.add(frame[column].isna().to_numpy(), column, f"missing_{column}",
+                    f"a {spec.required[column]} value", frame[column])
+    rules = cfg.rules
+    if "product_id" in frame:
+        codes = frame["product_id"]
+        bad = codes.isin(rules.non_product_codes).fillna(False).to_numpy(dtype=bool)
+        if rules.non_product_code_pattern:
+            bad |= codes.str.fullmatch(rules.non_product_code_pattern).fillna(False).to_numpy(
+                dtype=bool
+            )
+        rejects.add(bad, "product_id", "non_product_code", "a product code (not a fee or "
+                    "adjustment code)", codes)
+    if rules.require_positive_unit_price and "unit_price" in frame:
+        price = frame["unit_price"]
+        rejects.add((price <= 0).fillna(False).to_numpy(dtype=bool), "unit_price",
+                    "non_positive_unit_price", "a unit price > 0", price)
+    if spec.name == "offer_events":
+        events = frame["event"]
+        rejects.add((~events.isin(OFFER_EVENT_TYPES)).fillna(False).to_numpy(dtype=bool),
+                    "event", "bad_event", f"one of {list(OFFER_EVENT_TYPES)}", events)
+
+
+def _apply_returns(frame: pd.DataFrame, prefix: str | None) -> pd.DataFrame:
+    if prefix and "order_id" in frame:
+        is_return = frame["order_id"].str.startswith(prefix).fillna(False).to_numpy(dtype=bool)
+        frame.loc[is_return, "amount"] = -frame.loc[is_return, "amount"].abs()
+    return frame
+
+
+def build_table(spec: TableSpec, cfg: TableConfig, tz: str, base_dir: Path
+                ) -> tuple[pd.DataFrame, pd.DataFrame, TableReport]:
+    """Build one canonical table. Returns (accepted rows, rejected rows, report)."""
+    report = TableReport()
+    frames = []
+    for index, source in enumerate(cfg.sources):
+        frame = load_source(source, base_dir, index)
+        unknown = [c for c in frame.columns
+                   if c not in (SOURCE_COL, ROW_COL) and spec.column_type(c) is None
+                   and c not in _expression_inputs(cfg) and c not in cfg.customer_attributes]
+        if unknown:
+            raise IngestError(
+                f"{source.location()}: canonical column(s) {unknown} are not part of the "
+                f"'{spec.name}' table; allowed: {sorted({**spec.required, **spec.optional})}"
+            )
+        entry: dict[str, Any] = {"source": source.location(), "input_rows": len(frame)}
+        if "customer_id" in frame:
+            entry["distinct_customer_ids"] = int(_normalise_id(frame["customer_id"]).nunique())
+        report.sources.append(entry)
+        frames.append(frame)
+    frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    report.input_rows = len(frame)
+
+    parsed, failures = _parse(frame, spec, cfg, tz)
+    for name, expression in cfg.derive.items():
+        parsed[name] = parsed.eval(expression).astype("float64")
+    parsed = parsed.drop(columns=[c for c in _expression_inputs(cfg) if spec.column_type(c) is None])
+    missing = [c for c in spec.required if c not in parsed]
+    if missing:
+        raise IngestError(f"table '{spec.name}': required column(s) {missing} are neither mapped "
+                          "nor derived in the dataset config")
+
+    if cfg.dedupe_across_sources and len(cfg.sources) > 1:
+        keep = _dedupe_mask(parsed, failures)
+        report.duplicate_rows = int((~keep).sum())
+        parsed = parsed[keep]
+        failures = [_ParseFailure(f.column, f.expected, f.mask[keep], f.raw[keep])
+                    for f in failures]
+
+    rejects = _Rejects(parsed)
+    for f in failures:
+        rejects.add(f.mask, f.column, f"bad_{f.column}", f.expected, f.raw)
+    _validate(parsed, spec, cfg, rejects)
+    parsed = _apply_returns(parsed, cfg.rules.return_order_prefix)
+    accepted = parsed[~rejects.mask].drop(columns=[SOURCE_COL, ROW_COL]).reset_index(drop=True)
+    rejected = _rejects_frame(rejects.parts, spec.name, cfg)
+    report.accepted_rows = len(accepted)
+    report.rejected_rows = rejected["reason"].value_counts().to_dict() if len(rejected) else {}
+    return accepted, rejected, report
+
+
+def _expression_inputs(cfg: TableConfig) -> set[str]:
+    names: set[str] = set()
+    for source in cfg.sources:
+        names |= set(source.columns) | set(source.constants)
+        for lookup in source.lookups:
+            names |= set(lookup.columns)
+    return {n for n in names if any(n in expr for expr in cfg.derive.values())}
+
+
+def _rejects_frame(parts: list[pd.DataFrame], table: str, cfg: TableConfig) -> pd.DataFrame:
+    if not parts:
+        return pd.DataFrame(columns=REJECT_COLUMNS)
+    out = pd.concat(parts, ignore_index=True)
+    locations = np.array([s.location() for s in cfg.sources], dtype=object)
+    out["source"] = locations[out.pop(SOURCE_COL).to_numpy()]
+    out["table"] = table
+    return out[REJECT_COLUMNS].sort_values(["source", "row"], kind="stable")
+
+
+def customers_table(transactions: pd.DataFrame, attributes: list[str],
+                    customers: pd.DataFrame | None) -> pd.DataFrame:
+    """Every customer seen in transactions or customer files, with their attributes.
+
+    Attributes from transaction lines (e.g. country) take their latest value per customer;
+    values from a customers file win over them."""
+    ordered = transactions.sort_values("timestamp", kind="stable")
+    base = pd.DataFrame({"customer_id": ordered["customer_id"].unique()})
+    if attributes:
+        latest = ordered.dropna(subset=attributes, how="all").groupby("customer_id").last()
+        base = base.merge(latest[attributes].reset_index(), on="customer_id", how="left")
+    if customers is not None and len(customers):
+        extra = customers.drop_duplicates("customer_id", keep="last").set_index("customer_id")
+        base = base.set_index("customer_id").combine_first(extra).reset_index()
+        base = base.rename(columns={"index": "customer_id"})
+    keep = [c for c in [*CUSTOMERS.required, *CUSTOMERS.optional] if c in base]
+    return base[keep].sort_values("customer_id").reset_index(drop=True)
+
+
+def ingest(dataset: DatasetConfig, base_dir: Path, out_dir: Path) -> dict[str, Any]:
+    """Ingest a dataset into canonical parquet tables under `out_dir`.
+
+    Writes `<table>.parquet`, `rejects.csv` and `ingest_report.json`; returns the report.
+    Relative source paths are resolved against `base_dir`."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    reports: dict[str, TableReport] = {}
+    accepted: dict[str, pd.DataFrame] = {}
+    rejected: list[pd.DataFrame] = []
+    for name, cfg in dataset.tables.items():
+        rows, bad, reports[name] = build_table(TABLES[name], cfg, dataset.timezone, base_dir)
+        accepted[name] = rows
+        rejected.append(bad)
+
+    tx_cfg = dataset.tables["transactions"]
+    transactions = accepted["transactions"]
+    accepted["customers"] = customers_table(
+        transactions, tx_cfg.customer_attributes, accepted.get("customers")
+    )
+    accepted["transactions"] = transactions.drop(columns=tx_cfg.customer_attributes)
+
+    for name, frame in accepted.items():
+        _write_parquet_atomic(frame, out_dir / f"{name}.parquet")
+    for stale in set(TABLES) - set(accepted):
+        (out_dir / f"{stale}.parquet").unlink(missing_ok=True)
+    rejects = pd.concat([r for r in rejected if len(r)] or [rejected[0]], ignore_index=True)
+    rejects.to_csv(out_dir / "rejects.csv", index=False)
+
+    tx = reports["transactions"].as_dict()
+    report = {
+        "dataset": dataset.name,
+        **{k: tx[k] for k in ("input_rows", "accepted_rows", "rejected_rows",
+                              "rejected_by_reason", "duplicate_rows")},
+        "customers": int(transactions["customer_id"].nunique()),
+        "period": {"first": str(transactions["timestamp"].min()),
+                   "last": str(transactions["timestamp"].max())},
+        "tables": {name: r.as_dict() for name, r in reports.items()},
+        "rejects_file": str(out_dir / "rejects.csv"),
+    }
+    (out_dir / "ingest_report.json").write_text(json.dumps(report, indent=2))
+    return report
+
+
+def _write_parquet_atomic(frame: pd.DataFrame, path: Path) -> None:
+    tmp = path.with_suffix(".parquet.tmp")
+    frame.to_parquet(tmp, index=False)
+    tmp.replace(path)

@@ -1,0 +1,113 @@
+"""Feature names, types and descriptions: the single source of truth.
+
+Feature views (features/feast_repo.py) take their schemas from here; the feature services there
+are the only place feature lists are chosen. Other packages import these names, never retype
+them. Descriptions are written for people: reason codes turn them into words."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from features.contract import CUSTOMER_ATTRIBUTES
+
+FeatureType = Literal["float", "int", "string"]
+
+CUSTOMER_ID = "customer_id"
+OFFER_ID = "offer_id"
+EVENT_TIMESTAMP = "event_timestamp"
+CREATED_TIMESTAMP = "created_timestamp"
+
+WINDOWS_DAYS: tuple[int, ...] = (30, 90, 180, 365)
+CATEGORY_SLOTS = 8
+
+
+@dataclass(frozen=True)
+class FeatureDef:
+    """One feature: its name, value type and a plain-words description."""
+
+    name: str
+    dtype: FeatureType
+    description: str
+
+
+def _windowed() -> list[FeatureDef]:
+    out = []
+    for w in WINDOWS_DAYS:
+        out.append(FeatureDef(f"frequency_{w}d", "int", f"purchase orders in the last {w} days"))
+        out.append(FeatureDef(f"monetary_{w}d", "float",
+                              f"net spend (after returns) in the last {w} days"))
+    return out
+
+
+CUSTOMER_ACTIVITY: tuple[FeatureDef, ...] = (
+    FeatureDef("recency_days", "float", "days since the last purchase"),
+    FeatureDef("tenure_days", "float", "days since the first purchase"),
+    *_windowed(),
+    FeatureDef("frequency_lifetime", "int", "purchase orders ever"),
+    FeatureDef("monetary_lifetime", "float", "net spend ever"),
+    FeatureDef("avg_order_value_365d", "float", "average order value in the last 365 days"),
+    FeatureDef("avg_basket_items_365d", "float", "average items per order in the last 365 days"),
+    FeatureDef("gap_mean_days", "float", "usual number of days between purchases"),
+    FeatureDef("gap_std_days", "float", "variability of the days between purchases"),
+    FeatureDef("gap_ratio", "float", "days since the last purchase relative to the usual gap"),
+    FeatureDef("spend_trend_90d", "float",
+               "spend in the last 90 days against the 90 days before (-1 fall .. +1 rise)"),
+    FeatureDef("returns_share_365d", "float", "share of purchases returned in the last 365 days"),
+    FeatureDef("distinct_products_365d", "int", "different products bought in the last 365 days"),
+    FeatureDef("distinct_categories_365d", "int",
+               "different categories bought in the last 365 days"),
+    *(FeatureDef(f"category_share_{k}", "float",
+                 f"share of 365-day spend in the catalog's top-{k} category")
+      for k in range(1, CATEGORY_SLOTS + 1)),
+    FeatureDef("discount_share_365d", "float", "share of the basket value paid by discounts"),
+    FeatureDef("offers_received_365d", "int", "offers sent to the customer in the last 365 days"),
+    FeatureDef("offers_redeemed_365d", "int", "offers redeemed in the last 365 days"),
+    FeatureDef("interactions_90d", "int", "contacts (tickets, complaints, e-mails) in 90 days"),
+    FeatureDef("interactions_365d", "int", "contacts in the last 365 days"),
+    FeatureDef("interaction_value_mean_365d", "float",
+               "average interaction score (e.g. survey) in the last 365 days"),
+)
+
+CUSTOMER_SEGMENTS: tuple[FeatureDef, ...] = (
+    FeatureDef("r_score", "int", "recency score, 1 (long ago) to 5 (recent)"),
+    FeatureDef("f_score", "int", "frequency score, 1 (rare) to 5 (frequent)"),
+    FeatureDef("m_score", "int", "monetary score, 1 (low spend) to 5 (high spend)"),
+    FeatureDef("rfm_segment", "string", "named RFM segment (Champions, At Risk, ...)"),
+    FeatureDef("value_tier", "string", "value tier by 365-day spend: high, medium, low"),
+    FeatureDef("lifecycle_stage", "string", "lifecycle stage: new, active, at_risk, lapsed"),
+)
+
+CUSTOMER_PROFILE: tuple[FeatureDef, ...] = tuple(
+    FeatureDef(attr, "string", f"customer attribute: {attr.replace('_', ' ')}")
+    for attr in CUSTOMER_ATTRIBUTES
+)
+
+OFFER_STATS: tuple[FeatureDef, ...] = (
+    FeatureDef("offer_buyers_30d", "int", "customers who bought the offer in the last 30 days"),
+    FeatureDef("offer_buyers_90d", "int", "customers who bought the offer in the last 90 days"),
+    FeatureDef("offer_revenue_90d", "float", "revenue of the offer in the last 90 days"),
+    FeatureDef("offer_value", "float", "average spend per buyer-order on the offer (90 days)"),
+    FeatureDef("offer_trend_30d", "float",
+               "buyers in the last 30 days against the 30 days before (-1 .. +1)"),
+)
+
+CUSTOMER_OFFER_AFFINITY: tuple[FeatureDef, ...] = (
+    FeatureDef("affinity_orders_365d", "int", "orders including this offer in the last 365 days"),
+    FeatureDef("affinity_spend_365d", "float", "spend on this offer in the last 365 days"),
+    FeatureDef("affinity_spend_share_365d", "float", "share of 365-day spend on this offer"),
+    FeatureDef("affinity_recency_days", "float", "days since the customer last bought this offer"),
+)
+
+ALL_FEATURES: dict[str, FeatureDef] = {
+    f.name: f
+    for f in (*CUSTOMER_ACTIVITY, *CUSTOMER_SEGMENTS, *CUSTOMER_PROFILE, *OFFER_STATS,
+              *CUSTOMER_OFFER_AFFINITY)
+}
+
+CUSTOMER_FEATURES: tuple[str, ...] = tuple(
+    f.name for f in (*CUSTOMER_ACTIVITY, *CUSTOMER_SEGMENTS, *CUSTOMER_PROFILE)
+)
+CATEGORICAL_FEATURES: tuple[str, ...] = tuple(
+    name for name, f in ALL_FEATURES.items() if f.dtype == "string"
+)

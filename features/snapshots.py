@@ -1,0 +1,219 @@
+"""Feature snapshots and labels at a series of cutoffs, built partition by partition.
+
+Customers are split into hash partitions; each partition is processed by the same pure
+function (in a process pool here, per partition on a cluster at scale) and the results are
+concatenated. Population-relative steps (segments, offer popularity) run on the combined
+result, which is small: one row per customer (or offer) and cutoff.
+"""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from features.config import FeatureParams, LabelParams, SegmentParams
+from features.contract import CUSTOMER_ATTRIBUTES
+from features.engineering import customer_features_at, prepare_partition
+from features.labels import churn_labels, clv_labels, offer_labels
+from features.names import (
+    CATEGORY_SLOTS,
+    CREATED_TIMESTAMP,
+    CUSTOMER_FEATURES,
+    CUSTOMER_ID,
+    EVENT_TIMESTAMP,
+    OFFER_ID,
+)
+from features.offers import (
+    affinity_at,
+    offer_lines,
+    offer_partials_at,
+    offer_stats,
+    resolve_catalog,
+)
+from features.segments import add_segments
+
+OUTPUTS = ("customer_features", "offer_features", "customer_offer_features", "labels_churn",
+           "labels_clv", "labels_offer")
+
+
+@dataclass(frozen=True)
+class SnapshotPlan:
+    """What every partition needs to know besides its own rows."""
+
+    cutoffs: tuple[pd.Timestamp, ...]
+    category_slots: tuple[str, ...]
+    catalog: str
+    observed_until: pd.Timestamp
+    labels: LabelParams
+
+
+def monthly_cutoffs(first: pd.Timestamp, last: pd.Timestamp, min_history_days: int
+                    ) -> list[pd.Timestamp]:
+    """First day of each month from `first + min_history_days` up to `last` (UTC midnight)."""
+    start = (first + pd.Timedelta(days=min_history_days)).tz_convert("UTC")
+    start = start.normalize() + pd.offsets.MonthBegin(0)
+    end = last.tz_convert("UTC")
+    return list(pd.date_range(start, end, freq="MS", tz="UTC"))
+
+
+def resolve_cutoffs(spec: str | list[date], transactions: pd.DataFrame, min_history_days: int
+                    ) -> list[pd.Timestamp]:
+    """Cutoffs from settings: 'monthly' over the data, or an explicit list of dates."""
+    if spec == "monthly":
+        return monthly_cutoffs(transactions["timestamp"].min(), transactions["timestamp"].max(),
+                               min_history_days)
+    return sorted(pd.Timestamp(d).tz_localize("UTC") for d in spec)
+
+
+def top_categories(transactions: pd.DataFrame, before: pd.Timestamp) -> list[str]:
+    """Categories with the most spend before the first cutoff: the category-share slots."""
+    if "category" not in transactions:
+        return []
+    early = transactions[(transactions["timestamp"] < before) & (transactions["amount"] > 0)]
+    spend = early.groupby("category", observed=True)["amount"].sum()
+    return list(spend.sort_values(ascending=False, kind="stable").index[:CATEGORY_SLOTS])
+
+
+def partition_of(customer_ids: pd.Series, partitions: int) -> np.ndarray:
+    """Stable hash partition of each customer id."""
+    hashed = pd.util.hash_pandas_object(customer_ids.astype("string"), index=False)
+    return (hashed.to_numpy() % np.uint64(partitions)).astype(np.int64)
+
+
+def build_partition(plan: SnapshotPlan, transactions: pd.DataFrame,
+                    offer_events: pd.DataFrame | None, interactions: pd.DataFrame | None
+                    ) -> dict[str, pd.DataFrame]:
+    """All snapshots and labels of one partition of customers, at every cutoff."""
+    part = prepare_partition(transactions, list(plan.category_slots), offer_events, interactions)
+    codes, ids = offer_lines(part, plan.catalog)
+    out: dict[str, list[pd.DataFrame]] = {name: [] for name in (*OUTPUTS, "offer_partials")}
+    for cutoff in plan.cutoffs:
+        feats = customer_features_at(part, cutoff)
+        feats.insert(1, EVENT_TIMESTAMP, cutoff)
+        out["customer_features"].append(feats)
+        out["customer_offer_features"].append(affinity_at(part, cutoff, plan.catalog))
+        out["offer_partials"].append(offer_partials_at(part, cutoff, plan.catalog))
+        out["labels_churn"].append(churn_labels(part, cutoff, plan.labels, plan.observed_until))
+        out["labels_clv"].append(clv_labels(part, cutoff, plan.labels, plan.observed_until))
+        out["labels_offer"].append(offer_labels(part, cutoff, plan.labels, plan.observed_until,
+                                                codes, ids))
+    return {name: _concat(frames) for name, frames in out.items() if frames}
+
+
+def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    non_empty = [f for f in frames if len(f)]
+    return pd.concat(non_empty, ignore_index=True) if non_empty else frames[0]
+
+
+def _split(frame: pd.DataFrame | None, parts: np.ndarray | None, index: int
+           ) -> pd.DataFrame | None:
+    if frame is None or parts is None:
+        return None
+    return frame[parts == index]
+
+
+def build_snapshots(
+    tables: dict[str, pd.DataFrame],
+    features: FeatureParams,
+    labels: LabelParams,
+    segments: SegmentParams,
+    workers: int = 1,
+) -> tuple[dict[str, pd.DataFrame], dict[str, Any]]:
+    """Features and labels at every cutoff from canonical tables. Returns (outputs, metadata)."""
+    tx = tables["transactions"]
+    cutoffs = resolve_cutoffs(features.cutoffs, tx, features.min_history_days)
+    if not cutoffs:
+        raise ValueError("no cutoffs: the data is shorter than features.min_history_days")
+    plan = SnapshotPlan(
+        cutoffs=tuple(cutoffs),
+        category_slots=tuple(top_categories(tx, cutoffs[0])),
+        catalog=resolve_catalog(labels.offer_catalog, tx),
+        observed_until=tx["timestamp"].max(),
+        labels=labels,
+    )
+    n = max(1, features.partitions)
+    tx_parts = partition_of(tx[CUSTOMER_ID], n)
+    events, inter = tables.get("offer_events"), tables.get("interactions")
+    ev_parts = partition_of(events[CUSTOMER_ID], n) if events is not None else None
+    in_parts = partition_of(inter[CUSTOMER_ID], n) if inter is not None else None
+    jobs = [(plan, tx[tx_parts == i], _split(events, ev_parts, i), _split(inter, in_parts, i))
+            for i in range(n) if (tx_parts == i).any()]
+    if workers > 1 and len(jobs) > 1:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            results = list(pool.map(build_partition, *zip(*jobs, strict=True)))
+    else:
+        results = [build_partition(*job) for job in jobs]
+    merged = {name: _concat([r[name] for r in results]) for name in results[0]}
+
+    customers = tables.get("customers")
+    snapshot = merged["customer_features"]
+    snapshot = add_profile(snapshot, customers)
+    snapshot = add_segments(snapshot, segments, labels.active_window_days)
+    created = pd.Timestamp.now(tz="UTC").floor("s")
+    outputs = {
+        "customer_features": _finish(snapshot[[CUSTOMER_ID, EVENT_TIMESTAMP, *CUSTOMER_FEATURES]],
+                                     [CUSTOMER_ID], created),
+        "offer_features": _finish(offer_stats(merged["offer_partials"]), [OFFER_ID], created),
+        "customer_offer_features": _finish(merged["customer_offer_features"],
+                                           [CUSTOMER_ID, OFFER_ID], created),
+        "labels_churn": _sorted(merged["labels_churn"], [CUSTOMER_ID]),
+        "labels_clv": _sorted(merged["labels_clv"], [CUSTOMER_ID]),
+        "labels_offer": _sorted(merged["labels_offer"], [CUSTOMER_ID, OFFER_ID]),
+    }
+    metadata = {
+        "cutoffs": [c.isoformat() for c in cutoffs],
+        "category_slots": list(plan.category_slots),
+        "offer_catalog": plan.catalog,
+        "observed_until": plan.observed_until.isoformat(),
+        "rows": {name: len(frame) for name, frame in outputs.items()},
+    }
+    return outputs, metadata
+
+
+def add_profile(snapshot: pd.DataFrame, customers: pd.DataFrame | None) -> pd.DataFrame:
+    """Customer attributes (static, so point-in-time safe) joined onto the snapshot."""
+    attrs = pd.DataFrame({CUSTOMER_ID: pd.Series(dtype="string")})
+    if customers is not None:
+        attrs = customers[[CUSTOMER_ID, *[a for a in CUSTOMER_ATTRIBUTES if a in customers]]]
+    out = snapshot.merge(attrs, on=CUSTOMER_ID, how="left")
+    for attr in CUSTOMER_ATTRIBUTES:
+        out[attr] = out[attr].astype("string") if attr in out else pd.Series(
+            pd.NA, index=out.index, dtype="string")
+    return out
+
+
+def _sorted(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    return frame.sort_values([EVENT_TIMESTAMP, *keys], kind="stable").reset_index(drop=True)
+
+
+def _finish(frame: pd.DataFrame, keys: list[str], created: pd.Timestamp) -> pd.DataFrame:
+    out = _sorted(frame, keys)
+    out[EVENT_TIMESTAMP] = pd.to_datetime(out[EVENT_TIMESTAMP], utc=True)
+    out[CREATED_TIMESTAMP] = created
+    return out
+
+
+def write_snapshots(outputs: dict[str, pd.DataFrame], metadata: dict[str, Any], out_dir: Path
+                    ) -> None:
+    """Write every output as parquet plus `snapshots.json`, each file replaced atomically."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name, frame in outputs.items():
+        tmp = out_dir / f"{name}.parquet.tmp"
+        frame.to_parquet(tmp, index=False)
+        tmp.replace(out_dir / f"{name}.parquet")
+    (out_dir / "snapshots.json").write_text(json.dumps(metadata, indent=2))
+
+
+def read_tables(data_dir: Path) -> dict[str, pd.DataFrame]:
+    """Canonical tables written by ingest."""
+    tables = {p.stem: pd.read_parquet(p) for p in sorted(data_dir.glob("*.parquet"))}
+    if "transactions" not in tables:
+        raise FileNotFoundError(f"{data_dir}: no transactions.parquet; run `crmscore ingest`")
+    return tables

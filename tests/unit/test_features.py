@@ -1,0 +1,166 @@
+"""Point-in-time features and labels on small data with known answers."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.config import FeatureParams, LabelParams, SegmentParams
+from features.snapshots import build_snapshots, monthly_cutoffs
+from tests.conftest import tx
+
+CUTOFF = pd.Timestamp("2021-03-01", tz="UTC")
+
+
+def _known() -> pd.DataFrame:
+    rows = [
+        # customer a: three purchases before the cutoff, one return, one purchase after
+        ("a", "o1", "2021-01-01", 100.0),
+        ("a", "o2", "2021-01-11", 50.0),
+        ("a", "o3", "2021-02-20", 30.0),
+        ("a", "r1", "2021-02-21", -10.0),
+        ("a", "o4", "2021-03-10", 70.0),
+        # customer b: one purchase long ago, nothing after: churns
+        ("b", "o5", "2020-06-01", 20.0),
+        # customer c: only buys after the cutoff: not in the snapshot at the cutoff
+        ("c", "o6", "2021-03-02", 5.0),
+        # d: last line of the data (sets the observed end)
+        ("d", "o7", "2021-06-01", 1.0),
+        # e: first purchase exactly at the cutoff: neither in the features nor in the labels
+        ("e", "o8", "2021-03-01", 5.0),
+    ]
+    cats = ["x", "y", "x", "x", "y", "x", "x", "x", "x"]
+    return tx(rows, category=cats,
+              product_id=["p1", "p2", "p1", "p1", "p3", "p1", "p1", "p9", "p1"])
+
+
+def _build(frame: pd.DataFrame, cutoffs: list[date] | None = None,
+           labels: LabelParams | None = None) -> dict[str, pd.DataFrame]:
+    outputs, _ = build_snapshots(
+        {"transactions": frame},
+        FeatureParams(cutoffs=cutoffs or [CUTOFF.date()], partitions=2),
+        labels or LabelParams(churn_horizon_days=30, clv_horizon_days=30, offer_horizon_days=30),
+        SegmentParams(),
+    )
+    return outputs
+
+
+def test_features_have_known_values() -> None:
+    feats = _build(_known())["customer_features"].set_index("customer_id")
+    assert set(feats.index) == {"a", "b"}
+    a = feats.loc["a"]
+    assert a["recency_days"] == pytest.approx(9.0)  # last purchase 2021-02-20
+    assert a["tenure_days"] == pytest.approx(59.0)
+    assert a["frequency_30d"] == 1 and a["frequency_90d"] == 3
+    assert a["monetary_30d"] == pytest.approx(20.0)  # 30 - 10 returned
+    assert a["monetary_lifetime"] == pytest.approx(170.0)
+    assert a["gap_mean_days"] == pytest.approx(25.0)  # gaps 10 and 40
+    assert a["gap_std_days"] == pytest.approx(15.0)
+    assert a["returns_share_365d"] == pytest.approx(10 / 180)
+    assert a["distinct_products_365d"] == 2
+    assert a["category_share_1"] + a["category_share_2"] == pytest.approx(1.0)
+    assert feats.loc["b", "recency_days"] == pytest.approx(273.0)
+    assert np.isnan(feats.loc["b", "gap_mean_days"])
+
+
+def test_labels_have_known_values() -> None:
+    out = _build(_known())
+    churn = out["labels_churn"].set_index("customer_id")["churned"].to_dict()
+    assert churn == {"a": 0, "b": 1}  # c and e were not active before the cutoff
+    clv = out["labels_clv"].set_index("customer_id")["clv"].to_dict()
+    assert clv == {"a": 70.0, "b": 0.0}
+    offers = out["labels_offer"]
+    assert list(zip(offers["customer_id"], offers["offer_id"], strict=True)) == [("a", "y")]
+
+
+def test_censored_cutoff_has_no_label_but_has_features() -> None:
+    late = date(2021, 5, 15)  # 30-day horizon ends after the data (2021-06-01)
+    out = _build(_known(), cutoffs=[CUTOFF.date(), late])
+    for name in ("labels_churn", "labels_clv", "labels_offer"):
+        stamps = set(out[name]["event_timestamp"])
+        assert pd.Timestamp(late, tz="UTC") not in stamps, name
+        assert CUTOFF in stamps, name
+    assert pd.Timestamp(late, tz="UTC") in set(out["customer_features"]["event_timestamp"])
+
+
+def _random_transactions(seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    n = 3000
+    start = pd.Timestamp("2020-01-01")
+    rows = pd.DataFrame({
+        "customer_id": rng.integers(0, 150, n).astype(str),
+        "order_id": np.arange(n).astype(str),
+        "timestamp": start + pd.to_timedelta(rng.integers(0, 600 * 86400, n), unit="s"),
+        "amount": np.round(rng.normal(40, 30, n), 2),
+        "category": rng.choice(list("abcdefghij"), n),
+        "product_id": rng.integers(0, 60, n).astype(str),
+    })
+    rows["timestamp"] = rows["timestamp"].dt.tz_localize("UTC")
+    return rows
+
+
+CUTOFFS = [date(2020, 9, 1), date(2021, 1, 1), date(2021, 4, 1)]
+LABELS = LabelParams(churn_horizon_days=60, clv_horizon_days=90, offer_horizon_days=30)
+
+
+def _at(frame: pd.DataFrame, cutoff: date) -> pd.DataFrame:
+    rows = frame[frame["event_timestamp"] == pd.Timestamp(cutoff, tz="UTC")]
+    keys = [c for c in ("customer_id", "offer_id") if c in rows]
+    return rows.drop(columns=["created_timestamp"], errors="ignore").sort_values(keys) \
+        .reset_index(drop=True)
+
+
+@pytest.mark.parametrize("cutoff", CUTOFFS)
+def test_changing_the_future_does_not_move_features(cutoff: date) -> None:
+    base = _random_transactions(1)
+    t = pd.Timestamp(cutoff, tz="UTC")
+    future = base["timestamp"] >= t
+    changed = base.copy()
+    changed.loc[future, "amount"] *= -3
+    changed.loc[future, "category"] = "z"
+    extra = base[future].head(200).assign(order_id=lambda f: "new" + f["order_id"],
+                                          timestamp=t)  # events exactly at the cutoff
+    changed = pd.concat([changed, extra], ignore_index=True)
+    before, after = _build(base, CUTOFFS, LABELS), _build(changed, CUTOFFS, LABELS)
+    for name in ("customer_features", "customer_offer_features"):
+        pd.testing.assert_frame_equal(_at(before[name], cutoff), _at(after[name], cutoff))
+    assert not _at(before["labels_clv"], cutoff).equals(_at(after["labels_clv"], cutoff))
+
+
+@pytest.mark.parametrize("cutoff", CUTOFFS[:2])
+def test_changing_the_past_does_not_move_labels(cutoff: date) -> None:
+    base = _random_transactions(2)
+    t = pd.Timestamp(cutoff, tz="UTC")
+    past = base["timestamp"] < t
+    changed = base.copy()
+    changed.loc[past, "amount"] = changed.loc[past, "amount"].abs() * 2 + 1
+    changed.loc[past, "product_id"] = "old"
+    before, after = _build(base, CUTOFFS, LABELS), _build(changed, CUTOFFS, LABELS)
+    for name in ("labels_churn", "labels_clv", "labels_offer"):
+        pd.testing.assert_frame_equal(_at(before[name], cutoff), _at(after[name], cutoff))
+    assert not _at(before["customer_features"], cutoff).equals(
+        _at(after["customer_features"], cutoff))
+
+
+def test_partitioning_does_not_change_results() -> None:
+    frame = _random_transactions(3)
+    one, _ = build_snapshots({"transactions": frame},
+                             FeatureParams(cutoffs=CUTOFFS, partitions=1), LABELS,
+                             SegmentParams())
+    many, _ = build_snapshots({"transactions": frame},
+                              FeatureParams(cutoffs=CUTOFFS, partitions=7), LABELS,
+                              SegmentParams())
+    for name, frame_one in one.items():
+        pd.testing.assert_frame_equal(frame_one.drop(columns=["created_timestamp"], errors="ignore"),
+                                      many[name].drop(columns=["created_timestamp"],
+                                                      errors="ignore"))
+
+
+def test_monthly_cutoffs_start_after_min_history() -> None:
+    cuts = monthly_cutoffs(pd.Timestamp("2021-01-15", tz="UTC"),
+                           pd.Timestamp("2021-06-10", tz="UTC"), 30)
+    assert [c.date() for c in cuts] == [date(2021, 3, 1), date(2021, 4, 1), date(2021, 5, 1),
+                                        date(2021, 6, 1)]
