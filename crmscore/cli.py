@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sys
 import time
 from datetime import date
 from pathlib import Path
@@ -12,10 +14,14 @@ import typer
 
 from crmscore.settings import Settings, SettingsError, load_settings
 
-app = typer.Typer(help="Churn, CLV and next-best-offer scores for CRM systems.",
-                  no_args_is_help=True, pretty_exceptions_enable=False)
-features_app = typer.Typer(help="Point-in-time features, labels and the Feast store.",
-                           no_args_is_help=True)
+app = typer.Typer(
+    help="Churn, CLV and next-best-offer scores for CRM systems.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+features_app = typer.Typer(
+    help="Point-in-time features, labels and the Feast store.", no_args_is_help=True
+)
 app.add_typer(features_app, name="features")
 
 
@@ -28,13 +34,20 @@ class _State:
 @app.callback()
 def main(
     ctx: typer.Context,
-    workspace: Annotated[Path | None, typer.Option(
-        envvar="CRMSCORE_HOME", help="Where all state lives (default ./workspace).")] = None,
-    config_dir: Annotated[Path | None, typer.Option(
-        "--config", envvar="CRMSCORE_CONFIG", help="Folder with settings.yaml and datasets/.")
+    workspace: Annotated[
+        Path | None,
+        typer.Option(envvar="CRMSCORE_HOME", help="Where all state lives (default ./workspace)."),
     ] = None,
-    dataset: Annotated[str | None, typer.Option(
-        help="Dataset name in configs/datasets/ or a path to a dataset YAML.")] = None,
+    config_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--config", envvar="CRMSCORE_CONFIG", help="Folder with settings.yaml and datasets/."
+        ),
+    ] = None,
+    dataset: Annotated[
+        str | None,
+        typer.Option(help="Dataset name in configs/datasets/ or a path to a dataset YAML."),
+    ] = None,
 ) -> None:
     """Global options shared by every command."""
     state = _State()
@@ -72,8 +85,18 @@ def ingest(ctx: typer.Context) -> None:
         report = run_ingest(settings.dataset, settings.data_root, settings.data_dir)
     except IngestError as exc:
         _fail(str(exc))
-    summary = {k: report[k] for k in ("dataset", "input_rows", "accepted_rows", "rejected_rows",
-                                      "rejected_by_reason", "duplicate_rows", "customers")}
+    summary = {
+        k: report[k]
+        for k in (
+            "dataset",
+            "input_rows",
+            "accepted_rows",
+            "rejected_rows",
+            "rejected_by_reason",
+            "duplicate_rows",
+            "customers",
+        )
+    }
     summary["seconds"] = round(time.perf_counter() - started, 1)
     summary["report"] = str(settings.data_dir / "ingest_report.json")
     _echo_json(summary)
@@ -82,8 +105,10 @@ def ingest(ctx: typer.Context) -> None:
 @features_app.command("build")
 def features_build(
     ctx: typer.Context,
-    cutoffs: Annotated[list[str] | None, typer.Option(
-        help="Cutoff dates (YYYY-MM-DD), repeatable; default: monthly over the data.")] = None,
+    cutoffs: Annotated[
+        list[str] | None,
+        typer.Option(help="Cutoff dates (YYYY-MM-DD), repeatable; default: monthly over the data."),
+    ] = None,
     workers: Annotated[int, typer.Option(help="Processes for the customer partitions.")] = 1,
 ) -> None:
     """Compute point-in-time features and labels at every cutoff."""
@@ -99,14 +124,21 @@ def features_build(
     started = time.perf_counter()
     try:
         tables = read_tables(settings.data_dir)
-        outputs, metadata = build_snapshots(tables, settings.features, settings.labels,
-                                            settings.segments, workers=workers)
+        outputs, metadata = build_snapshots(
+            tables, settings.features, settings.labels, settings.segments, workers=workers
+        )
     except (FileNotFoundError, ValueError) as exc:
         _fail(str(exc))
     write_snapshots(outputs, metadata, settings.snapshot_dir)
-    _echo_json({"cutoffs": len(metadata["cutoffs"]), "offer_catalog": metadata["offer_catalog"],
-                "rows": metadata["rows"], "seconds": round(time.perf_counter() - started, 1),
-                "folder": str(settings.snapshot_dir)})
+    _echo_json(
+        {
+            "cutoffs": len(metadata["cutoffs"]),
+            "offer_catalog": metadata["offer_catalog"],
+            "rows": metadata["rows"],
+            "seconds": round(time.perf_counter() - started, 1),
+            "folder": str(settings.snapshot_dir),
+        }
+    )
 
 
 @features_app.command("apply")
@@ -125,14 +157,17 @@ def features_apply(ctx: typer.Context) -> None:
 @features_app.command("materialize")
 def features_materialize(
     ctx: typer.Context,
-    stock: Annotated[bool, typer.Option(
-        help="Use Feast's stock materialize_incremental instead of the fast writer.")] = False,
+    stock: Annotated[
+        bool,
+        typer.Option(help="Use Feast's stock materialize_incremental instead of the fast writer."),
+    ] = False,
 ) -> None:
     """Load the latest feature values into the online store (incremental, idempotent)."""
     from features.store import materialize
 
     settings = _settings(ctx)
     started = time.perf_counter()
-    result = materialize(settings.feast, settings.feast_dir, settings.snapshot_dir, stock=stock)
+    # Feast prints progress on stdout; keep stdout for this command's JSON answer.
+    with contextlib.redirect_stdout(sys.stderr):
+        result = materialize(settings.feast, settings.feast_dir, settings.snapshot_dir, stock=stock)
     _echo_json({**result, "seconds": round(time.perf_counter() - started, 2)})
-

@@ -87,8 +87,9 @@ class DatasetConfig(_Frozen):
     name: str
     description: str = ""
     timezone: str = "UTC"
-    tables: dict[Literal["transactions", "customers", "interactions", "offers", "offer_events"],
-                 TableConfig]
+    tables: dict[
+        Literal["transactions", "customers", "interactions", "offers", "offer_events"], TableConfig
+    ]
 
     @field_validator("tables")
     @classmethod

@@ -40,11 +40,21 @@ CUSTOMER_ATTRIBUTES: tuple[str, ...] = (
 
 TRANSACTIONS = TableSpec(
     "transactions",
-    required={"customer_id": "string", "order_id": "string", "timestamp": "timestamp",
-              "amount": "float"},
-    optional={"product_id": "string", "category": "string", "quantity": "float",
-              "unit_price": "float", "channel": "string", "store_id": "string",
-              "discount": "float"},
+    required={
+        "customer_id": "string",
+        "order_id": "string",
+        "timestamp": "timestamp",
+        "amount": "float",
+    },
+    optional={
+        "product_id": "string",
+        "category": "string",
+        "quantity": "float",
+        "unit_price": "float",
+        "channel": "string",
+        "store_id": "string",
+        "discount": "float",
+    },
 )
 CUSTOMERS = TableSpec(
     "customers",
@@ -59,13 +69,23 @@ INTERACTIONS = TableSpec(
 OFFERS = TableSpec(
     "offers",
     required={"offer_id": "string"},
-    optional={"product_id": "string", "category": "string", "offer_type": "string",
-              "value": "float", "valid_from": "timestamp", "valid_to": "timestamp"},
+    optional={
+        "product_id": "string",
+        "category": "string",
+        "offer_type": "string",
+        "value": "float",
+        "valid_from": "timestamp",
+        "valid_to": "timestamp",
+    },
 )
 OFFER_EVENTS = TableSpec(
     "offer_events",
-    required={"customer_id": "string", "offer_id": "string", "timestamp": "timestamp",
-              "event": "string"},
+    required={
+        "customer_id": "string",
+        "offer_id": "string",
+        "timestamp": "timestamp",
+        "event": "string",
+    },
     optional={},
 )
 OFFER_EVENT_TYPES = ("sent", "redeemed")

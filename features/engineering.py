@@ -106,10 +106,12 @@ def prepare_partition(
     ts = to_us(tx["timestamp"])
     amount = tx["amount"].to_numpy(dtype=np.float64)
     gross = np.where(amount > 0, amount, 0.0)
-    quantity = (tx["quantity"].to_numpy(dtype=np.float64) if "quantity" in tx
-                else np.ones(len(tx)))
-    discount = (tx["discount"].fillna(0).to_numpy(dtype=np.float64) if "discount" in tx
-                else np.zeros(len(tx)))
+    quantity = tx["quantity"].to_numpy(dtype=np.float64) if "quantity" in tx else np.ones(len(tx))
+    discount = (
+        tx["discount"].fillna(0).to_numpy(dtype=np.float64)
+        if "discount" in tx
+        else np.zeros(len(tx))
+    )
     category = tx["category"] if "category" in tx else pd.Series(pd.NA, index=tx.index)
     slot_of = {name: i for i, name in enumerate(category_slots[:CATEGORY_SLOTS])}
     slots = category.map(slot_of).fillna(-1).to_numpy(dtype=np.int64)
@@ -118,25 +120,61 @@ def prepare_partition(
     product_codes, product_ids = _codes(product)
     category_codes, category_ids = _codes(category)
     order_codes = pd.factorize(tx["order_id"])[0].astype(np.int64)
-    lines = Lines(cust_codes.astype(np.int64), order_codes, ts, gross, product_codes,
-                  category_codes, slots, product_ids, category_ids)
+    lines = Lines(
+        cust_codes.astype(np.int64),
+        order_codes,
+        ts,
+        gross,
+        product_codes,
+        category_codes,
+        slots,
+        product_ids,
+        category_ids,
+    )
 
-    frame = pd.DataFrame({"c": cust_codes, "o": order_codes, "ts": ts,
-                          "amount": amount, "gross": gross, "returned": gross - amount,
-                          "items": np.where(amount > 0, quantity, 0.0), "discount": discount})
-    grouped = frame.groupby(["c", "o"], sort=False).agg(
-        ts=("ts", "min"), amount=("amount", "sum"), gross=("gross", "sum"),
-        returned=("returned", "sum"), items=("items", "sum"), discount=("discount", "sum"),
-    ).reset_index().sort_values("ts", kind="stable")
-    orders = Orders(grouped["c"].to_numpy(np.int64), grouped["ts"].to_numpy(np.int64),
-                    grouped["amount"].to_numpy(), grouped["gross"].to_numpy(),
-                    grouped["returned"].to_numpy(), grouped["items"].to_numpy(),
-                    grouped["discount"].to_numpy())
+    frame = pd.DataFrame(
+        {
+            "c": cust_codes,
+            "o": order_codes,
+            "ts": ts,
+            "amount": amount,
+            "gross": gross,
+            "returned": gross - amount,
+            "items": np.where(amount > 0, quantity, 0.0),
+            "discount": discount,
+        }
+    )
+    grouped = (
+        frame.groupby(["c", "o"], sort=False)
+        .agg(
+            ts=("ts", "min"),
+            amount=("amount", "sum"),
+            gross=("gross", "sum"),
+            returned=("returned", "sum"),
+            items=("items", "sum"),
+            discount=("discount", "sum"),
+        )
+        .reset_index()
+        .sort_values("ts", kind="stable")
+    )
+    orders = Orders(
+        grouped["c"].to_numpy(np.int64),
+        grouped["ts"].to_numpy(np.int64),
+        grouped["amount"].to_numpy(),
+        grouped["gross"].to_numpy(),
+        grouped["returned"].to_numpy(),
+        grouped["items"].to_numpy(),
+        grouped["discount"].to_numpy(),
+    )
 
-    return Partition(customer_ids.to_numpy(dtype=object), orders, lines,
-                     purchase_days(orders),
-                     _coded_events(offer_events, code_of, ["event"]),
-                     _coded_events(interactions, code_of, ["value"]))
+    return Partition(
+        customer_ids.to_numpy(dtype=object),
+        orders,
+        lines,
+        purchase_days(orders),
+        _coded_events(offer_events, code_of, ["event"]),
+        _coded_events(interactions, code_of, ["value"]),
+    )
 
 
 def purchase_days(orders: Orders) -> PurchaseDays:
@@ -146,18 +184,24 @@ def purchase_days(orders: Orders) -> PurchaseDays:
     days = days.drop_duplicates().sort_values(["c", "day"], kind="stable")
     gap = days.groupby("c")["day"].diff().to_numpy(dtype=np.float64)
     order = np.argsort(days["day"].to_numpy(), kind="stable")
-    return PurchaseDays(days["c"].to_numpy()[order], days["day"].to_numpy()[order] * US_PER_DAY,
-                        gap[order])
+    return PurchaseDays(
+        days["c"].to_numpy()[order], days["day"].to_numpy()[order] * US_PER_DAY, gap[order]
+    )
 
 
-def _coded_events(frame: pd.DataFrame | None, code_of: pd.Series, keep: list[str]
-                  ) -> pd.DataFrame:
+def _coded_events(frame: pd.DataFrame | None, code_of: pd.Series, keep: list[str]) -> pd.DataFrame:
     if frame is None or len(frame) == 0:
-        return pd.DataFrame({"c": np.array([], dtype=np.int64), "ts": np.array([], np.int64),
-                             **{k: np.array([], dtype=object) for k in keep}})
+        return pd.DataFrame(
+            {
+                "c": np.array([], dtype=np.int64),
+                "ts": np.array([], np.int64),
+                **{k: np.array([], dtype=object) for k in keep},
+            }
+        )
     known = frame[frame[CUSTOMER_ID].isin(code_of.index)]
-    out = pd.DataFrame({"c": code_of.loc[known[CUSTOMER_ID]].to_numpy(np.int64),
-                        "ts": to_us(known["timestamp"])})
+    out = pd.DataFrame(
+        {"c": code_of.loc[known[CUSTOMER_ID]].to_numpy(np.int64), "ts": to_us(known["timestamp"])}
+    )
     for k in keep:
         out[k] = known[k].to_numpy() if k in known else np.nan
     return out.sort_values("ts", kind="stable").reset_index(drop=True)
@@ -225,10 +269,12 @@ def customer_features_at(part: Partition, cutoff: pd.Timestamp) -> pd.DataFrame:
     out["monetary_lifetime"] = _sum(oc, n, o.amount[hist])
     y = in_window(365)
     buys_y = y & buy
-    out["avg_order_value_365d"] = _ratio(_sum(oc[buys_y], n, o.amount[hist][buys_y]),
-                                         out["frequency_365d"])
-    out["avg_basket_items_365d"] = _ratio(_sum(oc[buys_y], n, o.items[hist][buys_y]),
-                                          out["frequency_365d"])
+    out["avg_order_value_365d"] = _ratio(
+        _sum(oc[buys_y], n, o.amount[hist][buys_y]), out["frequency_365d"]
+    )
+    out["avg_basket_items_365d"] = _ratio(
+        _sum(oc[buys_y], n, o.items[hist][buys_y]), out["frequency_365d"]
+    )
 
     d = part.days
     dw = _window(d.ts, np.iinfo(np.int64).min, t)
@@ -245,8 +291,9 @@ def customer_features_at(part: Partition, cutoff: pd.Timestamp) -> pd.DataFrame:
     out["spend_trend_90d"] = _trend(out["monetary_90d"], _sum(oc[prev], n, o.amount[hist][prev]))
     gross_y = _sum(oc[y], n, o.gross[hist][y])
     out["returns_share_365d"] = _ratio(_sum(oc[y], n, o.returned[hist][y]), gross_y)
-    out["discount_share_365d"] = _ratio(_sum(oc[y], n, o.discount[hist][y]),
-                                        gross_y + _sum(oc[y], n, o.discount[hist][y]))
+    out["discount_share_365d"] = _ratio(
+        _sum(oc[y], n, o.discount[hist][y]), gross_y + _sum(oc[y], n, o.discount[hist][y])
+    )
 
     lw = _window(ln.ts, t - 365 * US_PER_DAY, t)
     lc = ln.customer[lw]
@@ -254,12 +301,14 @@ def customer_features_at(part: Partition, cutoff: pd.Timestamp) -> pd.DataFrame:
     out["distinct_categories_365d"] = _distinct(lc, ln.category[lw], n)
     slot = ln.slot[lw]
     in_slot = slot >= 0
-    by_slot = _sum(lc[in_slot] * CATEGORY_SLOTS + slot[in_slot], n * CATEGORY_SLOTS,
-                   ln.gross[lw][in_slot]).reshape(n, CATEGORY_SLOTS)
+    by_slot = _sum(
+        lc[in_slot] * CATEGORY_SLOTS + slot[in_slot], n * CATEGORY_SLOTS, ln.gross[lw][in_slot]
+    ).reshape(n, CATEGORY_SLOTS)
     line_gross = _sum(lc, n, ln.gross[lw])
     for k in range(CATEGORY_SLOTS):
-        out[f"category_share_{k + 1}"] = np.where(line_gross > 0, _ratio(by_slot[:, k],
-                                                                         line_gross), 0.0)
+        out[f"category_share_{k + 1}"] = np.where(
+            line_gross > 0, _ratio(by_slot[:, k], line_gross), 0.0
+        )
 
     ev = part.events
     ew = _window(ev["ts"].to_numpy(), t - 365 * US_PER_DAY, t)
@@ -274,8 +323,9 @@ def customer_features_at(part: Partition, cutoff: pd.Timestamp) -> pd.DataFrame:
     out["interactions_365d"] = _sum(ic, n)
     out["interactions_90d"] = _sum(ic[its[iw] >= t - 90 * US_PER_DAY], n)
     valued = ~np.isnan(ival)
-    out["interaction_value_mean_365d"] = _ratio(_sum(ic[valued], n, ival[valued]),
-                                                _sum(ic[valued], n))
+    out["interaction_value_mean_365d"] = _ratio(
+        _sum(ic[valued], n, ival[valued]), _sum(ic[valued], n)
+    )
 
     frame = pd.DataFrame({CUSTOMER_ID: part.customer_ids, **out})[seen]
     for f in CUSTOMER_ACTIVITY:

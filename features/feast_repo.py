@@ -31,8 +31,11 @@ CUSTOMER_VIEW = "customer_features"
 OFFER_VIEW = "offer_features"
 AFFINITY_VIEW = "customer_offer_features"
 # Snapshot file behind each view (written by features.snapshots).
-VIEW_FILES = {CUSTOMER_VIEW: "customer_features.parquet", OFFER_VIEW: "offer_features.parquet",
-              AFFINITY_VIEW: "customer_offer_features.parquet"}
+VIEW_FILES = {
+    CUSTOMER_VIEW: "customer_features.parquet",
+    OFFER_VIEW: "offer_features.parquet",
+    AFFINITY_VIEW: "customer_offer_features.parquet",
+}
 
 # Feature lists of the three models: the only place they are chosen.
 _RFM_AND_ACTIVITY = [f.name for f in CUSTOMER_ACTIVITY] + ["r_score", "f_score", "m_score"]
@@ -42,9 +45,17 @@ SERVICE_FEATURES: dict[str, dict[str, list[str]]] = {
     "churn_v1": {CUSTOMER_VIEW: _RFM_AND_ACTIVITY + _SEGMENT_LABELS + _PROFILE},
     "clv_v1": {CUSTOMER_VIEW: _RFM_AND_ACTIVITY + _SEGMENT_LABELS + _PROFILE},
     "nbo_v1": {
-        CUSTOMER_VIEW: ["recency_days", "frequency_90d", "frequency_365d", "monetary_365d",
-                        "avg_order_value_365d", "distinct_products_365d",
-                        "distinct_categories_365d", "value_tier", "lifecycle_stage"],
+        CUSTOMER_VIEW: [
+            "recency_days",
+            "frequency_90d",
+            "frequency_365d",
+            "monetary_365d",
+            "avg_order_value_365d",
+            "distinct_products_365d",
+            "distinct_categories_365d",
+            "value_tier",
+            "lifecycle_stage",
+        ],
         OFFER_VIEW: [f.name for f in OFFER_STATS],
         AFFINITY_VIEW: [f.name for f in CUSTOMER_OFFER_AFFINITY],
     },
@@ -66,25 +77,43 @@ def _source(name: str, snapshot_dir: Path) -> FileSource:
 
 def definitions(snapshot_dir: Path, ttl_days: int) -> list[object]:
     """Every Feast object of the repo, with sources in `snapshot_dir`."""
-    customer = Entity(name="customer", join_keys=[CUSTOMER_ID], value_type=ValueType.STRING,
-                      description="a customer of the business (hashed in logs)")
-    offer = Entity(name="offer", join_keys=[OFFER_ID], value_type=ValueType.STRING,
-                   description="an offer of the catalog: a category, product or campaign")
+    customer = Entity(
+        name="customer",
+        join_keys=[CUSTOMER_ID],
+        value_type=ValueType.STRING,
+        description="a customer of the business (hashed in logs)",
+    )
+    offer = Entity(
+        name="offer",
+        join_keys=[OFFER_ID],
+        value_type=ValueType.STRING,
+        description="an offer of the catalog: a category, product or campaign",
+    )
     ttl = timedelta(days=ttl_days)
     views = {
         CUSTOMER_VIEW: FeatureView(
-            name=CUSTOMER_VIEW, entities=[customer], ttl=ttl, online=True,
+            name=CUSTOMER_VIEW,
+            entities=[customer],
+            ttl=ttl,
+            online=True,
             schema=_fields((*CUSTOMER_ACTIVITY, *CUSTOMER_SEGMENTS, *CUSTOMER_PROFILE)),
             source=_source(CUSTOMER_VIEW, snapshot_dir),
             description="customer activity, segments and profile at each cutoff",
         ),
         OFFER_VIEW: FeatureView(
-            name=OFFER_VIEW, entities=[offer], ttl=ttl, online=True,
-            schema=_fields(OFFER_STATS), source=_source(OFFER_VIEW, snapshot_dir),
+            name=OFFER_VIEW,
+            entities=[offer],
+            ttl=ttl,
+            online=True,
+            schema=_fields(OFFER_STATS),
+            source=_source(OFFER_VIEW, snapshot_dir),
             description="offer popularity and value at each cutoff",
         ),
         AFFINITY_VIEW: FeatureView(
-            name=AFFINITY_VIEW, entities=[customer, offer], ttl=ttl, online=True,
+            name=AFFINITY_VIEW,
+            entities=[customer, offer],
+            ttl=ttl,
+            online=True,
             schema=_fields(CUSTOMER_OFFER_AFFINITY),
             source=_source(AFFINITY_VIEW, snapshot_dir),
             description="what each customer bought of each offer in the year before a cutoff",

@@ -153,7 +153,7 @@ def load_source(source: SourceConfig, base_dir: Path, index: int) -> pd.DataFram
     for lookup in source.lookups:
         frame = _apply_lookup(frame, lookup, base_dir)
     frame[SOURCE_COL] = np.int16(index)
-    # Row numbers as a person sees them: CSV line numbers (the header is line 1), parquet rows from 1.
+    # Row numbers as a person sees them: CSV lines (the header is line 1), parquet rows from 1.
     frame[ROW_COL] = np.arange(len(frame), dtype=np.int64) + (2 if path.suffix != ".parquet" else 1)
     return frame
 
@@ -209,36 +209,41 @@ class _ParseFailure:
     raw: pd.Series
 
 
-def _parse(frame: pd.DataFrame, spec: TableSpec, cfg: TableConfig, tz: str
-           ) -> tuple[pd.DataFrame, list[_ParseFailure]]:
+def _parse(
+    frame: pd.DataFrame, spec: TableSpec, cfg: TableConfig, tz: str
+) -> tuple[pd.DataFrame, list[_ParseFailure]]:
     """Convert raw values to canonical types; report the values that do not parse."""
     out = pd.DataFrame(index=frame.index)
     failures = []
     for column in frame.columns:
         # Outside the contract: customer attributes (strings) or inputs of `derive` (numbers).
-        ctype = spec.column_type(column) or (
-            "string" if column in CUSTOMER_ATTRIBUTES else "float"
-        )
+        ctype = spec.column_type(column) or ("string" if column in CUSTOMER_ATTRIBUTES else "float")
         raw = frame[column]
         if column in (SOURCE_COL, ROW_COL):
             out[column] = raw
         elif ctype == "float":
             out[column] = pd.to_numeric(raw, errors="coerce").astype("float64")
-            failures.append(_ParseFailure(column, "a number", (out[column].isna() & raw.notna())
-                                          .to_numpy(), raw))
+            failures.append(
+                _ParseFailure(
+                    column, "a number", (out[column].isna() & raw.notna()).to_numpy(), raw
+                )
+            )
         elif ctype == "timestamp":
             out[column] = _parse_time(raw, cfg.timestamp_format, tz)
             expected = f"a date-time{f' as {cfg.timestamp_format}' if cfg.timestamp_format else ''}"
-            failures.append(_ParseFailure(column, expected, (out[column].isna() & raw.notna())
-                                          .to_numpy(), raw))
+            failures.append(
+                _ParseFailure(column, expected, (out[column].isna() & raw.notna()).to_numpy(), raw)
+            )
         else:  # strings, ids and customer attributes
             out[column] = _normalise_id(raw)
     return out, [f for f in failures if f.mask.any()]
 
 
 def _parse_time(raw: pd.Series, fmt: str | None, tz: str) -> pd.Series:
-    parsed = raw if pd.api.types.is_datetime64_any_dtype(raw) else pd.to_datetime(
-        raw, format=fmt, errors="coerce"
+    parsed = (
+        raw
+        if pd.api.types.is_datetime64_any_dtype(raw)
+        else pd.to_datetime(raw, format=fmt, errors="coerce")
     )
     if getattr(parsed.dt, "tz", None) is None:
         parsed = parsed.dt.tz_localize(tz, ambiguous=False, nonexistent="shift_forward")
@@ -254,34 +259,58 @@ def _dedupe_mask(parsed: pd.DataFrame, failures: list[_ParseFailure]) -> np.ndar
     for failure in failures:
         keys[f"_raw_{failure.column}"] = failure.raw.where(failure.mask, pd.NA)
     columns = list(keys.columns)
-    occurrence = keys.assign(**{SOURCE_COL: parsed[SOURCE_COL]}).groupby(
-        [SOURCE_COL, *columns], dropna=False, sort=False
-    ).cumcount()
+    occurrence = (
+        keys.assign(**{SOURCE_COL: parsed[SOURCE_COL]})
+        .groupby([SOURCE_COL, *columns], dropna=False, sort=False)
+        .cumcount()
+    )
     return ~keys.assign(_occ=occurrence.to_numpy()).duplicated().to_numpy()
 
 
 def _validate(frame: pd.DataFrame, spec: TableSpec, cfg: TableConfig, rejects: _Rejects) -> None:
     for column in spec.required:
-        rejects.add(frame[column].isna().to_numpy(), column, f"missing_{column}",
-                    f"a {spec.required[column]} value", frame[column])
+        rejects.add(
+            frame[column].isna().to_numpy(),
+            column,
+            f"missing_{column}",
+            f"a {spec.required[column]} value",
+            frame[column],
+        )
     rules = cfg.rules
     if "product_id" in frame:
         codes = frame["product_id"]
         bad = codes.isin(rules.non_product_codes).fillna(False).to_numpy(dtype=bool)
         if rules.non_product_code_pattern:
-            bad |= codes.str.fullmatch(rules.non_product_code_pattern).fillna(False).to_numpy(
-                dtype=bool
+            bad |= (
+                codes.str.fullmatch(rules.non_product_code_pattern)
+                .fillna(False)
+                .to_numpy(dtype=bool)
             )
-        rejects.add(bad, "product_id", "non_product_code", "a product code (not a fee or "
-                    "adjustment code)", codes)
+        rejects.add(
+            bad,
+            "product_id",
+            "non_product_code",
+            "a product code (not a fee or adjustment code)",
+            codes,
+        )
     if rules.require_positive_unit_price and "unit_price" in frame:
         price = frame["unit_price"]
-        rejects.add((price <= 0).fillna(False).to_numpy(dtype=bool), "unit_price",
-                    "non_positive_unit_price", "a unit price > 0", price)
+        rejects.add(
+            (price <= 0).fillna(False).to_numpy(dtype=bool),
+            "unit_price",
+            "non_positive_unit_price",
+            "a unit price > 0",
+            price,
+        )
     if spec.name == "offer_events":
         events = frame["event"]
-        rejects.add((~events.isin(OFFER_EVENT_TYPES)).fillna(False).to_numpy(dtype=bool),
-                    "event", "bad_event", f"one of {list(OFFER_EVENT_TYPES)}", events)
+        rejects.add(
+            (~events.isin(OFFER_EVENT_TYPES)).fillna(False).to_numpy(dtype=bool),
+            "event",
+            "bad_event",
+            f"one of {list(OFFER_EVENT_TYPES)}",
+            events,
+        )
 
 
 def _apply_returns(frame: pd.DataFrame, prefix: str | None) -> pd.DataFrame:
@@ -291,16 +320,22 @@ def _apply_returns(frame: pd.DataFrame, prefix: str | None) -> pd.DataFrame:
     return frame
 
 
-def build_table(spec: TableSpec, cfg: TableConfig, tz: str, base_dir: Path
-                ) -> tuple[pd.DataFrame, pd.DataFrame, TableReport]:
+def build_table(
+    spec: TableSpec, cfg: TableConfig, tz: str, base_dir: Path
+) -> tuple[pd.DataFrame, pd.DataFrame, TableReport]:
     """Build one canonical table. Returns (accepted rows, rejected rows, report)."""
     report = TableReport()
     frames = []
     for index, source in enumerate(cfg.sources):
         frame = load_source(source, base_dir, index)
-        unknown = [c for c in frame.columns
-                   if c not in (SOURCE_COL, ROW_COL) and spec.column_type(c) is None
-                   and c not in _expression_inputs(cfg) and c not in cfg.customer_attributes]
+        unknown = [
+            c
+            for c in frame.columns
+            if c not in (SOURCE_COL, ROW_COL)
+            and spec.column_type(c) is None
+            and c not in _expression_inputs(cfg)
+            and c not in cfg.customer_attributes
+        ]
         if unknown:
             raise IngestError(
                 f"{source.location()}: canonical column(s) {unknown} are not part of the "
@@ -316,19 +351,24 @@ def build_table(spec: TableSpec, cfg: TableConfig, tz: str, base_dir: Path
 
     parsed, failures = _parse(frame, spec, cfg, tz)
     for name, expression in cfg.derive.items():
-        parsed[name] = parsed.eval(expression).astype("float64")
-    parsed = parsed.drop(columns=[c for c in _expression_inputs(cfg) if spec.column_type(c) is None])
+        parsed[name] = pd.Series(parsed.eval(expression), index=parsed.index, dtype="float64")
+    parsed = parsed.drop(
+        columns=[c for c in _expression_inputs(cfg) if spec.column_type(c) is None]
+    )
     missing = [c for c in spec.required if c not in parsed]
     if missing:
-        raise IngestError(f"table '{spec.name}': required column(s) {missing} are neither mapped "
-                          "nor derived in the dataset config")
+        raise IngestError(
+            f"table '{spec.name}': required column(s) {missing} are neither mapped "
+            "nor derived in the dataset config"
+        )
 
     if cfg.dedupe_across_sources and len(cfg.sources) > 1:
         keep = _dedupe_mask(parsed, failures)
         report.duplicate_rows = int((~keep).sum())
         parsed = parsed[keep]
-        failures = [_ParseFailure(f.column, f.expected, f.mask[keep], f.raw[keep])
-                    for f in failures]
+        failures = [
+            _ParseFailure(f.column, f.expected, f.mask[keep], f.raw[keep]) for f in failures
+        ]
 
     rejects = _Rejects(parsed)
     for f in failures:
@@ -338,7 +378,7 @@ def build_table(spec: TableSpec, cfg: TableConfig, tz: str, base_dir: Path
     accepted = parsed[~rejects.mask].drop(columns=[SOURCE_COL, ROW_COL]).reset_index(drop=True)
     rejected = _rejects_frame(rejects.parts, spec.name, cfg)
     report.accepted_rows = len(accepted)
-    report.rejected_rows = rejected["reason"].value_counts().to_dict() if len(rejected) else {}
+    report.rejected_rows = {str(k): int(v) for k, v in rejected["reason"].value_counts().items()}
     return accepted, rejected, report
 
 
@@ -361,8 +401,9 @@ def _rejects_frame(parts: list[pd.DataFrame], table: str, cfg: TableConfig) -> p
     return out[REJECT_COLUMNS].sort_values(["source", "row"], kind="stable")
 
 
-def customers_table(transactions: pd.DataFrame, attributes: list[str],
-                    customers: pd.DataFrame | None) -> pd.DataFrame:
+def customers_table(
+    transactions: pd.DataFrame, attributes: list[str], customers: pd.DataFrame | None
+) -> pd.DataFrame:
     """Every customer seen in transactions or customer files, with their attributes.
 
     Attributes from transaction lines (e.g. country) take their latest value per customer;
@@ -401,8 +442,8 @@ def ingest(dataset: DatasetConfig, base_dir: Path, out_dir: Path) -> dict[str, A
     )
     accepted["transactions"] = transactions.drop(columns=tx_cfg.customer_attributes)
 
-    for name, frame in accepted.items():
-        _write_parquet_atomic(frame, out_dir / f"{name}.parquet")
+    for table, frame in accepted.items():
+        _write_parquet_atomic(frame, out_dir / f"{table}.parquet")
     for stale in set(TABLES) - set(accepted):
         (out_dir / f"{stale}.parquet").unlink(missing_ok=True)
     rejects = pd.concat([r for r in rejected if len(r)] or [rejected[0]], ignore_index=True)
@@ -411,11 +452,21 @@ def ingest(dataset: DatasetConfig, base_dir: Path, out_dir: Path) -> dict[str, A
     tx = reports["transactions"].as_dict()
     report = {
         "dataset": dataset.name,
-        **{k: tx[k] for k in ("input_rows", "accepted_rows", "rejected_rows",
-                              "rejected_by_reason", "duplicate_rows")},
+        **{
+            k: tx[k]
+            for k in (
+                "input_rows",
+                "accepted_rows",
+                "rejected_rows",
+                "rejected_by_reason",
+                "duplicate_rows",
+            )
+        },
         "customers": int(transactions["customer_id"].nunique()),
-        "period": {"first": str(transactions["timestamp"].min()),
-                   "last": str(transactions["timestamp"].max())},
+        "period": {
+            "first": str(transactions["timestamp"].min()),
+            "last": str(transactions["timestamp"].max()),
+        },
         "tables": {name: r.as_dict() for name, r in reports.items()},
         "rejects_file": str(out_dir / "rejects.csv"),
     }

@@ -24,8 +24,7 @@ def is_observed(cutoff: pd.Timestamp, horizon_days: int, observed_until: pd.Time
     return cutoff_us(cutoff) + horizon_days * US_PER_DAY <= cutoff_us(observed_until)
 
 
-def active_customers(part: Partition, cutoff: pd.Timestamp, active_window_days: int
-                     ) -> np.ndarray:
+def active_customers(part: Partition, cutoff: pd.Timestamp, active_window_days: int) -> np.ndarray:
     """Boolean mask over partition customers: a purchase in [t - active_window, t)."""
     t = cutoff_us(cutoff)
     o = part.orders
@@ -34,8 +33,9 @@ def active_customers(part: Partition, cutoff: pd.Timestamp, active_window_days: 
     return _sum(o.customer[w][buy], len(part.customer_ids)) > 0
 
 
-def churn_labels(part: Partition, cutoff: pd.Timestamp, params: LabelParams,
-                 observed_until: pd.Timestamp) -> pd.DataFrame:
+def churn_labels(
+    part: Partition, cutoff: pd.Timestamp, params: LabelParams, observed_until: pd.Timestamp
+) -> pd.DataFrame:
     """Active customers at `cutoff` with churned = 1 when they make no purchase in the horizon."""
     if not is_observed(cutoff, params.churn_horizon_days, observed_until):
         return _empty(CHURN)
@@ -47,8 +47,9 @@ def churn_labels(part: Partition, cutoff: pd.Timestamp, params: LabelParams,
     return _frame(part, cutoff, active, CHURN, (~bought).astype(np.int64))
 
 
-def clv_labels(part: Partition, cutoff: pd.Timestamp, params: LabelParams,
-               observed_until: pd.Timestamp) -> pd.DataFrame:
+def clv_labels(
+    part: Partition, cutoff: pd.Timestamp, params: LabelParams, observed_until: pd.Timestamp
+) -> pd.DataFrame:
     """Active customers at `cutoff` with their net revenue in the horizon (0 if none)."""
     if not is_observed(cutoff, params.clv_horizon_days, observed_until):
         return _empty(CLV)
@@ -59,9 +60,14 @@ def clv_labels(part: Partition, cutoff: pd.Timestamp, params: LabelParams,
     return _frame(part, cutoff, active, CLV, _sum(o.customer[h], n, o.amount[h]))
 
 
-def offer_labels(part: Partition, cutoff: pd.Timestamp, params: LabelParams,
-                 observed_until: pd.Timestamp, offer_codes: np.ndarray,
-                 offer_ids: np.ndarray) -> pd.DataFrame:
+def offer_labels(
+    part: Partition,
+    cutoff: pd.Timestamp,
+    params: LabelParams,
+    observed_until: pd.Timestamp,
+    offer_codes: np.ndarray,
+    offer_ids: np.ndarray,
+) -> pd.DataFrame:
     """(customer, offer) pairs where an active customer buys the offer in the horizon.
 
     `offer_codes` gives each partition line's offer (-1 for none); `offer_ids` maps codes to
@@ -76,18 +82,26 @@ def offer_labels(part: Partition, cutoff: pd.Timestamp, params: LabelParams,
     c, k, g = ln.customer[h], offer_codes[h], ln.gross[h]
     keep = (k >= 0) & active[c] & (g > 0)
     customers, offers = unique_pairs(c[keep], k[keep])
-    return pd.DataFrame({
-        CUSTOMER_ID: part.customer_ids[customers],
-        OFFER_ID: offer_ids[offers],
-        EVENT_TIMESTAMP: pd.Timestamp(cutoff),
-        ACCEPTED: np.ones(len(customers), dtype=np.int64),
-    })
+    return pd.DataFrame(
+        {
+            CUSTOMER_ID: part.customer_ids[customers],
+            OFFER_ID: offer_ids[offers],
+            EVENT_TIMESTAMP: pd.Timestamp(cutoff),
+            ACCEPTED: np.ones(len(customers), dtype=np.int64),
+        }
+    )
 
 
-def _frame(part: Partition, cutoff: pd.Timestamp, mask: np.ndarray, name: str,
-           values: np.ndarray) -> pd.DataFrame:
-    return pd.DataFrame({CUSTOMER_ID: part.customer_ids[mask],
-                         EVENT_TIMESTAMP: pd.Timestamp(cutoff), name: values[mask]})
+def _frame(
+    part: Partition, cutoff: pd.Timestamp, mask: np.ndarray, name: str, values: np.ndarray
+) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            CUSTOMER_ID: part.customer_ids[mask],
+            EVENT_TIMESTAMP: pd.Timestamp(cutoff),
+            name: values[mask],
+        }
+    )
 
 
 def _empty(name: str) -> pd.DataFrame:

@@ -35,8 +35,9 @@ def _windowed() -> list[FeatureDef]:
     out = []
     for w in WINDOWS_DAYS:
         out.append(FeatureDef(f"frequency_{w}d", "int", f"purchase orders in the last {w} days"))
-        out.append(FeatureDef(f"monetary_{w}d", "float",
-                              f"net spend (after returns) in the last {w} days"))
+        out.append(
+            FeatureDef(f"monetary_{w}d", "float", f"net spend (after returns) in the last {w} days")
+        )
     return out
 
 
@@ -51,22 +52,34 @@ CUSTOMER_ACTIVITY: tuple[FeatureDef, ...] = (
     FeatureDef("gap_mean_days", "float", "usual number of days between purchases"),
     FeatureDef("gap_std_days", "float", "variability of the days between purchases"),
     FeatureDef("gap_ratio", "float", "days since the last purchase relative to the usual gap"),
-    FeatureDef("spend_trend_90d", "float",
-               "spend in the last 90 days against the 90 days before (-1 fall .. +1 rise)"),
+    FeatureDef(
+        "spend_trend_90d",
+        "float",
+        "spend in the last 90 days against the 90 days before (-1 fall .. +1 rise)",
+    ),
     FeatureDef("returns_share_365d", "float", "share of purchases returned in the last 365 days"),
     FeatureDef("distinct_products_365d", "int", "different products bought in the last 365 days"),
-    FeatureDef("distinct_categories_365d", "int",
-               "different categories bought in the last 365 days"),
-    *(FeatureDef(f"category_share_{k}", "float",
-                 f"share of 365-day spend in the catalog's top-{k} category")
-      for k in range(1, CATEGORY_SLOTS + 1)),
+    FeatureDef(
+        "distinct_categories_365d", "int", "different categories bought in the last 365 days"
+    ),
+    *(
+        FeatureDef(
+            f"category_share_{k}",
+            "float",
+            f"share of 365-day spend in the catalog's top-{k} category",
+        )
+        for k in range(1, CATEGORY_SLOTS + 1)
+    ),
     FeatureDef("discount_share_365d", "float", "share of the basket value paid by discounts"),
     FeatureDef("offers_received_365d", "int", "offers sent to the customer in the last 365 days"),
     FeatureDef("offers_redeemed_365d", "int", "offers redeemed in the last 365 days"),
     FeatureDef("interactions_90d", "int", "contacts (tickets, complaints, e-mails) in 90 days"),
     FeatureDef("interactions_365d", "int", "contacts in the last 365 days"),
-    FeatureDef("interaction_value_mean_365d", "float",
-               "average interaction score (e.g. survey) in the last 365 days"),
+    FeatureDef(
+        "interaction_value_mean_365d",
+        "float",
+        "average interaction score (e.g. survey) in the last 365 days",
+    ),
 )
 
 CUSTOMER_SEGMENTS: tuple[FeatureDef, ...] = (
@@ -88,8 +101,11 @@ OFFER_STATS: tuple[FeatureDef, ...] = (
     FeatureDef("offer_buyers_90d", "int", "customers who bought the offer in the last 90 days"),
     FeatureDef("offer_revenue_90d", "float", "revenue of the offer in the last 90 days"),
     FeatureDef("offer_value", "float", "average spend per buyer-order on the offer (90 days)"),
-    FeatureDef("offer_trend_30d", "float",
-               "buyers in the last 30 days against the 30 days before (-1 .. +1)"),
+    FeatureDef(
+        "offer_trend_30d",
+        "float",
+        "buyers in the last 30 days against the 30 days before (-1 .. +1)",
+    ),
 )
 
 CUSTOMER_OFFER_AFFINITY: tuple[FeatureDef, ...] = (
@@ -101,8 +117,13 @@ CUSTOMER_OFFER_AFFINITY: tuple[FeatureDef, ...] = (
 
 ALL_FEATURES: dict[str, FeatureDef] = {
     f.name: f
-    for f in (*CUSTOMER_ACTIVITY, *CUSTOMER_SEGMENTS, *CUSTOMER_PROFILE, *OFFER_STATS,
-              *CUSTOMER_OFFER_AFFINITY)
+    for f in (
+        *CUSTOMER_ACTIVITY,
+        *CUSTOMER_SEGMENTS,
+        *CUSTOMER_PROFILE,
+        *OFFER_STATS,
+        *CUSTOMER_OFFER_AFFINITY,
+    )
 }
 
 CUSTOMER_FEATURES: tuple[str, ...] = tuple(

@@ -52,21 +52,28 @@ def affinity_at(part: Partition, cutoff: pd.Timestamp, catalog: str) -> pd.DataF
     if len(c) == 0:
         return pd.DataFrame(columns=[CUSTOMER_ID, OFFER_ID, EVENT_TIMESTAMP])
     frame = pd.DataFrame({"c": c, "k": k, "o": ln.order[w][keep], "ts": ln.ts[w][keep], "g": g})
-    pairs = frame.groupby(["c", "k"], sort=True).agg(
-        affinity_orders_365d=("o", "nunique"), affinity_spend_365d=("g", "sum"),
-        last=("ts", "max"),
-    ).reset_index()
+    pairs = (
+        frame.groupby(["c", "k"], sort=True)
+        .agg(
+            affinity_orders_365d=("o", "nunique"),
+            affinity_spend_365d=("g", "sum"),
+            last=("ts", "max"),
+        )
+        .reset_index()
+    )
     total = _sum(c, len(part.customer_ids), g)
-    return pd.DataFrame({
-        CUSTOMER_ID: part.customer_ids[pairs["c"].to_numpy()],
-        OFFER_ID: ids[pairs["k"].to_numpy()],
-        EVENT_TIMESTAMP: pd.Timestamp(cutoff),
-        "affinity_orders_365d": pairs["affinity_orders_365d"].to_numpy(np.int64),
-        "affinity_spend_365d": pairs["affinity_spend_365d"].to_numpy(),
-        "affinity_spend_share_365d": pairs["affinity_spend_365d"].to_numpy()
-        / total[pairs["c"].to_numpy()],
-        "affinity_recency_days": (t - pairs["last"].to_numpy()) / US_PER_DAY,
-    })
+    return pd.DataFrame(
+        {
+            CUSTOMER_ID: part.customer_ids[pairs["c"].to_numpy()],
+            OFFER_ID: ids[pairs["k"].to_numpy()],
+            EVENT_TIMESTAMP: pd.Timestamp(cutoff),
+            "affinity_orders_365d": pairs["affinity_orders_365d"].to_numpy(np.int64),
+            "affinity_spend_365d": pairs["affinity_spend_365d"].to_numpy(),
+            "affinity_spend_share_365d": pairs["affinity_spend_365d"].to_numpy()
+            / total[pairs["c"].to_numpy()],
+            "affinity_recency_days": (t - pairs["last"].to_numpy()) / US_PER_DAY,
+        }
+    )
 
 
 def offer_partials_at(part: Partition, cutoff: pd.Timestamp, catalog: str) -> pd.DataFrame:
@@ -76,21 +83,28 @@ def offer_partials_at(part: Partition, cutoff: pd.Timestamp, catalog: str) -> pd
     ln = part.lines
     w = _window(ln.ts, t - 90 * US_PER_DAY, t)
     keep = (codes[w] >= 0) & (ln.gross[w] > 0)
-    c, k, ts, o, g = (ln.customer[w][keep], codes[w][keep], ln.ts[w][keep], ln.order[w][keep],
-                      ln.gross[w][keep])
+    c, k, ts, o, g = (
+        ln.customer[w][keep],
+        codes[w][keep],
+        ln.ts[w][keep],
+        ln.order[w][keep],
+        ln.gross[w][keep],
+    )
     m = len(ids)
 
     def buyers(mask: np.ndarray) -> np.ndarray:
         return _sum(unique_pairs(k[mask], c[mask])[0], m)
 
-    out = pd.DataFrame({
-        OFFER_ID: ids,
-        "buyers_30d": buyers(ts >= t - 30 * US_PER_DAY),
-        "buyers_prev_30d": buyers((ts >= t - 60 * US_PER_DAY) & (ts < t - 30 * US_PER_DAY)),
-        "buyers_90d": buyers(np.ones(len(c), dtype=bool)),
-        "revenue_90d": _sum(k, m, g),
-        "orders_90d": _sum(unique_pairs(k, o)[0], m),
-    })
+    out = pd.DataFrame(
+        {
+            OFFER_ID: ids,
+            "buyers_30d": buyers(ts >= t - 30 * US_PER_DAY),
+            "buyers_prev_30d": buyers((ts >= t - 60 * US_PER_DAY) & (ts < t - 30 * US_PER_DAY)),
+            "buyers_90d": buyers(np.ones(len(c), dtype=bool)),
+            "revenue_90d": _sum(k, m, g),
+            "orders_90d": _sum(unique_pairs(k, o)[0], m),
+        }
+    )
     out[EVENT_TIMESTAMP] = pd.Timestamp(cutoff)
     return out[out["buyers_90d"] > 0]
 
@@ -101,13 +115,16 @@ def offer_stats(partials: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(columns=[OFFER_ID, EVENT_TIMESTAMP])
     total = partials.groupby([OFFER_ID, EVENT_TIMESTAMP], sort=True)[OFFER_PARTIALS].sum()
     total = total.reset_index()
-    return pd.DataFrame({
-        OFFER_ID: total[OFFER_ID],
-        EVENT_TIMESTAMP: total[EVENT_TIMESTAMP],
-        "offer_buyers_30d": total["buyers_30d"].astype(np.int64),
-        "offer_buyers_90d": total["buyers_90d"].astype(np.int64),
-        "offer_revenue_90d": total["revenue_90d"],
-        "offer_value": total["revenue_90d"] / total["orders_90d"],
-        "offer_trend_30d": _trend(total["buyers_30d"].to_numpy(),
-                                  total["buyers_prev_30d"].to_numpy()),
-    })
+    return pd.DataFrame(
+        {
+            OFFER_ID: total[OFFER_ID],
+            EVENT_TIMESTAMP: total[EVENT_TIMESTAMP],
+            "offer_buyers_30d": total["buyers_30d"].astype(np.int64),
+            "offer_buyers_90d": total["buyers_90d"].astype(np.int64),
+            "offer_revenue_90d": total["revenue_90d"],
+            "offer_value": total["revenue_90d"] / total["orders_90d"],
+            "offer_trend_30d": _trend(
+                total["buyers_30d"].to_numpy(), total["buyers_prev_30d"].to_numpy()
+            ),
+        }
+    )

@@ -38,12 +38,14 @@ def _quintile(values: pd.Series, groups: pd.Series, ascending: bool) -> pd.Serie
 def rfm_segment(r: pd.Series, f: pd.Series) -> pd.Series:
     """Named segment from recency and frequency scores."""
     lookup = {cell: name for name, cells in _RFM_GRID.items() for cell in cells}
-    return pd.Series([lookup[(a, b)] for a, b in zip(r, f, strict=True)], index=r.index,
-                     dtype="string")
+    return pd.Series(
+        [lookup[(a, b)] for a, b in zip(r, f, strict=True)], index=r.index, dtype="string"
+    )
 
 
-def add_segments(features: pd.DataFrame, params: SegmentParams, active_window_days: int
-                 ) -> pd.DataFrame:
+def add_segments(
+    features: pd.DataFrame, params: SegmentParams, active_window_days: int
+) -> pd.DataFrame:
     """Add r/f/m scores, RFM segment, value tier and lifecycle stage to a feature snapshot.
 
     Lapsed = no purchase in the active window (the same window that defines churn's population).
@@ -56,10 +58,12 @@ def add_segments(features: pd.DataFrame, params: SegmentParams, active_window_da
     out["m_score"] = _quintile(out["monetary_365d"], by, ascending=True)
     out["rfm_segment"] = rfm_segment(out["r_score"], out["f_score"])
 
-    spend_rank = out["monetary_365d"].groupby(by).rank(method="average", pct=True,
-                                                       ascending=False)
-    tier = np.where(spend_rank <= params.high_value_share, "high",
-                    np.where(spend_rank <= 1 - params.low_value_share, "medium", "low"))
+    spend_rank = out["monetary_365d"].groupby(by).rank(method="average", pct=True, ascending=False)
+    tier = np.where(
+        spend_rank <= params.high_value_share,
+        "high",
+        np.where(spend_rank <= 1 - params.low_value_share, "medium", "low"),
+    )
     out["value_tier"] = pd.Series(tier, index=out.index, dtype="string")
 
     recency, tenure = out["recency_days"], out["tenure_days"]
@@ -67,7 +71,11 @@ def add_segments(features: pd.DataFrame, params: SegmentParams, active_window_da
         out["gap_mean_days"].isna() & (recency > params.new_customer_days)
     )
     stage = np.select(
-        [recency.isna() | (recency >= active_window_days), tenure < params.new_customer_days, at_risk],
+        [
+            recency.isna() | (recency >= active_window_days),
+            tenure < params.new_customer_days,
+            at_risk,
+        ],
         ["lapsed", "new", "at_risk"],
         default="active",
     )

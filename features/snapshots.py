@@ -39,8 +39,14 @@ from features.offers import (
 )
 from features.segments import add_segments
 
-OUTPUTS = ("customer_features", "offer_features", "customer_offer_features", "labels_churn",
-           "labels_clv", "labels_offer")
+OUTPUTS = (
+    "customer_features",
+    "offer_features",
+    "customer_offer_features",
+    "labels_churn",
+    "labels_clv",
+    "labels_offer",
+)
 
 
 @dataclass(frozen=True)
@@ -54,8 +60,9 @@ class SnapshotPlan:
     labels: LabelParams
 
 
-def monthly_cutoffs(first: pd.Timestamp, last: pd.Timestamp, min_history_days: int
-                    ) -> list[pd.Timestamp]:
+def monthly_cutoffs(
+    first: pd.Timestamp, last: pd.Timestamp, min_history_days: int
+) -> list[pd.Timestamp]:
     """First day of each month from `first + min_history_days` up to `last` (UTC midnight)."""
     start = (first + pd.Timedelta(days=min_history_days)).tz_convert("UTC")
     start = start.normalize() + pd.offsets.MonthBegin(0)
@@ -63,12 +70,14 @@ def monthly_cutoffs(first: pd.Timestamp, last: pd.Timestamp, min_history_days: i
     return list(pd.date_range(start, end, freq="MS", tz="UTC"))
 
 
-def resolve_cutoffs(spec: str | list[date], transactions: pd.DataFrame, min_history_days: int
-                    ) -> list[pd.Timestamp]:
+def resolve_cutoffs(
+    spec: str | list[date], transactions: pd.DataFrame, min_history_days: int
+) -> list[pd.Timestamp]:
     """Cutoffs from settings: 'monthly' over the data, or an explicit list of dates."""
     if spec == "monthly":
-        return monthly_cutoffs(transactions["timestamp"].min(), transactions["timestamp"].max(),
-                               min_history_days)
+        return monthly_cutoffs(
+            transactions["timestamp"].min(), transactions["timestamp"].max(), min_history_days
+        )
     return sorted(pd.Timestamp(d).tz_localize("UTC") for d in spec)
 
 
@@ -87,9 +96,12 @@ def partition_of(customer_ids: pd.Series, partitions: int) -> np.ndarray:
     return (hashed.to_numpy() % np.uint64(partitions)).astype(np.int64)
 
 
-def build_partition(plan: SnapshotPlan, transactions: pd.DataFrame,
-                    offer_events: pd.DataFrame | None, interactions: pd.DataFrame | None
-                    ) -> dict[str, pd.DataFrame]:
+def build_partition(
+    plan: SnapshotPlan,
+    transactions: pd.DataFrame,
+    offer_events: pd.DataFrame | None,
+    interactions: pd.DataFrame | None,
+) -> dict[str, pd.DataFrame]:
     """All snapshots and labels of one partition of customers, at every cutoff."""
     part = prepare_partition(transactions, list(plan.category_slots), offer_events, interactions)
     codes, ids = offer_lines(part, plan.catalog)
@@ -102,8 +114,9 @@ def build_partition(plan: SnapshotPlan, transactions: pd.DataFrame,
         out["offer_partials"].append(offer_partials_at(part, cutoff, plan.catalog))
         out["labels_churn"].append(churn_labels(part, cutoff, plan.labels, plan.observed_until))
         out["labels_clv"].append(clv_labels(part, cutoff, plan.labels, plan.observed_until))
-        out["labels_offer"].append(offer_labels(part, cutoff, plan.labels, plan.observed_until,
-                                                codes, ids))
+        out["labels_offer"].append(
+            offer_labels(part, cutoff, plan.labels, plan.observed_until, codes, ids)
+        )
     return {name: _concat(frames) for name, frames in out.items() if frames}
 
 
@@ -112,8 +125,7 @@ def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
     return pd.concat(non_empty, ignore_index=True) if non_empty else frames[0]
 
 
-def _split(frame: pd.DataFrame | None, parts: np.ndarray | None, index: int
-           ) -> pd.DataFrame | None:
+def _split(frame: pd.DataFrame | None, parts: np.ndarray | None, index: int) -> pd.DataFrame | None:
     if frame is None or parts is None:
         return None
     return frame[parts == index]
@@ -143,8 +155,11 @@ def build_snapshots(
     events, inter = tables.get("offer_events"), tables.get("interactions")
     ev_parts = partition_of(events[CUSTOMER_ID], n) if events is not None else None
     in_parts = partition_of(inter[CUSTOMER_ID], n) if inter is not None else None
-    jobs = [(plan, tx[tx_parts == i], _split(events, ev_parts, i), _split(inter, in_parts, i))
-            for i in range(n) if (tx_parts == i).any()]
+    jobs = [
+        (plan, tx[tx_parts == i], _split(events, ev_parts, i), _split(inter, in_parts, i))
+        for i in range(n)
+        if (tx_parts == i).any()
+    ]
     if workers > 1 and len(jobs) > 1:
         with ProcessPoolExecutor(max_workers=workers) as pool:
             results = list(pool.map(build_partition, *zip(*jobs, strict=True)))
@@ -158,11 +173,13 @@ def build_snapshots(
     snapshot = add_segments(snapshot, segments, labels.active_window_days)
     created = pd.Timestamp.now(tz="UTC").floor("s")
     outputs = {
-        "customer_features": _finish(snapshot[[CUSTOMER_ID, EVENT_TIMESTAMP, *CUSTOMER_FEATURES]],
-                                     [CUSTOMER_ID], created),
+        "customer_features": _finish(
+            snapshot[[CUSTOMER_ID, EVENT_TIMESTAMP, *CUSTOMER_FEATURES]], [CUSTOMER_ID], created
+        ),
         "offer_features": _finish(offer_stats(merged["offer_partials"]), [OFFER_ID], created),
-        "customer_offer_features": _finish(merged["customer_offer_features"],
-                                           [CUSTOMER_ID, OFFER_ID], created),
+        "customer_offer_features": _finish(
+            merged["customer_offer_features"], [CUSTOMER_ID, OFFER_ID], created
+        ),
         "labels_churn": _sorted(merged["labels_churn"], [CUSTOMER_ID]),
         "labels_clv": _sorted(merged["labels_clv"], [CUSTOMER_ID]),
         "labels_offer": _sorted(merged["labels_offer"], [CUSTOMER_ID, OFFER_ID]),
@@ -184,8 +201,11 @@ def add_profile(snapshot: pd.DataFrame, customers: pd.DataFrame | None) -> pd.Da
         attrs = customers[[CUSTOMER_ID, *[a for a in CUSTOMER_ATTRIBUTES if a in customers]]]
     out = snapshot.merge(attrs, on=CUSTOMER_ID, how="left")
     for attr in CUSTOMER_ATTRIBUTES:
-        out[attr] = out[attr].astype("string") if attr in out else pd.Series(
-            pd.NA, index=out.index, dtype="string")
+        out[attr] = (
+            out[attr].astype("string")
+            if attr in out
+            else pd.Series(pd.NA, index=out.index, dtype="string")
+        )
     return out
 
 
@@ -200,8 +220,9 @@ def _finish(frame: pd.DataFrame, keys: list[str], created: pd.Timestamp) -> pd.D
     return out
 
 
-def write_snapshots(outputs: dict[str, pd.DataFrame], metadata: dict[str, Any], out_dir: Path
-                    ) -> None:
+def write_snapshots(
+    outputs: dict[str, pd.DataFrame], metadata: dict[str, Any], out_dir: Path
+) -> None:
     """Write every output as parquet plus `snapshots.json`, each file replaced atomically."""
     out_dir.mkdir(parents=True, exist_ok=True)
     for name, frame in outputs.items():

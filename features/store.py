@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
-from feast import FeatureStore, FeatureView, RepoConfig, ValueType
+from feast import FeatureStore, FeatureView, FileSource, RepoConfig, ValueType
 from feast.infra.key_encoding_utils import serialize_entity_key_prefix
 from feast.infra.online_stores.helpers import compute_table_id
 from feast.infra.online_stores.sqlite import SqliteOnlineStore, SqliteOnlineStoreConfig
@@ -47,8 +47,11 @@ def repo_config(params: FeastParams, feast_dir: Path) -> RepoConfig:
     return RepoConfig(
         project=params.project,
         provider="local",
-        registry={"registry_type": "file", "path": str(feast_dir / "registry.db"),
-                  "cache_ttl_seconds": 60},
+        registry={
+            "registry_type": "file",
+            "path": str(feast_dir / "registry.db"),
+            "cache_ttl_seconds": 60,
+        },
         offline_store={"type": "file"},
         online_store=online,
         entity_key_serialization_version=ENTITY_KEY_VERSION,
@@ -78,8 +81,13 @@ def apply_repo(params: FeastParams, feast_dir: Path, snapshot_dir: Path) -> dict
     }
 
 
-def materialize(params: FeastParams, feast_dir: Path, snapshot_dir: Path, stock: bool = False,
-                end: datetime | None = None) -> dict[str, Any]:
+def materialize(
+    params: FeastParams,
+    feast_dir: Path,
+    snapshot_dir: Path,
+    stock: bool = False,
+    end: datetime | None = None,
+) -> dict[str, Any]:
     """Bring the online store up to `end` (default: the latest snapshot), incrementally.
 
     Each view continues from where its last materialization ended; running it again with
@@ -167,15 +175,17 @@ def encode_int64(values: np.ndarray, null: np.ndarray) -> tuple[list[bytes], lis
 def encode_string(values: pd.Series) -> tuple[list[bytes], list[str | None]]:
     """Each distinct string serialized once with the real protobuf, then mapped back."""
     codes, uniques = pd.factorize(values.astype(object))
-    encoded = np.array([ValueProto(string_val=str(s)).SerializeToString() for s in uniques]
-                       + [b""], dtype=object)
+    encoded = np.array(
+        [ValueProto(string_val=str(s)).SerializeToString() for s in uniques] + [b""], dtype=object
+    )
     text = np.array([str(s) for s in uniques] + [None], dtype=object)
     codes = np.where(codes < 0, len(uniques), codes)
     return encoded[codes].tolist(), text[codes].tolist()
 
 
-def serialize_string_keys(join_keys: Sequence[str], columns: Sequence[Sequence[str]]
-                          ) -> list[bytes]:
+def serialize_string_keys(
+    join_keys: Sequence[str], columns: Sequence[Sequence[str]]
+) -> list[bytes]:
     """Feast's `serialize_entity_key` (version 3) for string join keys, row by row.
 
     Keys are sorted by name as Feast does; `columns[i]` holds the values of `join_keys[i]`."""
@@ -210,10 +220,17 @@ def _utc(values: pd.Series) -> pd.Series:
     return stamps.dt.tz_localize("UTC") if stamps.dt.tz is None else stamps.dt.tz_convert("UTC")
 
 
-def latest_rows(store: FeatureStore, view: FeatureView, start: datetime, end: datetime
-                ) -> pd.DataFrame:
+def _file_source(view: FeatureView) -> FileSource:
+    if not isinstance(view.batch_source, FileSource):
+        raise TypeError(f"{view.name}: the fast path reads file sources only")
+    return view.batch_source
+
+
+def latest_rows(
+    store: FeatureStore, view: FeatureView, start: datetime, end: datetime
+) -> pd.DataFrame:
     """The rows stock materialize picks: start <= ts <= end, latest per entity."""
-    source = view.batch_source
+    source = _file_source(view)
     path = Path(source.path)
     join_keys = [store.get_entity(e).join_key for e in view.entities]
     ts_col, created_col = source.timestamp_field, source.created_timestamp_column or None
@@ -231,8 +248,9 @@ def latest_rows(store: FeatureStore, view: FeatureView, start: datetime, end: da
     return frame.drop_duplicates(join_keys, keep="first")
 
 
-def _encoded_columns(view: FeatureView, frame: pd.DataFrame
-                     ) -> list[tuple[str, list[bytes], list[str | None]]]:
+def _encoded_columns(
+    view: FeatureView, frame: pd.DataFrame
+) -> list[tuple[str, list[bytes], list[str | None]]]:
     out = []
     for field in sorted(view.features, key=lambda f: f.name):
         column = frame[field.name]
@@ -264,8 +282,9 @@ def fast_materialize(store: FeatureStore, view_name: str, start: datetime, end: 
         join_keys = [e.join_key for e in entities]
         keys = serialize_string_keys(join_keys, [frame[k].astype(str).tolist() for k in join_keys])
         order = np.argsort(np.array(keys, dtype=object), kind="stable").tolist()
-        event_ts = _epochs(frame[view.batch_source.timestamp_field])
-        created_col = view.batch_source.created_timestamp_column
+        source = _file_source(view)
+        event_ts = _epochs(frame[source.timestamp_field])
+        created_col = source.created_timestamp_column
         created_ts = _epochs(frame[created_col]) if created_col else [None] * len(frame)
         columns = _encoded_columns(view, frame)
 
@@ -275,14 +294,17 @@ def fast_materialize(store: FeatureStore, view_name: str, start: datetime, end: 
                 for name, values, text in columns:
                     yield key, name, values[i], text[i], ev, cr
 
-        table = compute_table_id(config.project, view,
-                                 config.registry.enable_online_feature_view_versioning)
+        table = compute_table_id(
+            config.project, view, config.registry.enable_online_feature_view_versioning
+        )
         quoted = '"' + table.replace('"', '""') + '"'
         # The same upsert as SqliteOnlineStore.online_write_batch.
-        sql = (f"INSERT INTO {quoted} (entity_key, feature_name, value, value_text, event_ts, "
-               "created_ts) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(entity_key, feature_name) "
-               "DO UPDATE SET value = excluded.value, value_text = excluded.value_text, "
-               "event_ts = excluded.event_ts, created_ts = excluded.created_ts;")
+        sql = (
+            f"INSERT INTO {quoted} (entity_key, feature_name, value, value_text, event_ts, "
+            "created_ts) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(entity_key, feature_name) "
+            "DO UPDATE SET value = excluded.value, value_text = excluded.value_text, "
+            "event_ts = excluded.event_ts, created_ts = excluded.created_ts;"
+        )
         conn = sqlite3.connect(SqliteOnlineStore._get_db_path(config))
         try:
             conn.execute("PRAGMA cache_size = -262144")
@@ -292,4 +314,3 @@ def fast_materialize(store: FeatureStore, view_name: str, start: datetime, end: 
             conn.close()
     store.registry.apply_materialization(view, store.project, start, end)
     return len(frame)
-

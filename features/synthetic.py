@@ -13,12 +13,21 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-EXPORT_COLUMNS = ["Invoice", "StockCode", "Category", "Quantity", "InvoiceDate", "Price",
-                  "Customer ID", "Country"]
+EXPORT_COLUMNS = [
+    "Invoice",
+    "StockCode",
+    "Category",
+    "Quantity",
+    "InvoiceDate",
+    "Price",
+    "Customer ID",
+    "Country",
+]
 
 
-def synthetic_export(lines: int, customers: int, seed: int = 0,
-                     start: str = "2022-01-01", days: int = 730) -> pd.DataFrame:
+def synthetic_export(
+    lines: int, customers: int, seed: int = 0, start: str = "2022-01-01", days: int = 730
+) -> pd.DataFrame:
     """About `lines` invoice lines for `customers` customers over `days` days."""
     rng = np.random.default_rng(seed)
     lines_per_order = 8
@@ -41,16 +50,18 @@ def synthetic_export(lines: int, customers: int, seed: int = 0,
     invoice = np.char.add(np.where(is_return, "C", ""), (100000 + np.arange(orders)).astype(str))
     timestamps = pd.Timestamp(start) + pd.to_timedelta(seconds[order_of_line], unit="s")
     countries = np.array(["United Kingdom", "Germany", "France", "EIRE", "Spain"])
-    return pd.DataFrame({
-        "Invoice": invoice[order_of_line],
-        "StockCode": (10000 + products).astype(str),
-        "Category": np.char.add("cat", (products % 40).astype(str)),
-        "Quantity": quantity,
-        "InvoiceDate": timestamps.strftime("%Y-%m-%d %H:%M:%S"),
-        "Price": np.round(rng.gamma(2.0, 2.0, n) + 0.1, 2),
-        "Customer ID": (10000 + customer_of_order[order_of_line]).astype(str),
-        "Country": countries[customer_of_order[order_of_line] % len(countries)],
-    })
+    return pd.DataFrame(
+        {
+            "Invoice": invoice[order_of_line],
+            "StockCode": (10000 + products).astype(str),
+            "Category": np.char.add("cat", (products % 40).astype(str)),
+            "Quantity": quantity,
+            "InvoiceDate": timestamps.strftime("%Y-%m-%d %H:%M:%S"),
+            "Price": np.round(rng.gamma(2.0, 2.0, n) + 0.1, 2),
+            "Customer ID": (10000 + customer_of_order[order_of_line]).astype(str),
+            "Country": countries[customer_of_order[order_of_line] % len(countries)],
+        }
+    )
 
 
 def write_export(frame: pd.DataFrame, path: Path) -> Path:

@@ -14,11 +14,11 @@ pytestmark = pytest.mark.realdata
 
 
 @pytest.fixture(scope="module")
-def ingested(shared_datasets: Path, tmp_path_factory: pytest.TempPathFactory
-             ) -> tuple[dict, Path]:
+def ingested(shared_datasets: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
     # The YAML's paths are relative to the project root, which has shared/ beside it.
-    settings = load_settings(workspace=tmp_path_factory.mktemp("ws"), dataset="online_retail",
-                             env={})
+    settings = load_settings(
+        workspace=tmp_path_factory.mktemp("ws"), dataset="online_retail", env={}
+    )
     out = settings.workspace / "data"
     return ingest(settings.dataset, settings.data_root, out), out
 
@@ -32,12 +32,15 @@ def test_overlap_is_loaded_once(ingested: tuple[dict, Path]) -> None:
 
 def test_report_accounts_for_every_row(ingested: tuple[dict, Path]) -> None:
     report, out = ingested
-    assert report["input_rows"] == (report["accepted_rows"] + report["rejected_rows"]
-                                    + report["duplicate_rows"])
+    assert report["input_rows"] == (
+        report["accepted_rows"] + report["rejected_rows"] + report["duplicate_rows"]
+    )
     rejects = pd.read_csv(out / "rejects.csv", usecols=["reason"])
     assert len(rejects) == report["rejected_rows"]
-    assert len(pd.read_parquet(out / "transactions.parquet", columns=["amount"])) == \
-        report["accepted_rows"]
+    assert (
+        len(pd.read_parquet(out / "transactions.parquet", columns=["amount"]))
+        == report["accepted_rows"]
+    )
 
 
 def test_published_customer_counts(ingested: tuple[dict, Path]) -> None:

@@ -33,12 +33,14 @@ def _known() -> pd.DataFrame:
         ("e", "o8", "2021-03-01", 5.0),
     ]
     cats = ["x", "y", "x", "x", "y", "x", "x", "x", "x"]
-    return tx(rows, category=cats,
-              product_id=["p1", "p2", "p1", "p1", "p3", "p1", "p1", "p9", "p1"])
+    return tx(
+        rows, category=cats, product_id=["p1", "p2", "p1", "p1", "p3", "p1", "p1", "p9", "p1"]
+    )
 
 
-def _build(frame: pd.DataFrame, cutoffs: list[date] | None = None,
-           labels: LabelParams | None = None) -> dict[str, pd.DataFrame]:
+def _build(
+    frame: pd.DataFrame, cutoffs: list[date] | None = None, labels: LabelParams | None = None
+) -> dict[str, pd.DataFrame]:
     outputs, _ = build_snapshots(
         {"transactions": frame},
         FeatureParams(cutoffs=cutoffs or [CUTOFF.date()], partitions=2),
@@ -90,14 +92,16 @@ def _random_transactions(seed: int) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     n = 3000
     start = pd.Timestamp("2020-01-01")
-    rows = pd.DataFrame({
-        "customer_id": rng.integers(0, 150, n).astype(str),
-        "order_id": np.arange(n).astype(str),
-        "timestamp": start + pd.to_timedelta(rng.integers(0, 600 * 86400, n), unit="s"),
-        "amount": np.round(rng.normal(40, 30, n), 2),
-        "category": rng.choice(list("abcdefghij"), n),
-        "product_id": rng.integers(0, 60, n).astype(str),
-    })
+    rows = pd.DataFrame(
+        {
+            "customer_id": rng.integers(0, 150, n).astype(str),
+            "order_id": np.arange(n).astype(str),
+            "timestamp": start + pd.to_timedelta(rng.integers(0, 600 * 86400, n), unit="s"),
+            "amount": np.round(rng.normal(40, 30, n), 2),
+            "category": rng.choice(list("abcdefghij"), n),
+            "product_id": rng.integers(0, 60, n).astype(str),
+        }
+    )
     rows["timestamp"] = rows["timestamp"].dt.tz_localize("UTC")
     return rows
 
@@ -109,8 +113,11 @@ LABELS = LabelParams(churn_horizon_days=60, clv_horizon_days=90, offer_horizon_d
 def _at(frame: pd.DataFrame, cutoff: date) -> pd.DataFrame:
     rows = frame[frame["event_timestamp"] == pd.Timestamp(cutoff, tz="UTC")]
     keys = [c for c in ("customer_id", "offer_id") if c in rows]
-    return rows.drop(columns=["created_timestamp"], errors="ignore").sort_values(keys) \
+    return (
+        rows.drop(columns=["created_timestamp"], errors="ignore")
+        .sort_values(keys)
         .reset_index(drop=True)
+    )
 
 
 @pytest.mark.parametrize("cutoff", CUTOFFS)
@@ -121,8 +128,9 @@ def test_changing_the_future_does_not_move_features(cutoff: date) -> None:
     changed = base.copy()
     changed.loc[future, "amount"] *= -3
     changed.loc[future, "category"] = "z"
-    extra = base[future].head(200).assign(order_id=lambda f: "new" + f["order_id"],
-                                          timestamp=t)  # events exactly at the cutoff
+    extra = (
+        base[future].head(200).assign(order_id=lambda f: "new" + f["order_id"], timestamp=t)
+    )  # events exactly at the cutoff
     changed = pd.concat([changed, extra], ignore_index=True)
     before, after = _build(base, CUTOFFS, LABELS), _build(changed, CUTOFFS, LABELS)
     for name in ("customer_features", "customer_offer_features"):
@@ -142,25 +150,38 @@ def test_changing_the_past_does_not_move_labels(cutoff: date) -> None:
     for name in ("labels_churn", "labels_clv", "labels_offer"):
         pd.testing.assert_frame_equal(_at(before[name], cutoff), _at(after[name], cutoff))
     assert not _at(before["customer_features"], cutoff).equals(
-        _at(after["customer_features"], cutoff))
+        _at(after["customer_features"], cutoff)
+    )
 
 
 def test_partitioning_does_not_change_results() -> None:
     frame = _random_transactions(3)
-    one, _ = build_snapshots({"transactions": frame},
-                             FeatureParams(cutoffs=CUTOFFS, partitions=1), LABELS,
-                             SegmentParams())
-    many, _ = build_snapshots({"transactions": frame},
-                              FeatureParams(cutoffs=CUTOFFS, partitions=7), LABELS,
-                              SegmentParams())
+    one, _ = build_snapshots(
+        {"transactions": frame},
+        FeatureParams(cutoffs=CUTOFFS, partitions=1),
+        LABELS,
+        SegmentParams(),
+    )
+    many, _ = build_snapshots(
+        {"transactions": frame},
+        FeatureParams(cutoffs=CUTOFFS, partitions=7),
+        LABELS,
+        SegmentParams(),
+    )
     for name, frame_one in one.items():
-        pd.testing.assert_frame_equal(frame_one.drop(columns=["created_timestamp"], errors="ignore"),
-                                      many[name].drop(columns=["created_timestamp"],
-                                                      errors="ignore"))
+        pd.testing.assert_frame_equal(
+            frame_one.drop(columns=["created_timestamp"], errors="ignore"),
+            many[name].drop(columns=["created_timestamp"], errors="ignore"),
+        )
 
 
 def test_monthly_cutoffs_start_after_min_history() -> None:
-    cuts = monthly_cutoffs(pd.Timestamp("2021-01-15", tz="UTC"),
-                           pd.Timestamp("2021-06-10", tz="UTC"), 30)
-    assert [c.date() for c in cuts] == [date(2021, 3, 1), date(2021, 4, 1), date(2021, 5, 1),
-                                        date(2021, 6, 1)]
+    cuts = monthly_cutoffs(
+        pd.Timestamp("2021-01-15", tz="UTC"), pd.Timestamp("2021-06-10", tz="UTC"), 30
+    )
+    assert [c.date() for c in cuts] == [
+        date(2021, 3, 1),
+        date(2021, 4, 1),
+        date(2021, 5, 1),
+        date(2021, 6, 1),
+    ]

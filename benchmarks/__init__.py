@@ -1,0 +1,1 @@
+"""Benchmark scripts: each prints figures and a ratio against a reference run alongside."""

@@ -1,0 +1,1 @@
+"""Evidently drift reports, delayed-label backtests and the retrain decision."""

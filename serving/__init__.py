@@ -1,0 +1,1 @@
+"""The BentoML scoring API, batch scoring and campaign target lists."""
