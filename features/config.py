@@ -114,7 +114,7 @@ class LabelParams(_Frozen):
     churn_horizon_days: int = 90
     clv_horizon_days: int = 180
     offer_horizon_days: int = 30
-    offer_catalog: Literal["auto", "category", "product", "campaign"] = "auto"
+    offer_catalog: Literal["auto", "category", "product"] = "auto"
 
 
 class SegmentParams(_Frozen):

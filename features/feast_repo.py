@@ -87,7 +87,7 @@ def definitions(snapshot_dir: Path, ttl_days: int) -> list[object]:
         name="offer",
         join_keys=[OFFER_ID],
         value_type=ValueType.STRING,
-        description="an offer of the catalog: a category, product or campaign",
+        description="an offer of the catalog: a product category or a product",
     )
     ttl = timedelta(days=ttl_days)
     views = {
