@@ -85,6 +85,7 @@ class Partition:
     days: PurchaseDays
     events: pd.DataFrame  # offer events: customer (code), ts, event
     interactions: pd.DataFrame  # customer (code), ts, value
+    observed_from: int  # us: the start of the whole dataset (not just this partition)
 
 
 def _codes(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
@@ -96,10 +97,13 @@ def _codes(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
 def prepare_partition(
     transactions: pd.DataFrame,
     category_slots: list[str],
+    observed_from: pd.Timestamp,
     offer_events: pd.DataFrame | None = None,
     interactions: pd.DataFrame | None = None,
 ) -> Partition:
-    """Index one partition's canonical rows for fast point-in-time aggregation."""
+    """Index one partition's canonical rows for fast point-in-time aggregation.
+
+    `observed_from` is when the whole dataset starts: windows before it are unknown."""
     tx = transactions.sort_values("timestamp", kind="stable")
     cust_codes, customer_ids = pd.factorize(tx[CUSTOMER_ID])
     code_of = pd.Series(np.arange(len(customer_ids)), index=customer_ids)
@@ -174,6 +178,7 @@ def prepare_partition(
         purchase_days(orders),
         _coded_events(offer_events, code_of, ["event"]),
         _coded_events(interactions, code_of, ["value"]),
+        cutoff_us(observed_from),
     )
 
 
@@ -248,7 +253,7 @@ def customer_features_at(part: Partition, cutoff: pd.Timestamp) -> pd.DataFrame:
     hist = _window(o.ts, np.iinfo(np.int64).min, t)
     if hist.stop == 0:
         return pd.DataFrame(columns=[CUSTOMER_ID, *(f.name for f in CUSTOMER_ACTIVITY)])
-    oc, ots, buy = o.customer[hist], o.ts[hist], o.is_purchase[hist]
+    oc, ots, buy, amount = o.customer[hist], o.ts[hist], o.is_purchase[hist], o.amount[hist]
     seen = _sum(oc, n) > 0
 
     def in_window(days: int) -> np.ndarray:
@@ -264,17 +269,34 @@ def customer_features_at(part: Partition, cutoff: pd.Timestamp) -> pd.DataFrame:
     for w in WINDOWS_DAYS:
         win = in_window(w)
         out[f"frequency_{w}d"] = _sum(oc[win & buy], n)
-        out[f"monetary_{w}d"] = _sum(oc[win], n, o.amount[hist][win])
+        out[f"monetary_{w}d"] = _sum(oc[win], n, amount[win])
     out["frequency_lifetime"] = _sum(oc[buy], n)
-    out["monetary_lifetime"] = _sum(oc, n, o.amount[hist])
+    out["monetary_lifetime"] = _sum(oc, n, amount)
     y = in_window(365)
     buys_y = y & buy
-    out["avg_order_value_365d"] = _ratio(
-        _sum(oc[buys_y], n, o.amount[hist][buys_y]), out["frequency_365d"]
-    )
+    out["avg_order_value_365d"] = _ratio(_sum(oc[buys_y], n, amount[buys_y]), out["frequency_365d"])
     out["avg_basket_items_365d"] = _ratio(
         _sum(oc[buys_y], n, o.items[hist][buys_y]), out["frequency_365d"]
     )
+    month = np.minimum((t - ots[buys_y]) // (30 * US_PER_DAY), 11)
+    out["active_months_365d"] = _distinct(oc[buys_y], month, n)
+    age_days = (t - ots[buy]) / US_PER_DAY
+    for half_life in (30, 90):
+        out[f"purchase_intensity_{half_life}d"] = _sum(oc[buy], n, 0.5 ** (age_days / half_life))
+    prev = (ots >= t - 180 * US_PER_DAY) & ~in_window(90)
+    out["frequency_trend_90d"] = _trend(out["frequency_90d"], _sum(oc[prev & buy], n))
+    out["spend_trend_90d"] = _trend(out["monetary_90d"], _sum(oc[prev], n, amount[prev]))
+    # Seasonality: what the customer did a year ago in the period that follows the cutoff;
+    # unknown (NaN) when the data does not reach back a year.
+    year_ago = t - 365 * US_PER_DAY
+    ly90 = (ots >= year_ago) & (ots < year_ago + 90 * US_PER_DAY)
+    ly180 = (ots >= year_ago) & (ots < year_ago + 180 * US_PER_DAY)
+    out["frequency_ly_next_90d"] = _sum(oc[ly90 & buy], n)
+    out["monetary_ly_next_90d"] = _sum(oc[ly90], n, amount[ly90])
+    out["monetary_ly_next_180d"] = _sum(oc[ly180], n, amount[ly180])
+    if year_ago < part.observed_from:
+        for name in ("frequency_ly_next_90d", "monetary_ly_next_90d", "monetary_ly_next_180d"):
+            out[name] = np.full(n, np.nan)
 
     d = part.days
     dw = _window(d.ts, np.iinfo(np.int64).min, t)
@@ -287,8 +309,6 @@ def customer_features_at(part: Partition, cutoff: pd.Timestamp) -> pd.DataFrame:
     out["gap_std_days"] = np.sqrt(np.maximum(sq - mean**2, 0.0))
     out["gap_ratio"] = _ratio(out["recency_days"], mean)
 
-    prev = (ots >= t - 180 * US_PER_DAY) & ~in_window(90)
-    out["spend_trend_90d"] = _trend(out["monetary_90d"], _sum(oc[prev], n, o.amount[hist][prev]))
     gross_y = _sum(oc[y], n, o.gross[hist][y])
     out["returns_share_365d"] = _ratio(_sum(oc[y], n, o.returned[hist][y]), gross_y)
     out["discount_share_365d"] = _ratio(

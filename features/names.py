@@ -18,7 +18,7 @@ OFFER_ID = "offer_id"
 EVENT_TIMESTAMP = "event_timestamp"
 CREATED_TIMESTAMP = "created_timestamp"
 
-WINDOWS_DAYS: tuple[int, ...] = (30, 90, 180, 365)
+WINDOWS_DAYS: tuple[int, ...] = (30, 90, 180, 365, 730)
 CATEGORY_SLOTS = 8
 
 
@@ -46,6 +46,38 @@ CUSTOMER_ACTIVITY: tuple[FeatureDef, ...] = (
     FeatureDef("tenure_days", "float", "days since the first purchase"),
     *_windowed(),
     FeatureDef("frequency_lifetime", "int", "purchase orders ever"),
+    FeatureDef("active_months_365d", "int", "months with a purchase among the last 12"),
+    FeatureDef(
+        "purchase_intensity_30d",
+        "float",
+        "purchases weighted by recency (weight halves every 30 days)",
+    ),
+    FeatureDef(
+        "purchase_intensity_90d",
+        "float",
+        "purchases weighted by recency (weight halves every 90 days)",
+    ),
+    FeatureDef(
+        "frequency_trend_90d",
+        "float",
+        "purchases in the last 90 days against the 90 days before (-1 fall .. +1 rise)",
+    ),
+    FeatureDef(
+        "frequency_ly_next_90d",
+        "float",
+        "purchase orders in the same 90 days one year earlier (seasonality; missing "
+        "when the data does not go back that far)",
+    ),
+    FeatureDef(
+        "monetary_ly_next_90d",
+        "float",
+        "net spend in the same 90 days one year earlier (seasonality)",
+    ),
+    FeatureDef(
+        "monetary_ly_next_180d",
+        "float",
+        "net spend in the same 180 days one year earlier (seasonality)",
+    ),
     FeatureDef("monetary_lifetime", "float", "net spend ever"),
     FeatureDef("avg_order_value_365d", "float", "average order value in the last 365 days"),
     FeatureDef("avg_basket_items_365d", "float", "average items per order in the last 365 days"),

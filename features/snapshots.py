@@ -56,6 +56,7 @@ class SnapshotPlan:
     cutoffs: tuple[pd.Timestamp, ...]
     category_slots: tuple[str, ...]
     catalog: str
+    observed_from: pd.Timestamp
     observed_until: pd.Timestamp
     labels: LabelParams
 
@@ -103,7 +104,9 @@ def build_partition(
     interactions: pd.DataFrame | None,
 ) -> dict[str, pd.DataFrame]:
     """All snapshots and labels of one partition of customers, at every cutoff."""
-    part = prepare_partition(transactions, list(plan.category_slots), offer_events, interactions)
+    part = prepare_partition(
+        transactions, list(plan.category_slots), plan.observed_from, offer_events, interactions
+    )
     codes, ids = offer_lines(part, plan.catalog)
     out: dict[str, list[pd.DataFrame]] = {name: [] for name in (*OUTPUTS, "offer_partials")}
     for cutoff in plan.cutoffs:
@@ -147,6 +150,7 @@ def build_snapshots(
         cutoffs=tuple(cutoffs),
         category_slots=tuple(top_categories(tx, cutoffs[0])),
         catalog=resolve_catalog(labels.offer_catalog, tx),
+        observed_from=tx["timestamp"].min(),
         observed_until=tx["timestamp"].max(),
         labels=labels,
     )
@@ -188,6 +192,7 @@ def build_snapshots(
         "cutoffs": [c.isoformat() for c in cutoffs],
         "category_slots": list(plan.category_slots),
         "offer_catalog": plan.catalog,
+        "observed_from": plan.observed_from.isoformat(),
         "observed_until": plan.observed_until.isoformat(),
         "rows": {name: len(frame) for name, frame in outputs.items()},
     }

@@ -236,14 +236,13 @@ def latest_rows(
     ts_col, created_col = source.timestamp_field, source.created_timestamp_column or None
     columns = [*join_keys, *(f.name for f in view.features), ts_col]
     columns += [created_col] if created_col else []
-    frame = pq.read_table(path, columns=columns).to_pandas()
+    window = [(ts_col, ">=", pd.Timestamp(start)), (ts_col, "<=", pd.Timestamp(end))]
+    frame = pq.read_table(path, columns=columns, filters=window).to_pandas()
     frame[ts_col] = _utc(frame[ts_col])
     sort = [ts_col]
     if created_col:
         frame[created_col] = _utc(frame[created_col])
         sort.append(created_col)
-    in_window = (frame[ts_col] >= pd.Timestamp(start)) & (frame[ts_col] <= pd.Timestamp(end))
-    frame = frame[in_window]
     frame = frame.sort_values(sort, ascending=False, kind="stable")
     return frame.drop_duplicates(join_keys, keep="first")
 

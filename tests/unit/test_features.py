@@ -27,15 +27,15 @@ def _known() -> pd.DataFrame:
         ("b", "o5", "2020-06-01", 20.0),
         # customer c: only buys after the cutoff: not in the snapshot at the cutoff
         ("c", "o6", "2021-03-02", 5.0),
-        # d: last line of the data (sets the observed end)
+        # d: first and last lines of the data (set the observed start and end)
+        ("d", "o0", "2020-01-01", 1.0),
         ("d", "o7", "2021-06-01", 1.0),
         # e: first purchase exactly at the cutoff: neither in the features nor in the labels
         ("e", "o8", "2021-03-01", 5.0),
     ]
-    cats = ["x", "y", "x", "x", "y", "x", "x", "x", "x"]
-    return tx(
-        rows, category=cats, product_id=["p1", "p2", "p1", "p1", "p3", "p1", "p1", "p9", "p1"]
-    )
+    cats = ["x", "y", "x", "x", "y", "x", "x", "x", "x", "x"]
+    products = ["p1", "p2", "p1", "p1", "p3", "p1", "p1", "p9", "p9", "p1"]
+    return tx(rows, category=cats, product_id=products)
 
 
 def _build(
@@ -52,7 +52,7 @@ def _build(
 
 def test_features_have_known_values() -> None:
     feats = _build(_known())["customer_features"].set_index("customer_id")
-    assert set(feats.index) == {"a", "b"}
+    assert set(feats.index) == {"a", "b", "d"}
     a = feats.loc["a"]
     assert a["recency_days"] == pytest.approx(9.0)  # last purchase 2021-02-20
     assert a["tenure_days"] == pytest.approx(59.0)
@@ -64,18 +64,29 @@ def test_features_have_known_values() -> None:
     assert a["returns_share_365d"] == pytest.approx(10 / 180)
     assert a["distinct_products_365d"] == 2
     assert a["category_share_1"] + a["category_share_2"] == pytest.approx(1.0)
+    assert a["active_months_365d"] == 2  # 9 days ago, and 49 and 59 days ago
     assert feats.loc["b", "recency_days"] == pytest.approx(273.0)
+    # b bought 2020-06-01: 92 days after the same date a year before the cutoff
+    assert feats.loc["b", "frequency_ly_next_90d"] == 0
+    assert feats.loc["b", "monetary_ly_next_180d"] == pytest.approx(20.0)
     assert np.isnan(feats.loc["b", "gap_mean_days"])
 
 
 def test_labels_have_known_values() -> None:
     out = _build(_known())
     churn = out["labels_churn"].set_index("customer_id")["churned"].to_dict()
-    assert churn == {"a": 0, "b": 1}  # c and e were not active before the cutoff
+    assert churn == {"a": 0, "b": 1}  # c, d and e were not active before the cutoff
     clv = out["labels_clv"].set_index("customer_id")["clv"].to_dict()
     assert clv == {"a": 70.0, "b": 0.0}
     offers = out["labels_offer"]
     assert list(zip(offers["customer_id"], offers["offer_id"], strict=True)) == [("a", "y")]
+
+
+def test_seasonal_features_are_unknown_before_the_data_starts() -> None:
+    early = _known()[lambda f: f["timestamp"] >= pd.Timestamp("2020-06-01", tz="UTC")]
+    feats = _build(early)["customer_features"].set_index("customer_id")
+    assert feats["monetary_ly_next_180d"].isna().all()
+    assert feats.loc["b", "monetary_lifetime"] == pytest.approx(20.0)
 
 
 def test_censored_cutoff_has_no_label_but_has_features() -> None:

@@ -1,0 +1,5 @@
+"""`python -m crmscore` runs the CLI."""
+
+from crmscore.cli import app
+
+app()

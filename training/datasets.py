@@ -1,0 +1,91 @@
+"""Training sets: labels joined to point-in-time features from Feast, split by time."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+from feast import FeatureStore
+
+from features.feast_repo import SERVICE_FEATURES
+from features.names import CUSTOMER_ID, EVENT_TIMESTAMP, OFFER_ID
+from training.config import SplitParams
+
+
+@dataclass(frozen=True)
+class TimeSplit:
+    """Cutoffs of each part; label windows of one part end before the next part starts."""
+
+    train: tuple[pd.Timestamp, ...]
+    valid: tuple[pd.Timestamp, ...]
+    test: pd.Timestamp
+
+    def part(self, stamps: pd.Series) -> pd.Series:
+        """'train', 'valid', 'test' or '' for each timestamp."""
+        out = pd.Series("", index=stamps.index, dtype=object)
+        out[stamps.isin(self.train)] = "train"
+        out[stamps.isin(self.valid)] = "valid"
+        out[stamps == self.test] = "test"
+        return out
+
+    def as_dict(self) -> dict[str, list[str]]:
+        """JSON-ready cutoffs, for MLflow and reports."""
+        return {
+            "train": [c.date().isoformat() for c in self.train],
+            "valid": [c.date().isoformat() for c in self.valid],
+            "test": [self.test.date().isoformat()],
+        }
+
+
+def time_split(
+    labelled_cutoffs: list[pd.Timestamp], horizon_days: int, params: SplitParams
+) -> TimeSplit:
+    """Test on the latest labelled cutoff (or the configured one), validate on the cutoffs
+    before it whose horizon ends by the test cutoff, train on those whose horizon ends by the
+    first validation cutoff."""
+    cutoffs = sorted(set(labelled_cutoffs))
+    if not cutoffs:
+        raise ValueError("no labelled cutoffs: the data is shorter than the label horizon")
+    horizon = pd.Timedelta(days=horizon_days)
+    if params.test_cutoff is not None:
+        test = pd.Timestamp(params.test_cutoff, tz="UTC")
+        if test not in cutoffs:
+            raise ValueError(
+                f"test cutoff {test.date()} has no labels; labelled cutoffs: "
+                f"{[c.date().isoformat() for c in cutoffs]}"
+            )
+    else:
+        test = cutoffs[-1]
+    valid = [c for c in cutoffs if c + horizon <= test][-params.valid_cutoffs :]
+    if not valid:
+        raise ValueError(
+            f"no validation cutoff ends its {horizon_days}-day horizon before the "
+            f"test cutoff {test.date()}"
+        )
+    train = [c for c in cutoffs if c + horizon <= valid[0]][-params.max_train_cutoffs :]
+    if not train:
+        raise ValueError(
+            f"no training cutoff ends its {horizon_days}-day horizon before the "
+            f"first validation cutoff {valid[0].date()}"
+        )
+    return TimeSplit(tuple(train), tuple(valid), test)
+
+
+def service_features(service: str) -> list[str]:
+    """Feature names of a feature service, in the service's order."""
+    return [name for names in SERVICE_FEATURES[service].values() for name in names]
+
+
+def historical_features(store: FeatureStore, service: str, entities: pd.DataFrame) -> pd.DataFrame:
+    """`entities` (join keys + event_timestamp + anything else) with the service's features.
+
+    Feast's file offline store neither keeps the row order nor the rows that have no feature
+    value inside the ttl, so the result is merged back onto `entities` by its keys."""
+    keys = [c for c in (CUSTOMER_ID, OFFER_ID) if c in entities] + [EVENT_TIMESTAMP]
+    request = entities[keys].drop_duplicates()
+    features = store.get_historical_features(
+        entity_df=request, features=store.get_feature_service(service)
+    ).to_df()
+    features[EVENT_TIMESTAMP] = pd.to_datetime(features[EVENT_TIMESTAMP], utc=True)
+    names = service_features(service)
+    return entities.merge(features[keys + names], on=keys, how="left")

@@ -1,0 +1,122 @@
+"""Evaluation metrics for churn (classification), CLV (regression) and offers (ranking)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+from scipy.stats import spearmanr
+from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
+
+
+def lift_top_decile(y: np.ndarray, p: np.ndarray) -> float:
+    """Positive rate among the 10% highest scores divided by the overall positive rate."""
+    k = max(1, int(np.ceil(len(p) * 0.1)))
+    top = np.argsort(-p, kind="stable")[:k]
+    return float(y[top].mean() / y.mean()) if y.mean() > 0 else float("nan")
+
+
+def calibration_error(y: np.ndarray, p: np.ndarray, bins: int = 10) -> float:
+    """Expected calibration error over equal-width probability bins."""
+    edges = np.linspace(0, 1, bins + 1)
+    which = np.clip(np.digitize(p, edges[1:-1]), 0, bins - 1)
+    err = 0.0
+    for b in range(bins):
+        mask = which == b
+        if mask.any():
+            err += mask.mean() * abs(y[mask].mean() - p[mask].mean())
+    return float(err)
+
+
+def churn_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
+    """ROC-AUC, PR-AUC, top-decile lift, Brier score and calibration error."""
+    return {
+        "roc_auc": float(roc_auc_score(y, p)),
+        "pr_auc": float(average_precision_score(y, p)),
+        "lift_top_decile": lift_top_decile(y, p),
+        "brier": float(brier_score_loss(y, p)),
+        "calibration_error": calibration_error(y, p),
+    }
+
+
+def normalized_gini(y: np.ndarray, p: np.ndarray) -> float:
+    """Gini of actual values ordered by prediction, divided by the Gini of the perfect order."""
+
+    def gini(order_by: np.ndarray) -> float:
+        order = np.argsort(-order_by, kind="stable")
+        cum = np.cumsum(y[order]) / y.sum()
+        return float(cum.sum() / len(y) - (len(y) + 1) / (2 * len(y)))
+
+    return gini(p) / gini(y) if y.sum() != 0 else float("nan")
+
+
+def top_share_capture(y: np.ndarray, p: np.ndarray, share: float = 0.2) -> float:
+    """Share of actual total value held by the `share` of customers predicted highest."""
+    k = max(1, round(len(p) * share))
+    top = np.argsort(-p, kind="stable")[:k]
+    total = y[y > 0].sum()
+    return float(np.clip(y[top], 0, None).sum() / total) if total > 0 else float("nan")
+
+
+def clv_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
+    """MAE, RMSE, Spearman, normalised Gini, top-20% capture and total bias."""
+    return {
+        "mae": float(np.mean(np.abs(y - p))),
+        "rmse": float(np.sqrt(np.mean((y - p) ** 2))),
+        "spearman": float(spearmanr(y, p).statistic),
+        "normalized_gini": normalized_gini(y, p),
+        "top20_capture": top_share_capture(y, p, 0.2),
+        "total_bias": float(p.sum() / y.sum() - 1) if y.sum() else float("nan"),
+    }
+
+
+def ranking_metrics(
+    recommended: dict[str, list[str]], actual: dict[str, set[str]], k: int, catalog_size: int
+) -> dict[str, float]:
+    """hit@k, recall@k, MAP@k, NDCG@k over customers with at least one actual item, and
+    catalog coverage of the recommendations."""
+    hits, recalls, aps, ndcgs = [], [], [], []
+    shown: set[str] = set()
+    for customer, truth in actual.items():
+        if not truth:
+            continue
+        recs = recommended.get(customer, [])[:k]
+        shown.update(recs)
+        rel = np.array([r in truth for r in recs], dtype=float)
+        hits.append(float(rel.any()))
+        recalls.append(rel.sum() / len(truth))
+        precision_at = np.cumsum(rel) / np.arange(1, len(rel) + 1) if len(rel) else rel
+        aps.append(float((precision_at * rel).sum() / min(len(truth), k)))
+        discounts = 1 / np.log2(np.arange(2, len(rel) + 2))
+        ideal = discounts[: min(len(truth), k)].sum() if len(rel) else 1.0
+        ndcgs.append(float((rel * discounts).sum() / ideal) if ideal else 0.0)
+    return {
+        f"hit@{k}": float(np.mean(hits)) if hits else float("nan"),
+        f"recall@{k}": float(np.mean(recalls)) if recalls else float("nan"),
+        f"map@{k}": float(np.mean(aps)) if aps else float("nan"),
+        f"ndcg@{k}": float(np.mean(ndcgs)) if ndcgs else float("nan"),
+        "coverage": len(shown) / catalog_size if catalog_size else float("nan"),
+        "customers": float(len(hits)),
+    }
+
+
+def bootstrap_interval(
+    metric: Callable[[np.ndarray], float], n: int, rounds: int, seed: int
+) -> tuple[float, float]:
+    """95% interval of `metric(indices)` over `rounds` resamples of n rows with replacement."""
+    rng = np.random.default_rng(seed)
+    values = [metric(rng.integers(0, n, n)) for _ in range(rounds)]
+    values = [v for v in values if not np.isnan(v)]
+    if not values:
+        return float("nan"), float("nan")
+    lo, hi = np.percentile(values, [2.5, 97.5])
+    return float(lo), float(hi)
+
+
+def decile_table(y: np.ndarray, p: np.ndarray) -> pd.DataFrame:
+    """Mean predicted and actual value per decile of the prediction (1 = highest)."""
+    frame = pd.DataFrame({"actual": y, "predicted": p})
+    ranks = frame["predicted"].rank(method="first", ascending=False)
+    frame["decile"] = np.ceil(ranks / len(frame) * 10).astype(int).clip(1, 10)
+    return frame.groupby("decile")[["predicted", "actual"]].mean().reset_index()
