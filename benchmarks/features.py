@@ -31,7 +31,7 @@ def _stage(name: str, workspace: Path, dataset: str) -> dict[str, Any]:
     """Run one stage in this process and return its figures."""
     from crmscore.settings import load_settings
     from features.ingest import ingest
-    from features.snapshots import build_snapshots, read_tables, write_snapshots
+    from features.snapshots import build_snapshots, read_tables
     from features.store import apply_repo, fast_materialize, incremental_start, open_store
 
     settings = load_settings(workspace=workspace, dataset=dataset)
@@ -42,10 +42,9 @@ def _stage(name: str, workspace: Path, dataset: str) -> dict[str, Any]:
         out = {k: report[k] for k in ("input_rows", "accepted_rows", "customers")}
     elif name == "features":
         tables = read_tables(settings.data_dir)
-        outputs, meta = build_snapshots(
-            tables, settings.features, settings.labels, settings.segments
+        meta = build_snapshots(
+            tables, settings.features, settings.labels, settings.segments, settings.snapshot_dir
         )
-        write_snapshots(outputs, meta, settings.snapshot_dir)
         out = {"cutoffs": len(meta["cutoffs"]), "rows": meta["rows"]["customer_features"]}
     elif name == "apply":
         apply_repo(settings.feast, settings.feast_dir, settings.snapshot_dir)
@@ -72,8 +71,17 @@ def _stage(name: str, workspace: Path, dataset: str) -> dict[str, Any]:
             "features": len(view.features),
         }
     out["seconds"] = round(time.perf_counter() - started, 2)
-    out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    out["peak_rss_mb"] = peak_rss_mb()
     return out
+
+
+def peak_rss_mb() -> int:
+    """This process's peak resident memory (VmHWM: unlike ru_maxrss, not inherited from the
+    process that started this one)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024)
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
 
 def run_stage(name: str, workspace: Path, dataset: str) -> dict[str, Any]:

@@ -112,7 +112,7 @@ def features_build(
     workers: Annotated[int, typer.Option(help="Processes for the customer partitions.")] = 1,
 ) -> None:
     """Compute point-in-time features and labels at every cutoff."""
-    from features.snapshots import build_snapshots, read_tables, write_snapshots
+    from features.snapshots import build_snapshots, read_tables
 
     overrides: dict[str, Any] = {}
     if cutoffs:
@@ -124,12 +124,16 @@ def features_build(
     started = time.perf_counter()
     try:
         tables = read_tables(settings.data_dir)
-        outputs, metadata = build_snapshots(
-            tables, settings.features, settings.labels, settings.segments, workers=workers
+        metadata = build_snapshots(
+            tables,
+            settings.features,
+            settings.labels,
+            settings.segments,
+            settings.snapshot_dir,
+            workers=workers,
         )
     except (FileNotFoundError, ValueError) as exc:
         _fail(str(exc))
-    write_snapshots(outputs, metadata, settings.snapshot_dir)
     _echo_json(
         {
             "cutoffs": len(metadata["cutoffs"]),

@@ -105,6 +105,8 @@ class FeatureParams(_Frozen):
     cutoffs: Literal["monthly"] | list[date] = "monthly"
     min_history_days: int = 90
     partitions: int = 4
+    # Customer x offer affinity keeps each customer's most bought offers, at most this many.
+    affinity_top_offers: int = 50
 
 
 class LabelParams(_Frozen):

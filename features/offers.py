@@ -41,8 +41,12 @@ def offer_lines(part: Partition, catalog: str) -> tuple[np.ndarray, np.ndarray]:
     raise ValueError(f"offer catalog '{catalog}': expected 'category' or 'product'")
 
 
-def affinity_at(part: Partition, cutoff: pd.Timestamp, catalog: str) -> pd.DataFrame:
-    """Customer x offer affinity from the 365 days before `cutoff` (pairs bought only)."""
+def affinity_at(
+    part: Partition, cutoff: pd.Timestamp, catalog: str, top_offers: int
+) -> pd.DataFrame:
+    """Customer x offer affinity from the 365 days before `cutoff`: for each customer the
+    `top_offers` offers bought in most orders (ties: most spend). Bounding the pairs keeps
+    the table linear in customers whatever the catalog size."""
     t = cutoff_us(cutoff)
     codes, ids = offer_lines(part, catalog)
     ln = part.lines
@@ -60,7 +64,13 @@ def affinity_at(part: Partition, cutoff: pd.Timestamp, catalog: str) -> pd.DataF
             last=("ts", "max"),
         )
         .reset_index()
+        .sort_values(
+            ["c", "affinity_orders_365d", "affinity_spend_365d", "k"],
+            ascending=[True, False, False, True],
+            kind="stable",
+        )
     )
+    pairs = pairs[pairs.groupby("c", sort=False).cumcount() < top_offers]
     total = _sum(c, len(part.customer_ids), g)
     return pd.DataFrame(
         {

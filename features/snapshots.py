@@ -9,6 +9,7 @@ result, which is small: one row per customer (or offer) and cutoff.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import date
@@ -17,6 +18,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from features.config import FeatureParams, LabelParams, SegmentParams
 from features.contract import CUSTOMER_ATTRIBUTES
@@ -59,6 +62,7 @@ class SnapshotPlan:
     observed_from: pd.Timestamp
     observed_until: pd.Timestamp
     labels: LabelParams
+    affinity_top_offers: int
 
 
 def monthly_cutoffs(
@@ -113,7 +117,9 @@ def build_partition(
         feats = customer_features_at(part, cutoff)
         feats.insert(1, EVENT_TIMESTAMP, cutoff)
         out["customer_features"].append(feats)
-        out["customer_offer_features"].append(affinity_at(part, cutoff, plan.catalog))
+        out["customer_offer_features"].append(
+            affinity_at(part, cutoff, plan.catalog, plan.affinity_top_offers)
+        )
         out["offer_partials"].append(offer_partials_at(part, cutoff, plan.catalog))
         out["labels_churn"].append(churn_labels(part, cutoff, plan.labels, plan.observed_until))
         out["labels_clv"].append(clv_labels(part, cutoff, plan.labels, plan.observed_until))
@@ -134,14 +140,64 @@ def _split(frame: pd.DataFrame | None, parts: np.ndarray | None, index: int) -> 
     return frame[parts == index]
 
 
+# Pair-level outputs grow with customers x offers: each partition's rows are streamed to disk.
+PAIR_OUTPUTS = ("customer_offer_features", "labels_offer")
+LINES_PER_PARTITION = 2_000_000
+
+
+class _PairWriter:
+    """Appends partitions' frames to one parquet file, replaced atomically on success."""
+
+    def __init__(self, path: Path, created: pd.Timestamp | None) -> None:
+        self.path, self.created = path, created
+        self.tmp = path.with_suffix(".parquet.tmp")
+        self.writer: pq.ParquetWriter | None = None
+        self.rows = 0
+
+    def write(self, frame: pd.DataFrame) -> None:
+        if len(frame) == 0:
+            return
+        frame = frame.assign(**{EVENT_TIMESTAMP: pd.to_datetime(frame[EVENT_TIMESTAMP], utc=True)})
+        if self.created is not None:
+            frame[CREATED_TIMESTAMP] = self.created
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        if self.writer is None:
+            self.writer = pq.ParquetWriter(self.tmp, table.schema)
+        self.writer.write_table(table.cast(self.writer.schema))
+        self.rows += len(frame)
+
+    def close(self, empty: pd.DataFrame) -> None:
+        if self.writer is None:
+            self.write(empty)  # no rows at all: still write the columns
+        if self.writer is None:
+            empty.to_parquet(self.tmp, index=False)
+        else:
+            self.writer.close()
+        self.tmp.replace(self.path)
+
+
+def _run(jobs: list[tuple[Any, ...]], workers: int) -> Iterator[dict[str, pd.DataFrame]]:
+    if workers > 1 and len(jobs) > 1:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            yield from pool.map(build_partition, *zip(*jobs, strict=True))
+    else:
+        for job in jobs:
+            yield build_partition(*job)
+
+
 def build_snapshots(
     tables: dict[str, pd.DataFrame],
     features: FeatureParams,
     labels: LabelParams,
     segments: SegmentParams,
+    out_dir: Path,
     workers: int = 1,
-) -> tuple[dict[str, pd.DataFrame], dict[str, Any]]:
-    """Features and labels at every cutoff from canonical tables. Returns (outputs, metadata)."""
+) -> dict[str, Any]:
+    """Features and labels at every cutoff from canonical tables, written to `out_dir` as
+    `<output>.parquet` plus `snapshots.json`. Returns the metadata.
+
+    Customer-level outputs are sorted by (cutoff, keys); pair-level outputs are in partition
+    order (deterministic for a given number of partitions)."""
     tx = tables["transactions"]
     cutoffs = resolve_cutoffs(features.cutoffs, tx, features.min_history_days)
     if not cutoffs:
@@ -153,8 +209,9 @@ def build_snapshots(
         observed_from=tx["timestamp"].min(),
         observed_until=tx["timestamp"].max(),
         labels=labels,
+        affinity_top_offers=features.affinity_top_offers,
     )
-    n = max(1, features.partitions)
+    n = max(1, features.partitions, -(-len(tx) // LINES_PER_PARTITION))
     tx_parts = partition_of(tx[CUSTOMER_ID], n)
     events, inter = tables.get("offer_events"), tables.get("interactions")
     ev_parts = partition_of(events[CUSTOMER_ID], n) if events is not None else None
@@ -164,39 +221,60 @@ def build_snapshots(
         for i in range(n)
         if (tx_parts == i).any()
     ]
-    if workers > 1 and len(jobs) > 1:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            results = list(pool.map(build_partition, *zip(*jobs, strict=True)))
-    else:
-        results = [build_partition(*job) for job in jobs]
-    merged = {name: _concat([r[name] for r in results]) for name in results[0]}
-
-    customers = tables.get("customers")
-    snapshot = merged["customer_features"]
-    snapshot = add_profile(snapshot, customers)
-    snapshot = add_segments(snapshot, segments, labels.active_window_days)
+    out_dir.mkdir(parents=True, exist_ok=True)
     created = pd.Timestamp.now(tz="UTC").floor("s")
+    writers = {
+        "customer_offer_features": _PairWriter(
+            out_dir / "customer_offer_features.parquet", created
+        ),
+        "labels_offer": _PairWriter(out_dir / "labels_offer.parquet", None),
+    }
+    kept: dict[str, list[pd.DataFrame]] = {}
+    empty: dict[str, pd.DataFrame] = {}
+    for result in _run(jobs, workers):
+        for name, frame in result.items():
+            if name in writers:
+                writers[name].write(frame)
+                empty[name] = frame.head(0)
+            else:
+                kept.setdefault(name, []).append(frame)
+    for name, writer in writers.items():
+        writer.close(empty[name])
+    merged = {name: _concat(frames) for name, frames in kept.items()}
+
+    snapshot = add_profile(merged["customer_features"], tables.get("customers"))
+    snapshot = add_segments(snapshot, segments, labels.active_window_days)
     outputs = {
         "customer_features": _finish(
             snapshot[[CUSTOMER_ID, EVENT_TIMESTAMP, *CUSTOMER_FEATURES]], [CUSTOMER_ID], created
         ),
         "offer_features": _finish(offer_stats(merged["offer_partials"]), [OFFER_ID], created),
-        "customer_offer_features": _finish(
-            merged["customer_offer_features"], [CUSTOMER_ID, OFFER_ID], created
-        ),
         "labels_churn": _sorted(merged["labels_churn"], [CUSTOMER_ID]),
         "labels_clv": _sorted(merged["labels_clv"], [CUSTOMER_ID]),
-        "labels_offer": _sorted(merged["labels_offer"], [CUSTOMER_ID, OFFER_ID]),
     }
+    for name, frame in outputs.items():
+        tmp = out_dir / f"{name}.parquet.tmp"
+        frame.to_parquet(tmp, index=False)
+        tmp.replace(out_dir / f"{name}.parquet")
     metadata = {
         "cutoffs": [c.isoformat() for c in cutoffs],
         "category_slots": list(plan.category_slots),
         "offer_catalog": plan.catalog,
         "observed_from": plan.observed_from.isoformat(),
         "observed_until": plan.observed_until.isoformat(),
-        "rows": {name: len(frame) for name, frame in outputs.items()},
+        "partitions": n,
+        "rows": {
+            **{name: len(frame) for name, frame in outputs.items()},
+            **{name: w.rows for name, w in writers.items()},
+        },
     }
-    return outputs, metadata
+    (out_dir / "snapshots.json").write_text(json.dumps(metadata, indent=2))
+    return metadata
+
+
+def read_snapshots(out_dir: Path) -> dict[str, pd.DataFrame]:
+    """Every output written by `build_snapshots`."""
+    return {name: pd.read_parquet(out_dir / f"{name}.parquet") for name in OUTPUTS}
 
 
 def add_profile(snapshot: pd.DataFrame, customers: pd.DataFrame | None) -> pd.DataFrame:
@@ -223,18 +301,6 @@ def _finish(frame: pd.DataFrame, keys: list[str], created: pd.Timestamp) -> pd.D
     out[EVENT_TIMESTAMP] = pd.to_datetime(out[EVENT_TIMESTAMP], utc=True)
     out[CREATED_TIMESTAMP] = created
     return out
-
-
-def write_snapshots(
-    outputs: dict[str, pd.DataFrame], metadata: dict[str, Any], out_dir: Path
-) -> None:
-    """Write every output as parquet plus `snapshots.json`, each file replaced atomically."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for name, frame in outputs.items():
-        tmp = out_dir / f"{name}.parquet.tmp"
-        frame.to_parquet(tmp, index=False)
-        tmp.replace(out_dir / f"{name}.parquet")
-    (out_dir / "snapshots.json").write_text(json.dumps(metadata, indent=2))
 
 
 def read_tables(data_dir: Path) -> dict[str, pd.DataFrame]:

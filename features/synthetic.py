@@ -31,7 +31,8 @@ def synthetic_export(
     """About `lines` invoice lines for `customers` customers over `days` days."""
     rng = np.random.default_rng(seed)
     lines_per_order = 8
-    orders = max(1, lines // lines_per_order)
+    # Orders after a customer's stop day are dropped below: draw more so ~`lines` remain.
+    orders = max(1, int(lines / lines_per_order / 0.8))
     rate = rng.gamma(0.8, 1.0, customers)
     customer_of_order = rng.choice(customers, size=orders, p=rate / rate.sum())
     # Each customer stops buying at a random day (some never do): orders after it are dropped.
@@ -42,7 +43,7 @@ def synthetic_export(
     orders = len(day)
     seconds = day.astype(np.int64) * 86_400 + rng.integers(8 * 3600, 20 * 3600, orders)
     order_sizes = rng.integers(1, 2 * lines_per_order, orders)
-    order_of_line = np.repeat(np.arange(orders), order_sizes)
+    order_of_line = np.repeat(np.arange(orders), order_sizes)[:lines]
     n = len(order_of_line)
     products = rng.zipf(1.3, n) % 5000
     is_return = rng.random(orders) < 0.02

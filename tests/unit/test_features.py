@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import tempfile
 from datetime import date
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from features.config import FeatureParams, LabelParams, SegmentParams
-from features.snapshots import build_snapshots, monthly_cutoffs
+from features.snapshots import build_snapshots, monthly_cutoffs, read_snapshots
 from tests.conftest import tx
 
 CUTOFF = pd.Timestamp("2021-03-01", tz="UTC")
@@ -39,15 +41,27 @@ def _known() -> pd.DataFrame:
 
 
 def _build(
-    frame: pd.DataFrame, cutoffs: list[date] | None = None, labels: LabelParams | None = None
+    frame: pd.DataFrame,
+    cutoffs: list[date] | None = None,
+    labels: LabelParams | None = None,
+    partitions: int = 2,
 ) -> dict[str, pd.DataFrame]:
-    outputs, _ = build_snapshots(
-        {"transactions": frame},
-        FeatureParams(cutoffs=cutoffs or [CUTOFF.date()], partitions=2),
-        labels or LabelParams(churn_horizon_days=30, clv_horizon_days=30, offer_horizon_days=30),
-        SegmentParams(),
-    )
-    return outputs
+    """All outputs, each sorted by cutoff and keys (pair outputs are in partition order)."""
+    with tempfile.TemporaryDirectory() as out:
+        build_snapshots(
+            {"transactions": frame},
+            FeatureParams(cutoffs=cutoffs or [CUTOFF.date()], partitions=partitions),
+            labels
+            or LabelParams(churn_horizon_days=30, clv_horizon_days=30, offer_horizon_days=30),
+            SegmentParams(),
+            Path(out),
+        )
+        outputs = read_snapshots(Path(out))
+    keys = ["event_timestamp", "customer_id", "offer_id"]
+    return {
+        name: f.sort_values([k for k in keys if k in f], kind="stable").reset_index(drop=True)
+        for name, f in outputs.items()
+    }
 
 
 def test_features_have_known_values() -> None:
@@ -167,18 +181,8 @@ def test_changing_the_past_does_not_move_labels(cutoff: date) -> None:
 
 def test_partitioning_does_not_change_results() -> None:
     frame = _random_transactions(3)
-    one, _ = build_snapshots(
-        {"transactions": frame},
-        FeatureParams(cutoffs=CUTOFFS, partitions=1),
-        LABELS,
-        SegmentParams(),
-    )
-    many, _ = build_snapshots(
-        {"transactions": frame},
-        FeatureParams(cutoffs=CUTOFFS, partitions=7),
-        LABELS,
-        SegmentParams(),
-    )
+    one = _build(frame, CUTOFFS, LABELS, partitions=1)
+    many = _build(frame, CUTOFFS, LABELS, partitions=7)
     for name, frame_one in one.items():
         pd.testing.assert_frame_equal(
             frame_one.drop(columns=["created_timestamp"], errors="ignore"),
