@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
@@ -167,8 +168,12 @@ def _normalise_id(values: pd.Series) -> pd.Series:
         text = as_int.astype("string").where(values == values.round(), values.astype("string"))
     else:
         text = values.astype("string[pyarrow]")
-    text = text.str.strip().str.replace(r"^(-?\d+)\.0+$", r"\1", regex=True)
-    return text.where(text != "", pd.NA)
+    # pyarrow compute: pandas' .str.replace with a group reference loops in Python.
+    arrow = pa.array(text.astype("string[pyarrow]").array).cast(pa.string())
+    arrow = pc.utf8_trim_whitespace(arrow)
+    arrow = pc.replace_substring_regex(arrow, pattern=r"^(-?\d+)\.0+$", replacement=r"\1")
+    arrow = pc.if_else(pc.equal(arrow, ""), pa.scalar(None, pa.string()), arrow)
+    return pd.Series(pd.arrays.ArrowStringArray(arrow), index=values.index)
 
 
 @dataclass
