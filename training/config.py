@@ -47,6 +47,8 @@ class NboParams(_Frozen):
     popular_candidates: int = 50
     history_candidates: int = 100
     top_k: int = 5
+    # Pairs grow with customers x candidates: train on the most recent cutoffs only.
+    max_train_cutoffs: int = 4
     exclude_bought_within_days: int | None = None  # e.g. 7: do not offer what was just bought
 
 

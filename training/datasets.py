@@ -8,7 +8,7 @@ import pandas as pd
 from feast import FeatureStore
 
 from features.feast_repo import SERVICE_FEATURES
-from features.names import CUSTOMER_ID, EVENT_TIMESTAMP, OFFER_ID
+from features.names import EVENT_TIMESTAMP
 from training.config import SplitParams
 
 
@@ -79,13 +79,19 @@ def service_features(service: str) -> list[str]:
 def historical_features(store: FeatureStore, service: str, entities: pd.DataFrame) -> pd.DataFrame:
     """`entities` (join keys + event_timestamp + anything else) with the service's features.
 
-    Feast's file offline store neither keeps the row order nor the rows that have no feature
-    value inside the ttl, so the result is merged back onto `entities` by its keys."""
-    keys = [c for c in (CUSTOMER_ID, OFFER_ID) if c in entities] + [EVENT_TIMESTAMP]
-    request = entities[keys].drop_duplicates()
-    features = store.get_historical_features(
-        entity_df=request, features=store.get_feature_service(service)
-    ).to_df()
-    features[EVENT_TIMESTAMP] = pd.to_datetime(features[EVENT_TIMESTAMP], utc=True)
-    names = service_features(service)
-    return entities.merge(features[keys + names], on=keys, how="left")
+    Each feature view of the service is fetched with its own de-duplicated entity rows and
+    merged back onto `entities` by its keys: Feast's file offline store, asked for views with
+    different join keys in one call, returns only a fraction of the rows, and it keeps
+    neither the row order nor rows without a value inside the ttl."""
+    out = entities.copy()
+    out[EVENT_TIMESTAMP] = pd.to_datetime(out[EVENT_TIMESTAMP], utc=True)
+    for view_name, names in SERVICE_FEATURES[service].items():
+        view = store.get_feature_view(view_name)
+        keys = [store.get_entity(e).join_key for e in view.entities] + [EVENT_TIMESTAMP]
+        request = out[keys].drop_duplicates().reset_index(drop=True)
+        fetched = store.get_historical_features(
+            entity_df=request, features=[f"{view_name}:{n}" for n in names]
+        ).to_df()
+        fetched[EVENT_TIMESTAMP] = pd.to_datetime(fetched[EVENT_TIMESTAMP], utc=True)
+        out = out.merge(fetched[keys + names], on=keys, how="left")
+    return out

@@ -74,7 +74,9 @@ class NboModel:
         """P(the customer accepts the offer in the horizon)."""
         return np.asarray(self.booster.predict(self.spec.matrix(pairs)), dtype=float)
 
-    def recommend(self, pairs: pd.DataFrame, allowed: set[str] | None = None) -> pd.DataFrame:
+    def recommend(
+        self, pairs: pd.DataFrame, allowed: set[str] | None = None, k: int | None = None
+    ) -> pd.DataFrame:
         """Top-k offers per customer and cutoff with probability and expected value.
 
         Rules: only `allowed` offers (the catalog filter / eligibility) when given, and no offer
@@ -90,7 +92,7 @@ class NboModel:
         ranked = scored.sort_values(
             [*keys, "probability", OFFER_ID], ascending=[True, True, False, True], kind="stable"
         )
-        top = ranked.groupby(keys, sort=False).head(self.top_k).copy()
+        top = ranked.groupby(keys, sort=False).head(k or self.top_k).copy()
         top["rank"] = top.groupby(keys, sort=False).cumcount() + 1
         return top[[*keys, "rank", OFFER_ID, "probability", "expected_value"]].reset_index(
             drop=True
