@@ -175,3 +175,111 @@ def features_materialize(
     with contextlib.redirect_stdout(sys.stderr):
         result = materialize(settings.feast, settings.feast_dir, settings.snapshot_dir, stock=stock)
     _echo_json({**result, "seconds": round(time.perf_counter() - started, 2)})
+
+
+MODELS = ["churn", "clv", "nbo"]
+
+
+def _models(model: list[str] | None) -> list[str]:
+    chosen = model or MODELS
+    unknown = [m for m in chosen if m not in MODELS]
+    if unknown:
+        _fail(f"--model: {unknown} unknown; expected some of {MODELS}")
+    return chosen
+
+
+def _client(settings: Settings) -> Any:
+    from training.tracking import configure, default_tracking_uri
+
+    return configure(settings.mlflow_tracking_uri or default_tracking_uri(settings.workspace))
+
+
+def _train(settings: Settings, kinds: list[str]) -> list[dict[str, Any]]:
+    from crmscore.settings import PROJECT_ROOT
+    from features.store import open_store
+    from training.tracking import git_commit, settings_json
+    from training.train import train_models
+
+    client = _client(settings)
+    store = open_store(settings.feast, settings.feast_dir)
+    try:
+        # MLflow and Feast print progress on stdout; keep stdout for the JSON answer.
+        with contextlib.redirect_stdout(sys.stderr):
+            return train_models(
+                kinds,
+                store,
+                settings.snapshot_dir,
+                settings.labels,
+                settings.training,
+                settings.report_dir,
+                client,
+                settings.mlflow_artifacts,
+                settings_json(settings),
+                git_commit(PROJECT_ROOT),
+            )
+    except (FileNotFoundError, ValueError) as exc:
+        _fail(str(exc))
+        raise
+
+
+ModelOption = Annotated[
+    list[str] | None,
+    typer.Option("--model", help="churn, clv or nbo; repeatable; default: all three."),
+]
+
+
+@app.command()
+def train(ctx: typer.Context, model: ModelOption = None) -> None:
+    """Train and evaluate models against their baselines; register them as @challenger."""
+    settings = _settings(ctx)
+    started = time.perf_counter()
+    summaries = _train(settings, _models(model))
+    _echo_json(
+        {
+            "models": summaries,
+            "seconds": round(time.perf_counter() - started, 1),
+            "reports": str(settings.report_dir),
+        }
+    )
+
+
+def _promote(settings: Settings, kinds: list[str]) -> list[dict[str, Any]]:
+    from training.tracking import promote as run_promote
+
+    client = _client(settings)
+    return [run_promote(k, settings.training.gate, client).as_dict() for k in kinds]
+
+
+@app.command()
+def promote(ctx: typer.Context, model: ModelOption = None) -> None:
+    """Move @champion to @challenger where the promotion gate passes."""
+    settings = _settings(ctx)
+    _echo_json({"decisions": _promote(settings, _models(model))})
+
+
+@app.command()
+def rollback(
+    ctx: typer.Context, model: Annotated[str, typer.Option(help="churn, clv or nbo")]
+) -> None:
+    """Put the previous champion back."""
+    from training.tracking import rollback as run_rollback
+
+    settings = _settings(ctx)
+    decision = run_rollback(_models([model])[0], _client(settings))
+    _echo_json(decision.as_dict())
+    if not decision.promoted:
+        raise typer.Exit(code=1)
+
+
+@app.command()
+def retrain(ctx: typer.Context, model: ModelOption = None) -> None:
+    """Refresh features (ingest, build, apply, materialize), train, and promote if the gate
+    passes."""
+    ctx.invoke(ingest, ctx=ctx)
+    ctx.invoke(features_build, ctx=ctx, cutoffs=None, workers=1)
+    ctx.invoke(features_apply, ctx=ctx)
+    ctx.invoke(features_materialize, ctx=ctx, stock=False)
+    settings = _settings(ctx)
+    kinds = _models(model)
+    summaries = _train(settings, kinds)
+    _echo_json({"models": summaries, "decisions": _promote(settings, kinds)})

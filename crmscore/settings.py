@@ -12,6 +12,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from features.config import DatasetConfig, FeastParams, FeatureParams, LabelParams, SegmentParams
+from training.config import TrainingParams
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -34,6 +35,9 @@ class Settings(BaseModel):
     labels: LabelParams = Field(default_factory=LabelParams)
     segments: SegmentParams = Field(default_factory=SegmentParams)
     feast: FeastParams = Field(default_factory=FeastParams)
+    training: TrainingParams = Field(default_factory=TrainingParams)
+    # MLflow tracking/registry; default: SQLite in the workspace (env MLFLOW_TRACKING_URI).
+    mlflow_tracking_uri: str | None = None
 
     @property
     def data_dir(self) -> Path:
@@ -49,6 +53,16 @@ class Settings(BaseModel):
     def feast_dir(self) -> Path:
         """Feast registry and SQLite online store."""
         return self.workspace / "feast"
+
+    @property
+    def report_dir(self) -> Path:
+        """Evaluation reports and plots."""
+        return self.workspace / "reports"
+
+    @property
+    def mlflow_artifacts(self) -> Path:
+        """Artifact root of the embedded MLflow store."""
+        return self.workspace / "mlflow" / "artifacts"
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -99,6 +113,8 @@ def load_settings(
             raw[section] = values
     dataset_file = dataset_path(config_dir, dataset or raw.pop("dataset", "complete_journey"))
     raw.pop("dataset", None)
+    if env.get("MLFLOW_TRACKING_URI"):
+        raw["mlflow_tracking_uri"] = env["MLFLOW_TRACKING_URI"]
     if env.get("CRMSCORE_REDIS_URL"):
         raw["feast"] = {**raw.get("feast", {}), "redis_url": env["CRMSCORE_REDIS_URL"]}
     try:

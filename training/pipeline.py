@@ -304,3 +304,19 @@ def _on_rows(
 
 def _sizes(train: pd.DataFrame, valid: pd.DataFrame, test: pd.DataFrame) -> dict[str, int]:
     return {"train": len(train), "valid": len(valid), "test": len(test)}
+
+
+def primary_metric(kind: str, model: Any, test: pd.DataFrame) -> float:
+    """A model's gate metric on a test frame (to score the champion on the challenger's test)."""
+    if kind == "churn":
+        return churn_metrics(test[CHURN].to_numpy(int), model.predict(test))["roc_auc"]
+    if kind == "clv":
+        return clv_metrics(test[CLV].to_numpy(float), model.predict(test))["mae"]
+    top = test.assign(_p=model.predict(test)).sort_values(
+        [CUSTOMER_ID, "_p", OFFER_ID], ascending=[True, False, True], kind="stable"
+    )
+    top = top.groupby(CUSTOMER_ID, sort=False).head(model.top_k)
+    return float(top.groupby(CUSTOMER_ID)[ACCEPTED].max().mean())
+
+
+RUNNERS = {"churn": run_churn, "clv": run_clv, "nbo": run_nbo}

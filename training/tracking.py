@@ -1,0 +1,225 @@
+"""MLflow: one experiment per model, runs with everything needed to reproduce them, the model
+registry with @challenger / @champion aliases, the promotion gate and rollback."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow import MlflowClient
+from mlflow.models import infer_signature
+from mlflow.pyfunc import PythonModel
+
+from training.config import GateParams
+from training.evaluate import PRIMARY
+
+MODEL_NAMES = {"churn": "crmscore-churn", "clv": "crmscore-clv", "nbo": "crmscore-nbo"}
+CHALLENGER, CHAMPION = "challenger", "champion"
+PREVIOUS_CHAMPION_TAG = "previous_champion_version"
+# Installed with crmscore itself; listing them avoids MLflow's slow requirement inference.
+MODEL_REQUIREMENTS = ["lightgbm==4.7.0", "scikit-learn", "pandas", "numpy"]
+
+
+def default_tracking_uri(workspace: Path) -> str:
+    """The embedded default: SQLite in the workspace (MLFLOW_TRACKING_URI overrides it)."""
+    (workspace / "mlflow").mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{workspace / 'mlflow' / 'mlflow.db'}"
+
+
+def configure(tracking_uri: str) -> MlflowClient:
+    """Point MLflow at the tracking server or local store."""
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
+    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+
+class CrmscorePyfunc(PythonModel):
+    """MLflow wrapper: `predict` is the model's own (P(churn), CLV, or P(accept) per pair)."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+
+    def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> np.ndarray:
+        return np.asarray(self.model.predict(model_input))
+
+
+def data_fingerprint(paths: list[Path]) -> str:
+    """SHA-256 over the bytes of the files a model was trained from."""
+    digest = hashlib.sha256()
+    for path in sorted(paths):
+        digest.update(path.name.encode())
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def git_commit(root: Path) -> str:
+    """The checked-out commit, or 'unknown' outside a git checkout."""
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return out.stdout.strip()
+
+
+def _experiment(name: str, artifact_root: Path) -> str:
+    found = mlflow.get_experiment_by_name(name)
+    if found is not None:
+        return str(found.experiment_id)
+    return str(mlflow.create_experiment(name, artifact_location=(artifact_root / name).as_uri()))
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """What the gate needs from a training run, as logged metrics."""
+
+    model: float
+    best_baseline: float
+    champion: float | None
+
+
+def log_run(
+    kind: str,
+    model: Any,
+    metrics: dict[str, float],
+    params: dict[str, Any],
+    tags: dict[str, str],
+    artifacts: list[Path],
+    input_example: pd.DataFrame,
+    settings_json: str,
+    artifact_root: Path,
+    client: MlflowClient,
+) -> str:
+    """Log one training run, register the model and give the new version @challenger.
+
+    Returns the new version number."""
+    experiment_id = _experiment(f"crmscore-{kind}", artifact_root)
+    with mlflow.start_run(experiment_id=experiment_id, run_name=f"{kind}-{tags['test_cutoff']}"):
+        mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
+        mlflow.log_metrics({k: float(v) for k, v in metrics.items() if np.isfinite(v)})
+        mlflow.set_tags(tags)
+        mlflow.log_text(settings_json, "settings.json")
+        for path in artifacts:
+            mlflow.log_artifact(str(path), artifact_path="report")
+        example = input_example.head(3)
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=CrmscorePyfunc(model),
+            signature=infer_signature(example, model.predict(example)),
+            input_example=example,
+            pip_requirements=MODEL_REQUIREMENTS,
+            registered_model_name=MODEL_NAMES[kind],
+        )
+    version = str(info.registered_model_version)
+    client.set_registered_model_alias(MODEL_NAMES[kind], CHALLENGER, version)
+    return version
+
+
+def load_alias(kind: str, alias: str, client: MlflowClient) -> Any | None:
+    """The model object behind an alias, or None when the alias is not set."""
+    try:
+        version = client.get_model_version_by_alias(MODEL_NAMES[kind], alias)
+    except mlflow.exceptions.MlflowException:
+        return None
+    loaded = mlflow.pyfunc.load_model(f"models:/{MODEL_NAMES[kind]}/{version.version}")
+    return loaded.unwrap_python_model().model
+
+
+def _record(kind: str, version: Any, client: MlflowClient) -> RunRecord:
+    run = client.get_run(version.run_id)
+    key, _ = PRIMARY[kind]
+    m = run.data.metrics
+    return RunRecord(m[f"model_{key}"], m[f"best_baseline_{key}"], m.get(f"champion_{key}"))
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    """The gate's verdict with the figures it compared."""
+
+    kind: str
+    promoted: bool
+    version: str | None
+    reason: str
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "model": self.kind,
+            "promoted": self.promoted,
+            "version": self.version,
+            "reason": self.reason,
+        }
+
+
+def gate_passes(kind: str, record: RunRecord, gate: GateParams) -> tuple[bool, str]:
+    """Beat the best baseline and the current champion (same test window) by the margins."""
+    key, higher = PRIMARY[kind]
+    margin = {
+        "churn": gate.churn_auc_margin,
+        "clv": gate.clv_mae_margin,
+        "nbo": gate.nbo_hit_margin,
+    }[kind]
+    rivals = {"best baseline": record.best_baseline}
+    if record.champion is not None:
+        rivals["champion"] = record.champion
+    for name, value in rivals.items():
+        better = (record.model >= value + margin) if higher else (record.model <= value - margin)
+        if not better:
+            return False, (
+                f"{key} {record.model:.4f} does not beat the {name} ({value:.4f}) by "
+                f"the margin {margin}"
+            )
+    return True, f"{key} {record.model:.4f} beats " + ", ".join(
+        f"the {n} ({v:.4f})" for n, v in rivals.items()
+    ) + f" by at least {margin}"
+
+
+def promote(kind: str, gate: GateParams, client: MlflowClient) -> GateDecision:
+    """Move @champion to the @challenger version when the gate passes."""
+    name = MODEL_NAMES[kind]
+    try:
+        challenger = client.get_model_version_by_alias(name, CHALLENGER)
+    except mlflow.exceptions.MlflowException:
+        return GateDecision(kind, False, None, "no @challenger version: run `crmscore train`")
+    try:
+        champion = client.get_model_version_by_alias(name, CHAMPION)
+    except mlflow.exceptions.MlflowException:
+        champion = None
+    if champion is not None and champion.version == challenger.version:
+        return GateDecision(kind, False, challenger.version, "the challenger is the champion")
+    passed, reason = gate_passes(kind, _record(kind, challenger, client), gate)
+    if passed:
+        if champion is not None:
+            client.set_registered_model_tag(name, PREVIOUS_CHAMPION_TAG, champion.version)
+        client.set_registered_model_alias(name, CHAMPION, challenger.version)
+    return GateDecision(kind, passed, challenger.version, reason)
+
+
+def rollback(kind: str, client: MlflowClient) -> GateDecision:
+    """Put the previous champion back as @champion."""
+    name = MODEL_NAMES[kind]
+    previous = client.get_registered_model(name).tags.get(PREVIOUS_CHAMPION_TAG)
+    if not previous:
+        return GateDecision(kind, False, None, "no previous champion to roll back to")
+    current = client.get_model_version_by_alias(name, CHAMPION).version
+    client.set_registered_model_alias(name, CHAMPION, previous)
+    client.set_registered_model_tag(name, PREVIOUS_CHAMPION_TAG, current)
+    return GateDecision(kind, True, previous, f"@champion moved back from version {current}")
+
+
+def settings_json(settings: Any) -> str:
+    """Resolved settings as JSON, for the run."""
+    return json.dumps(json.loads(settings.model_dump_json()), indent=2)
