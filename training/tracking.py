@@ -114,7 +114,10 @@ def log_run(
         mlflow.log_text(settings_json, "settings.json")
         for path in artifacts:
             mlflow.log_artifact(str(path), artifact_path="report")
-        example = input_example.head(3)
+        # Integers as floats: a missing value at scoring time must not break the signature.
+        example = input_example.head(3).apply(
+            lambda c: c.astype("float64") if pd.api.types.is_integer_dtype(c) else c
+        )
         info = mlflow.pyfunc.log_model(
             name="model",
             python_model=CrmscorePyfunc(model),
@@ -142,7 +145,16 @@ def _record(kind: str, version: Any, client: MlflowClient) -> RunRecord:
     run = client.get_run(version.run_id)
     key, _ = PRIMARY[kind]
     m = run.data.metrics
-    return RunRecord(m[f"model_{key}"], m[f"best_baseline_{key}"], m.get(f"champion_{key}"))
+    return RunRecord(
+        m[metric_key(f"model_{key}")],
+        m[metric_key(f"best_baseline_{key}")],
+        m.get(metric_key(f"champion_{key}")),
+    )
+
+
+def metric_key(name: str) -> str:
+    """MLflow metric names cannot hold '@' (hit@5 is logged as hit_at_5)."""
+    return name.replace("@", "_at_")
 
 
 @dataclass(frozen=True)
@@ -199,13 +211,13 @@ def promote(kind: str, gate: GateParams, client: MlflowClient) -> GateDecision:
     except mlflow.exceptions.MlflowException:
         champion = None
     if champion is not None and champion.version == challenger.version:
-        return GateDecision(kind, False, challenger.version, "the challenger is the champion")
+        return GateDecision(kind, False, str(challenger.version), "the challenger is the champion")
     passed, reason = gate_passes(kind, _record(kind, challenger, client), gate)
     if passed:
         if champion is not None:
-            client.set_registered_model_tag(name, PREVIOUS_CHAMPION_TAG, champion.version)
-        client.set_registered_model_alias(name, CHAMPION, challenger.version)
-    return GateDecision(kind, passed, challenger.version, reason)
+            client.set_registered_model_tag(name, PREVIOUS_CHAMPION_TAG, str(champion.version))
+        client.set_registered_model_alias(name, CHAMPION, str(challenger.version))
+    return GateDecision(kind, passed, str(challenger.version), reason)
 
 
 def rollback(kind: str, client: MlflowClient) -> GateDecision:
@@ -214,7 +226,7 @@ def rollback(kind: str, client: MlflowClient) -> GateDecision:
     previous = client.get_registered_model(name).tags.get(PREVIOUS_CHAMPION_TAG)
     if not previous:
         return GateDecision(kind, False, None, "no previous champion to roll back to")
-    current = client.get_model_version_by_alias(name, CHAMPION).version
+    current = str(client.get_model_version_by_alias(name, CHAMPION).version)
     client.set_registered_model_alias(name, CHAMPION, previous)
     client.set_registered_model_tag(name, PREVIOUS_CHAMPION_TAG, current)
     return GateDecision(kind, True, previous, f"@champion moved back from version {current}")

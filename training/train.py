@@ -13,7 +13,7 @@ from training.config import TrainingParams
 from training.evaluate import PRIMARY
 from training.pipeline import RUNNERS, SERVICES, TrainResult, primary_metric
 from training.report import write_report
-from training.tracking import CHAMPION, data_fingerprint, load_alias, log_run
+from training.tracking import CHAMPION, data_fingerprint, load_alias, log_run, metric_key
 
 LABEL_FILES = {
     "churn": "labels_churn.parquet",
@@ -40,7 +40,7 @@ def _metrics(result: TrainResult, champion: float | None) -> dict[str, float]:
     out[f"best_baseline_{key}"] = max(values) if higher else min(values)
     if champion is not None:
         out[f"champion_{key}"] = champion
-    return {k.replace("@", "_at_"): v for k, v in out.items()}
+    return {metric_key(k): v for k, v in out.items()}
 
 
 def train_models(

@@ -18,6 +18,8 @@ from crmscore.settings import load_settings
 from features.feast_repo import SERVICE_FEATURES
 from features.store import open_store
 from features.synthetic import dataset_yaml, synthetic_export, write_export
+from training.datasets import historical_features
+from training.tracking import CHALLENGER, MODEL_NAMES, configure
 
 runner = CliRunner()
 
@@ -32,7 +34,7 @@ def _cli(*args: str) -> dict:
 def workspace(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("pipeline")
     csv = write_export(
-        synthetic_export(lines=40_000, customers=400, seed=7, days=400), root / "export.csv"
+        synthetic_export(lines=60_000, customers=400, seed=7, days=730), root / "export.csv"
     )
     config = root / "synthetic.yaml"
     config.write_text(dataset_yaml(csv))
@@ -148,3 +150,44 @@ def test_cli_reports_bad_dataset_config_without_traceback(tmp_path: Path) -> Non
     assert result.exit_code == 2
     assert "bad.yaml" in result.output and "transactions" in result.output
     assert "Traceback" not in result.output
+
+
+def test_training_sets_see_only_the_snapshot_at_their_cutoff(workspace: tuple[Path, Path]) -> None:
+    ws, config = workspace
+    settings = load_settings(workspace=ws, dataset=str(config))
+    store = open_store(settings.feast, settings.feast_dir)
+    labels = pd.read_parquet(settings.snapshot_dir / "labels_churn.parquet")
+    rows = labels.groupby("event_timestamp").head(30)
+    fetched = historical_features(store, "churn_v1", rows)
+    snapshot = pd.read_parquet(settings.snapshot_dir / "customer_features.parquet")
+    expected = rows.merge(snapshot, on=["customer_id", "event_timestamp"], how="left")
+    for name in ("recency_days", "monetary_90d", "frequency_365d"):
+        np.testing.assert_allclose(
+            fetched[name].to_numpy(float), expected[name].to_numpy(float), err_msg=name
+        )
+
+
+def test_train_registers_challengers_with_reports(
+    workspace: tuple[Path, Path], tmp_path: Path
+) -> None:
+    ws, config = workspace
+    copy = tmp_path / "ws"
+    shutil.copytree(ws, copy)
+    base = ["--workspace", str(copy), "--dataset", str(config)]
+    out = _cli(*base, "train")
+    kinds = {m["model"]: m for m in out["models"]}
+    assert set(kinds) == {"churn", "clv", "nbo"}
+    for kind, summary in kinds.items():
+        assert Path(summary["report"]).exists()
+        assert (copy / "reports" / kind / f"{kind}_report.md").read_text().count("|") > 10
+    client = configure(f"sqlite:///{copy / 'mlflow' / 'mlflow.db'}")
+    version = client.get_model_version_by_alias(MODEL_NAMES["churn"], CHALLENGER)
+    run = client.get_run(version.run_id)
+    for tag in ("git_commit", "data_fingerprint", "feature_service", "test_cutoff"):
+        assert run.data.tags[tag], tag
+    assert "model_roc_auc" in run.data.metrics
+    assert any(p.startswith("split_") for p in run.data.params)
+    decisions = _cli(*base, "promote")["decisions"]
+    assert {d["model"] for d in decisions} == {"churn", "clv", "nbo"}
+    for d in decisions:  # the gate either promoted or said why not
+        assert d["reason"]

@@ -1,0 +1,105 @@
+"""Training building blocks on generated data with a known structure."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from training.churn import train_churn
+from training.clv import train_clv
+from training.config import ChurnParams, ClvParams, SplitParams
+from training.datasets import service_features, time_split
+from training.metrics import (
+    clv_metrics,
+    lift_top_decile,
+    normalized_gini,
+    ranking_metrics,
+    top_share_capture,
+)
+
+FEATURES = service_features("churn_v1")
+
+
+def _customers(n: int, seed: int) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """Features for n customers; churn depends on recency and frequency, CLV on spend."""
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame({name: rng.normal(size=n) for name in FEATURES})
+    for name in ("rfm_segment", "value_tier", "lifecycle_stage", "country"):
+        frame[name] = rng.choice(["a", "b", "c"], n)
+    frame["recency_days"] = rng.exponential(60, n)
+    frame["frequency_365d"] = rng.poisson(5, n).astype(float)
+    frame["monetary_365d"] = rng.gamma(2, 200, n)
+    logit = 0.03 * frame["recency_days"] - 0.4 * frame["frequency_365d"]
+    churned = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
+    clv = np.where(churned == 1, 0.0, frame["monetary_365d"] * rng.uniform(0.3, 0.7, n))
+    frame["customer_id"] = [f"c{i}" for i in range(n)]
+    return frame, churned, clv
+
+
+def _churn_model(seed: int = 1):
+    train, y_train, _ = _customers(3000, 1)
+    valid, y_valid, _ = _customers(1000, 2)
+    return train_churn(train, y_train, valid, y_valid, FEATURES, ChurnParams(), seed)[0]
+
+
+def test_split_keeps_outcome_windows_apart() -> None:
+    cutoffs = list(pd.date_range("2020-01-01", "2021-12-01", freq="MS", tz="UTC"))
+    split = time_split(cutoffs, 90, SplitParams(valid_cutoffs=2))
+    assert split.test == cutoffs[-1]
+    horizon = pd.Timedelta(days=90)
+    assert all(v + horizon <= split.test for v in split.valid)
+    assert all(t + horizon <= min(split.valid) for t in split.train)
+    assert max(split.train) == pd.Timestamp("2021-05-01", tz="UTC")
+
+
+def test_churn_model_learns_and_is_deterministic() -> None:
+    test, y_test, _ = _customers(2000, 3)
+    first, second = _churn_model(), _churn_model()
+    p = first.predict(test)
+    np.testing.assert_array_equal(p, second.predict(test))
+    from sklearn.metrics import roc_auc_score
+
+    assert roc_auc_score(y_test, p) > 0.75
+    assert set(first.band(p)) <= {"low", "medium", "high"}
+
+
+def test_more_recent_purchase_never_raises_churn_probability() -> None:
+    model = _churn_model()
+    test, _, _ = _customers(2000, 4)
+    before = model.predict(test)
+    after = model.predict(test.assign(recency_days=test["recency_days"] * 0.5))
+    assert (after <= before + 1e-12).all()
+    assert (after < before).mean() > 0.3  # and it does lower it for many customers
+
+
+def test_customer_id_never_changes_a_score() -> None:
+    model = _churn_model()
+    test, _, _ = _customers(500, 5)
+    renamed = test.assign(customer_id=[f"other-{i}" for i in range(len(test))])
+    np.testing.assert_array_equal(model.predict(test), model.predict(renamed))
+    assert "customer_id" not in model.spec.columns
+
+
+def test_clv_model_beats_the_mean_and_never_goes_negative() -> None:
+    train, _, y_train = _customers(3000, 6)
+    valid, _, y_valid = _customers(1000, 7)
+    test, _, y_test = _customers(1000, 8)
+    model, info = train_clv(train, y_train, valid, y_valid, FEATURES, ClvParams(), 1)
+    p = model.predict(test)
+    assert (p >= 0).all()
+    assert info["formulation"] in {"two_part", "tweedie", "l1"}
+    assert clv_metrics(y_test, p)["mae"] < np.mean(np.abs(y_test - y_train.mean()))
+
+
+def test_metrics_on_known_values() -> None:
+    y = np.array([1, 0, 0, 0, 0, 0, 0, 0, 0, 1])
+    p = np.linspace(1, 0, 10)  # customer 0 scored highest
+    assert lift_top_decile(y, p) == pytest.approx(5.0)
+    values = np.array([100.0, 0, 0, 0, 0, 0, 0, 0, 0, 25.0])
+    assert top_share_capture(values, p, 0.2) == pytest.approx(0.8)
+    assert normalized_gini(values, values) == pytest.approx(1.0)
+    rank = ranking_metrics({"a": ["x", "y"], "b": ["z", "x"]}, {"a": {"y"}, "b": {"q"}}, 2, 4)
+    assert rank["hit@2"] == pytest.approx(0.5)
+    assert rank["ndcg@2"] == pytest.approx(0.5 * (1 / np.log2(3)))
+    assert rank["coverage"] == pytest.approx(3 / 4)
