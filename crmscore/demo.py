@@ -1,22 +1,26 @@
 """`make demo`: the whole pipeline on the embedded Complete Journey data.
 
-For now: ingest -> features -> Feast apply -> materialize, each step through the CLI so the
-demo shows exactly what a user runs."""
+ingest -> features -> Feast apply -> materialize -> train -> promote, each step through the
+CLI so the demo shows exactly what a user runs."""
 
 from __future__ import annotations
 
-import json
 import sys
+from pathlib import Path
 
 from typer.testing import CliRunner
 
 from crmscore.cli import app
+from crmscore.settings import load_settings
+from training.tracking import default_tracking_uri
 
 STEPS = [
     ("ingest", ["ingest"]),
     ("features build", ["features", "build"]),
     ("features apply", ["features", "apply"]),
     ("features materialize", ["features", "materialize"]),
+    ("train", ["train"]),
+    ("promote", ["promote"]),
 ]
 
 
@@ -30,12 +34,18 @@ def main(argv: list[str]) -> int:
         if result.exit_code != 0:
             print(f"demo stopped: `crmscore {title}` failed", file=sys.stderr)
             return result.exit_code or 1
-    print(
-        "\nDone. The workspace holds canonical tables (data/), feature snapshots and labels "
-        "(features/), and the Feast registry and online store (feast/)."
-    )
-    print(json.dumps({"next": "crmscore --help"}))
+    settings = load_settings(workspace=_workspace(argv))
+    print("\nDone. In the workspace", settings.workspace)
+    print("  data/      canonical tables, rejects.csv, ingest_report.json")
+    print("  features/  feature snapshots and labels; feast/: the registry and online store")
+    print(f"  reports/   evaluation reports: {settings.report_dir}/<model>/<model>_report.html")
+    uri = settings.mlflow_tracking_uri or default_tracking_uri(settings.workspace)
+    print(f"MLflow UI:   {sys.executable} -m mlflow ui --backend-store-uri {uri}")
     return 0
+
+
+def _workspace(argv: list[str]) -> Path | None:
+    return Path(argv[argv.index("--workspace") + 1]) if "--workspace" in argv else None
 
 
 if __name__ == "__main__":

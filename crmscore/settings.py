@@ -93,6 +93,17 @@ def dataset_path(config_dir: Path, dataset: str) -> Path:
     return config_dir / "datasets" / f"{dataset}.yaml"
 
 
+def deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    """`top` over `base`, mapping by mapping."""
+    out = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
 def load_settings(
     workspace: Path | None = None,
     config_dir: Path | None = None,
@@ -100,27 +111,25 @@ def load_settings(
     overrides: dict[str, Any] | None = None,
     env: dict[str, str] | None = None,
 ) -> Settings:
-    """Load settings; `overrides` are merged section by section over the YAML values."""
+    """Load settings. Precedence, lowest first: configs/settings.yaml, the dataset YAML's
+    `settings:` (what that dataset needs, e.g. shorter windows for one year of data),
+    `overrides` (command-line options), environment variables for hosts."""
     env = dict(os.environ) if env is None else env
     config_dir = config_dir or Path(env.get("CRMSCORE_CONFIG", PROJECT_ROOT / "configs"))
     workspace = workspace or Path(env.get("CRMSCORE_HOME", "workspace"))
     settings_file = config_dir / "settings.yaml"
     raw = _read_yaml(settings_file)
-    for section, values in (overrides or {}).items():
-        if isinstance(values, dict):
-            raw[section] = {**raw.get(section, {}), **values}
-        else:
-            raw[section] = values
     dataset_file = dataset_path(config_dir, dataset or raw.pop("dataset", "complete_journey"))
     raw.pop("dataset", None)
-    if env.get("MLFLOW_TRACKING_URI"):
-        raw["mlflow_tracking_uri"] = env["MLFLOW_TRACKING_URI"]
-    if env.get("CRMSCORE_REDIS_URL"):
-        raw["feast"] = {**raw.get("feast", {}), "redis_url": env["CRMSCORE_REDIS_URL"]}
     try:
         parsed_dataset = DatasetConfig.model_validate(_read_yaml(dataset_file))
     except ValidationError as exc:
         raise SettingsError(_validation_message(dataset_file, exc)) from exc
+    raw = deep_merge(deep_merge(raw, parsed_dataset.settings), overrides or {})
+    if env.get("MLFLOW_TRACKING_URI"):
+        raw["mlflow_tracking_uri"] = env["MLFLOW_TRACKING_URI"]
+    if env.get("CRMSCORE_REDIS_URL"):
+        raw["feast"] = {**raw.get("feast", {}), "redis_url": env["CRMSCORE_REDIS_URL"]}
     try:
         return Settings(
             workspace=workspace.resolve(),

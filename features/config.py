@@ -5,7 +5,7 @@ arguments and never read files or the environment themselves."""
 from __future__ import annotations
 
 from datetime import date
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -87,6 +87,9 @@ class DatasetConfig(_Frozen):
     name: str
     description: str = ""
     timezone: str = "UTC"
+    # Settings this dataset needs (e.g. shorter windows for one year of data), over
+    # configs/settings.yaml: {section: {key: value}}.
+    settings: dict[str, Any] = Field(default_factory=dict)
     tables: dict[
         Literal["transactions", "customers", "interactions", "offers", "offer_events"], TableConfig
     ]
