@@ -21,8 +21,8 @@ MONOTONE_UP = {"recency_days": 1}
 DEFAULT_LGBM: dict[str, Any] = {
     "objective": "binary",
     "learning_rate": 0.03,
-    "num_leaves": 15,
-    "min_child_samples": 50,
+    "num_leaves": 7,
+    "min_child_samples": 200,
     "feature_fraction": 0.7,
     "bagging_fraction": 0.8,
     "bagging_freq": 1,
