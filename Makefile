@@ -11,7 +11,7 @@ UV := python3 -m uv
 
 $(VENV)/.synced: pyproject.toml uv.lock
 	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet "uv==$(UV_VERSION)"
-	$(UV) sync --frozen
+	$(UV) sync --frozen --extra bgnbd
 	@touch $@
 
 ## setup: create .venv/ with the locked dependencies (idempotent)
@@ -34,9 +34,10 @@ format: setup
 	$(RUN)/ruff format .
 	$(RUN)/ruff check --fix .
 
-## bench: the feature benchmarks (figures go to BENCHMARKS.md by hand)
+## bench: the feature and model benchmarks (figures go to BENCHMARKS.md by hand)
 bench: setup
 	$(RUN)/python benchmarks/features.py
+	$(RUN)/python benchmarks/training.py
 
 clean:
 	rm -rf $(VENV) workspace .pytest_cache .mypy_cache .ruff_cache

@@ -103,3 +103,82 @@ def history_popularity_blend(
             scores.update(zip(g[OFFER_ID], g["score"], strict=True))
         out[customer] = [o for o, _ in sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))][:k]
     return out
+
+
+def bgnbd_available() -> bool:
+    """True when the optional `bgnbd` extra (pymc-marketing) is installed."""
+    try:
+        import pymc_marketing.clv  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _bgnbd_data(frame: pd.DataFrame) -> pd.DataFrame:
+    """BG/NBD summary from point-in-time features: repeat purchases, age at the last purchase
+    and age at the cutoff (days), average order value."""
+    orders = frame["frequency_lifetime"].fillna(0).to_numpy(float)
+    tenure = frame["tenure_days"].fillna(0).to_numpy(float)
+    since_last = frame["recency_days"].to_numpy(float)
+    recency = np.clip(tenure - np.where(np.isnan(since_last), tenure, since_last), 0, None)
+    repeat = np.clip(orders - 1, 0, None)
+    value = np.where(
+        orders > 0,
+        frame["monetary_lifetime"].fillna(0).to_numpy(float) / np.maximum(orders, 1),
+        0.0,
+    )
+    return pd.DataFrame(
+        {
+            "customer_id": np.arange(len(frame)),
+            "frequency": repeat,
+            "recency": np.where(repeat > 0, recency, 0.0),
+            "T": np.maximum(tenure, 1.0),
+            "monetary_value": np.where(repeat > 0, np.clip(value, 0.01, None), 0.0),
+        }
+    )
+
+
+def _flat(values: object) -> np.ndarray:
+    array = np.asarray(values, dtype=float)
+    return array.reshape(-1, array.shape[-1]).mean(axis=0) if array.ndim > 1 else array
+
+
+def bgnbd_fit(frame: pd.DataFrame, seed: int) -> tuple[object, pd.DataFrame]:
+    """Fit BG/NBD (MAP) on the customers' history before the cutoff; no labels are used."""
+    from pymc_marketing.clv import BetaGeoModel
+
+    data = _bgnbd_data(frame)
+    model = BetaGeoModel(data=data[["customer_id", "frequency", "recency", "T"]])
+    model.fit(method="map", progressbar=False)
+    return model, data
+
+
+def bgnbd_no_purchase(frame: pd.DataFrame, horizon_days: int, seed: int) -> np.ndarray:
+    """BG/NBD probability of no purchase in the horizon (a churn score)."""
+    model, data = bgnbd_fit(frame, seed)
+    return _flat(
+        model.expected_probability_no_purchase(  # type: ignore[attr-defined]
+            t=horizon_days, data=data[["customer_id", "frequency", "recency", "T"]]
+        )
+    )
+
+
+def bgnbd_gamma_gamma_clv(frame: pd.DataFrame, horizon_days: int, seed: int) -> np.ndarray:
+    """Expected purchases in the horizon (BG/NBD) x expected spend per purchase (Gamma-Gamma)."""
+    from pymc_marketing.clv import GammaGammaModel
+
+    model, data = bgnbd_fit(frame, seed)
+    purchases = _flat(
+        model.expected_purchases(  # type: ignore[attr-defined]
+            data=data[["customer_id", "frequency", "recency", "T"]], future_t=horizon_days
+        )
+    )
+    repeaters = data[data["frequency"] > 0]
+    spend_model = GammaGammaModel(data=repeaters[["customer_id", "frequency", "monetary_value"]])
+    spend_model.fit(method="map", progressbar=False)
+    spend = _flat(
+        spend_model.expected_customer_spend(
+            data=data[["customer_id", "frequency", "monetary_value"]]
+        )
+    )
+    return np.clip(purchases * spend, 0, None)

@@ -98,6 +98,12 @@ def run_churn(
         f"recency rule ({rule_days} days)": baselines.recency_rule_predict(test, rule_days),
         "logistic regression on RFM": baselines.rfm_logistic_predict(logistic, test),
     }
+    if baselines.bgnbd_available():
+        predictions["BG/NBD P(no purchase)"] = baselines.bgnbd_no_purchase(
+            test, labels.churn_horizon_days, params.seed
+        )
+    else:
+        info["bgnbd"] = "skipped: the optional `bgnbd` extra (pymc-marketing) is not installed"
     scored = [
         score_with_intervals(
             name,
@@ -150,6 +156,12 @@ def run_clv(
             test, labels.clv_horizon_days, retention
         ),
     }
+    if baselines.bgnbd_available():
+        predictions["BG/NBD x Gamma-Gamma"] = baselines.bgnbd_gamma_gamma_clv(
+            test, labels.clv_horizon_days, params.seed
+        )
+    else:
+        info["bgnbd"] = "skipped: the optional `bgnbd` extra (pymc-marketing) is not installed"
     scored = [
         score_with_intervals(
             name,
