@@ -13,6 +13,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import log_loss
 
 from training.config import ChurnParams
+from training.explain import Reason, reason_codes
 from training.frames import FeatureSpec
 
 # Feature whose effect is constrained: a more recent last purchase never raises P(churn).
@@ -104,6 +105,10 @@ class ChurnModel:
     def flag(self, p: np.ndarray) -> np.ndarray:
         """True where P(churn) reaches the decision threshold."""
         return p >= self.threshold
+
+    def explain(self, frame: pd.DataFrame, top: int = 3) -> list[dict[str, list[Reason]]]:
+        """Top drivers up and down of each customer's churn risk, in words."""
+        return reason_codes(self.booster, self.spec, frame, "the churn risk", top)
 
 
 def train_churn(

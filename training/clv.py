@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from training.config import ClvParams
+from training.explain import Reason, reason_codes
 from training.frames import FeatureSpec
 
 BASE_LGBM: dict[str, Any] = {
@@ -67,6 +68,13 @@ class ClvModel:
             spend = np.expm1(self.boosters["spend"].predict(x))
             return np.asarray(np.clip(p_buy * spend, 0, None), dtype=float)
         return np.asarray(np.clip(self.boosters["value"].predict(x), 0, None), dtype=float)
+
+    def explain(self, frame: pd.DataFrame, top: int = 3) -> list[dict[str, list[Reason]]]:
+        """Top drivers up and down of each customer's value, in words (for the two-part
+        model: of the spend when buying; P(buy) drivers are the churn model's mirror)."""
+        if self.formulation == "two_part":
+            return reason_codes(self.boosters["spend"], self.spec, frame, "the expected spend", top)
+        return reason_codes(self.boosters["value"], self.spec, frame, "the expected value", top)
 
 
 def fit_formulation(

@@ -32,6 +32,7 @@ from training.metrics import churn_metrics, clv_metrics, ranking_metrics
 from training.nbo import candidates, train_nbo, with_labels
 
 SERVICES = {"churn": "churn_v1", "clv": "clv_v1", "nbo": "nbo_v1"}
+BGNBD_MISSING = "skipped: the optional `bgnbd` extra (pymc-marketing) is not installed"
 
 
 @dataclass
@@ -103,19 +104,10 @@ def run_churn(
             test, labels.churn_horizon_days, params.seed
         )
     else:
-        info["bgnbd"] = "skipped: the optional `bgnbd` extra (pymc-marketing) is not installed"
-    scored = [
-        score_with_intervals(
-            name,
-            partial(_on_rows, churn_metrics, y, p),
-            len(y),
-            params.bootstrap,
-            params.seed,
-            ["roc_auc", "pr_auc", "brier"],
-        )
-        for name, p in predictions.items()
-    ]
+        info["bgnbd"] = BGNBD_MISSING
+    scored = _score_all(churn_metrics, y, predictions, params, ["roc_auc", "pr_auc", "brier"])
     info["recency_rule_days"] = rule_days
+    info["example_reasons_highest_risk"] = _example_reasons(model, test, predictions["lightgbm"])
     plots = plot_churn(y, predictions, out_dir)
     importance = _importance(model.booster, model.spec.columns)
     plots.append(plot_importance(importance, out_dir, "churn"))
@@ -161,19 +153,10 @@ def run_clv(
             test, labels.clv_horizon_days, params.seed
         )
     else:
-        info["bgnbd"] = "skipped: the optional `bgnbd` extra (pymc-marketing) is not installed"
-    scored = [
-        score_with_intervals(
-            name,
-            partial(_on_rows, clv_metrics, y, p),
-            len(y),
-            params.bootstrap,
-            params.seed,
-            ["mae", "spearman", "top20_capture"],
-        )
-        for name, p in predictions.items()
-    ]
+        info["bgnbd"] = BGNBD_MISSING
+    scored = _score_all(clv_metrics, y, predictions, params, ["mae", "spearman", "top20_capture"])
     info["retention_rate"] = retention
+    info["example_reasons_highest_value"] = _example_reasons(model, test, predictions["lightgbm"])
     plots = plot_clv(y, predictions["lightgbm"], out_dir)
     importance = _importance(next(iter(model.boosters.values())), model.spec.columns)
     plots.append(plot_importance(importance, out_dir, "clv"))
@@ -303,6 +286,31 @@ def run_nbo(
         _sizes(train, valid, test),
         test,
     )
+
+
+def _example_reasons(model: Any, test: pd.DataFrame, scores: np.ndarray) -> list[dict[str, Any]]:
+    """Reason codes of the three highest-scored test customers (no ids: reports are shared)."""
+    top = test.iloc[np.argsort(-scores, kind="stable")[:3]]
+    return [
+        {"up": [r.text for r in reasons["up"]], "down": [r.text for r in reasons["down"]]}
+        for reasons in model.explain(top)
+    ]
+
+
+def _score_all(
+    metric: Callable[[np.ndarray, np.ndarray], dict[str, float]],
+    y: np.ndarray,
+    predictions: dict[str, np.ndarray],
+    params: TrainingParams,
+    keys: list[str],
+) -> list[Scored]:
+    """Every contender's metrics on the test rows, with bootstrap intervals for `keys`."""
+    return [
+        score_with_intervals(
+            name, partial(_on_rows, metric, y, p), len(y), params.bootstrap, params.seed, keys
+        )
+        for name, p in predictions.items()
+    ]
 
 
 def _on_rows(

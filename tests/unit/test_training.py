@@ -10,6 +10,7 @@ from training.churn import train_churn
 from training.clv import train_clv
 from training.config import ChurnParams, ClvParams, SplitParams
 from training.datasets import service_features, time_split
+from training.explain import contributions
 from training.metrics import (
     clv_metrics,
     lift_top_decile,
@@ -103,3 +104,23 @@ def test_metrics_on_known_values() -> None:
     assert rank["hit@2"] == pytest.approx(0.5)
     assert rank["ndcg@2"] == pytest.approx(0.5 * (1 / np.log2(3)))
     assert rank["coverage"] == pytest.approx(3 / 4)
+
+
+def test_reason_codes_name_the_drivers_in_words() -> None:
+    model = _churn_model()
+    test, _, _ = _customers(200, 11)
+    lapsed = test.assign(recency_days=400.0, frequency_365d=0.0)
+    reasons = model.explain(lapsed.head(5), top=3)
+    assert len(reasons) == 5
+    for r in reasons:
+        up = [x.feature for x in r["up"]]
+        assert "recency_days" in up or "frequency_365d" in up
+        assert all(x.contribution > 0 for x in r["up"])
+        assert all(x.contribution < 0 for x in r["down"])
+        assert "raises the churn risk" in r["up"][0].text
+    contrib = contributions(model.booster, model.spec, lapsed.head(5))
+    np.testing.assert_allclose(
+        contrib.sum(axis=1),
+        model.booster.predict(model.spec.matrix(lapsed.head(5)), raw_score=True),
+        rtol=1e-6,
+    )
