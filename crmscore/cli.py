@@ -283,3 +283,104 @@ def retrain(ctx: typer.Context, model: ModelOption = None) -> None:
     kinds = _models(model)
     summaries = _train(settings, kinds)
     _echo_json({"models": summaries, "decisions": _promote(settings, kinds)})
+
+
+score_app = typer.Typer(help="Batch scoring of the whole customer base.", no_args_is_help=True)
+app.add_typer(score_app, name="score")
+
+
+@score_app.command("batch")
+def score_batch_command(
+    ctx: typer.Context,
+    as_of: Annotated[
+        str,
+        typer.Option("--as-of", help="Cutoff date (YYYY-MM-DD) of the feature snapshot to score."),
+    ],
+) -> None:
+    """Score every customer with the @champion models -> parquet and CSV in workspace/scores."""
+    import pandas as pd
+
+    from features.store import open_store
+    from serving.batch import load_champions, score_batch
+
+    settings = _settings(ctx)
+    try:
+        when = pd.Timestamp(date.fromisoformat(as_of))
+    except ValueError as exc:
+        _fail(f"--as-of: {exc} (expected YYYY-MM-DD)")
+    started = time.perf_counter()
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            models = load_champions(_client(settings))
+            parquet, csv, rows = score_batch(
+                when,
+                open_store(settings.feast, settings.feast_dir),
+                settings.snapshot_dir,
+                models,
+                settings.workspace / "scores",
+                settings.training,
+            )
+    except (FileNotFoundError, ValueError) as exc:
+        _fail(str(exc))
+    _echo_json(
+        {
+            "customers": rows,
+            "parquet": str(parquet),
+            "csv": str(csv),
+            "model_versions": models.versions,
+            "seconds": round(time.perf_counter() - started, 1),
+        }
+    )
+
+
+@app.command()
+def target(
+    ctx: typer.Context,
+    objective: Annotated[str, typer.Option(help="retention, value or offer")],
+    budget: Annotated[
+        int, typer.Option(help="How many customers the campaign contacts (control group included).")
+    ],
+    control: Annotated[float, typer.Option(help="Share held out as a control group.")] = 0.1,
+    seed: Annotated[int, typer.Option(help="Seed of the control-group draw.")] = 0,
+    as_of: Annotated[
+        str | None, typer.Option("--as-of", help="Scores of this date (default: the latest batch).")
+    ] = None,
+) -> None:
+    """A campaign target list as CSV for CRM import, with a random control group flagged."""
+    import pandas as pd
+
+    from serving.targets import OBJECTIVE_COLUMNS, target_list
+
+    settings = _settings(ctx)
+    if objective not in OBJECTIVE_COLUMNS:
+        _fail(f"--objective {objective}: expected one of {sorted(OBJECTIVE_COLUMNS)}")
+    folder = settings.workspace / "scores"
+    files = sorted(folder.glob(f"scores_{as_of or '*'}.parquet"))
+    if not files:
+        _fail(
+            f"{folder}: no batch scores{f' for {as_of}' if as_of else ''}; run "
+            "`crmscore score batch --as-of DATE`"
+        )
+    try:
+        chosen = target_list(
+            pd.read_parquet(files[-1]),
+            objective,  # type: ignore[arg-type]
+            budget,
+            control,
+            seed,
+        )
+    except ValueError as exc:
+        _fail(str(exc))
+    out = folder / f"targets_{objective}_{files[-1].stem.removeprefix('scores_')}.csv"
+    tmp = out.with_name(f".{out.name}.tmp")
+    chosen.to_csv(tmp, index=False)
+    tmp.replace(out)
+    _echo_json(
+        {
+            "csv": str(out),
+            "customers": len(chosen),
+            "control": int((chosen["group"] == "control").sum()),
+            "objective_total": round(float(chosen["objective_value"].sum()), 2),
+            "scores": str(files[-1]),
+        }
+    )

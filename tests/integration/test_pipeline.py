@@ -191,3 +191,20 @@ def test_train_registers_challengers_with_reports(
     assert {d["model"] for d in decisions} == {"churn", "clv", "nbo"}
     for d in decisions:  # the gate either promoted or said why not
         assert d["reason"]
+
+    # Batch scoring of the latest snapshot, twice: deterministic, every customer scored.
+    latest = json.loads((copy / "features" / "snapshots.json").read_text())["cutoffs"][-1][:10]
+    first = _cli(*base, "score", "batch", "--as-of", latest)
+    scores = pd.read_parquet(first["parquet"])
+    snapshot = pd.read_parquet(
+        copy / "features" / "customer_features.parquet", columns=["customer_id", "event_timestamp"]
+    )
+    expected = snapshot[snapshot["event_timestamp"] == pd.Timestamp(latest, tz="UTC")]
+    assert sorted(scores["customer_id"]) == sorted(expected["customer_id"])
+    assert scores["churn_probability"].between(0, 1).all() and (scores["clv"] >= 0).all()
+    assert scores["offer_1"].notna().mean() > 0.9
+    _cli(*base, "score", "batch", "--as-of", latest)
+    pd.testing.assert_frame_equal(scores, pd.read_parquet(first["parquet"]))
+    targets = _cli(*base, "target", "--objective", "retention", "--budget", "100", "--seed", "3")
+    listed = pd.read_csv(targets["csv"])
+    assert len(listed) == 100 and (listed["group"] == "control").sum() == 10
