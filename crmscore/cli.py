@@ -349,6 +349,7 @@ def target(
     """A campaign target list as CSV for CRM import, with a random control group flagged."""
     import pandas as pd
 
+    from serving.batch import write_atomic
     from serving.targets import OBJECTIVE_COLUMNS, target_list
 
     settings = _settings(ctx)
@@ -372,9 +373,7 @@ def target(
     except ValueError as exc:
         _fail(str(exc))
     out = folder / f"targets_{objective}_{files[-1].stem.removeprefix('scores_')}.csv"
-    tmp = out.with_name(f".{out.name}.tmp")
-    chosen.to_csv(tmp, index=False)
-    tmp.replace(out)
+    write_atomic(chosen, out)
     _echo_json(
         {
             "csv": str(out),
