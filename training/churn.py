@@ -14,7 +14,7 @@ from sklearn.metrics import log_loss
 
 from training.config import ChurnParams
 from training.explain import Reason, reason_codes
-from training.frames import FeatureSpec
+from training.frames import FeatureSpec, fit_early_stopped
 
 # Feature whose effect is constrained: a more recent last purchase never raises P(churn).
 MONOTONE_UP = {"recency_days": 1}
@@ -122,17 +122,11 @@ def train_churn(
 ) -> tuple[ChurnModel, dict[str, Any]]:
     """Fit LightGBM with early stopping on validation, then calibrate on validation."""
     spec = FeatureSpec.fit(train, features)
-    lgbm = {**DEFAULT_LGBM, **params.lgbm, "seed": seed, "deterministic": True, "num_threads": 2}
+    lgbm = {**DEFAULT_LGBM, **params.lgbm}
     rounds = int(lgbm.pop("n_estimators"))
     lgbm["monotone_constraints"] = [MONOTONE_UP.get(c, 0) for c in spec.columns]
-    train_set = lgb.Dataset(spec.matrix(train), y_train, free_raw_data=False)
-    valid_set = lgb.Dataset(spec.matrix(valid), y_valid, reference=train_set)
-    booster = lgb.train(
-        lgbm,
-        train_set,
-        rounds,
-        valid_sets=[valid_set],
-        callbacks=[lgb.early_stopping(100, verbose=False)],
+    booster = fit_early_stopped(
+        lgbm, spec.matrix(train), y_train, spec.matrix(valid), y_valid, seed, rounds, patience=100
     )
     model = ChurnModel(
         spec,

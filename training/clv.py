@@ -17,7 +17,7 @@ import pandas as pd
 
 from training.config import ClvParams
 from training.explain import Reason, reason_codes
-from training.frames import FeatureSpec
+from training.frames import FeatureSpec, fit_early_stopped
 
 BASE_LGBM: dict[str, Any] = {
     "learning_rate": 0.03,
@@ -40,16 +40,7 @@ def _fit(
     yv: np.ndarray,
     seed: int,
 ) -> lgb.Booster:
-    full = {**BASE_LGBM, **params, "seed": seed, "deterministic": True, "num_threads": 2}
-    train_set = lgb.Dataset(x, y, free_raw_data=False)
-    valid_set = lgb.Dataset(xv, yv, reference=train_set)
-    return lgb.train(
-        full,
-        train_set,
-        ROUNDS,
-        valid_sets=[valid_set],
-        callbacks=[lgb.early_stopping(100, verbose=False)],
-    )
+    return fit_early_stopped({**BASE_LGBM, **params}, x, y, xv, yv, seed, ROUNDS, patience=100)
 
 
 @dataclass

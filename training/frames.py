@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
+import lightgbm as lgb
+import numpy as np
 import pandas as pd
 
 from features.names import ALL_FEATURES
@@ -44,3 +47,27 @@ class FeatureSpec:
                     else pd.Series(float("nan"), index=frame.index)
                 )
         return pd.DataFrame(out, index=frame.index)
+
+
+def fit_early_stopped(
+    params: dict[str, Any],
+    x: pd.DataFrame,
+    y: np.ndarray,
+    xv: pd.DataFrame,
+    yv: np.ndarray,
+    seed: int,
+    rounds: int,
+    patience: int,
+) -> lgb.Booster:
+    """LightGBM on (x, y), stopped when the validation loss has not improved for `patience`
+    rounds; deterministic for a given seed (2 threads)."""
+    full = {**params, "seed": seed, "deterministic": True, "num_threads": 2}
+    train_set = lgb.Dataset(x, y, free_raw_data=False)
+    valid_set = lgb.Dataset(xv, yv, reference=train_set)
+    return lgb.train(
+        full,
+        train_set,
+        rounds,
+        valid_sets=[valid_set],
+        callbacks=[lgb.early_stopping(patience, verbose=False)],
+    )

@@ -13,7 +13,7 @@ import pandas as pd
 from features.labels import ACCEPTED
 from features.names import CUSTOMER_ID, EVENT_TIMESTAMP, OFFER_ID
 from training.config import NboParams
-from training.frames import FeatureSpec
+from training.frames import FeatureSpec, fit_early_stopped
 
 DEFAULT_LGBM: dict[str, Any] = {
     "objective": "binary",
@@ -110,15 +110,9 @@ def train_nbo(
 ) -> tuple[NboModel, dict[str, Any]]:
     """Fit the pair classifier with early stopping on the validation cutoff."""
     spec = FeatureSpec.fit(train, features)
-    lgbm = {**DEFAULT_LGBM, **params.lgbm, "seed": seed, "deterministic": True, "num_threads": 2}
-    train_set = lgb.Dataset(spec.matrix(train), y_train, free_raw_data=False)
-    valid_set = lgb.Dataset(spec.matrix(valid), y_valid, reference=train_set)
-    booster = lgb.train(
-        lgbm,
-        train_set,
-        ROUNDS,
-        valid_sets=[valid_set],
-        callbacks=[lgb.early_stopping(50, verbose=False)],
+    lgbm = {**DEFAULT_LGBM, **params.lgbm}
+    booster = fit_early_stopped(
+        lgbm, spec.matrix(train), y_train, spec.matrix(valid), y_valid, seed, ROUNDS, patience=50
     )
     model = NboModel(spec, booster, params.top_k, params.exclude_bought_within_days)
     return model, {
