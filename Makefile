@@ -38,6 +38,7 @@ format: setup
 bench: setup
 	$(RUN)/python benchmarks/features.py
 	$(RUN)/python benchmarks/training.py
+	$(RUN)/python benchmarks/batch.py
 
 clean:
 	rm -rf $(VENV) workspace .pytest_cache .mypy_cache .ruff_cache

@@ -176,8 +176,8 @@ class _PairWriter:
         self.tmp.replace(self.path)
 
 
-def _run(jobs: list[tuple[Any, ...]], workers: int) -> Iterator[dict[str, pd.DataFrame]]:
-    if workers > 1 and len(jobs) > 1:
+def _run(jobs: Iterator[tuple[Any, ...]], workers: int) -> Iterator[dict[str, pd.DataFrame]]:
+    if workers > 1:
         with ProcessPoolExecutor(max_workers=workers) as pool:
             yield from pool.map(build_partition, *zip(*jobs, strict=True))
     else:
@@ -216,11 +216,12 @@ def build_snapshots(
     events, inter = tables.get("offer_events"), tables.get("interactions")
     ev_parts = partition_of(events[CUSTOMER_ID], n) if events is not None else None
     in_parts = partition_of(inter[CUSTOMER_ID], n) if inter is not None else None
-    jobs = [
+    # A generator: in-process, only one partition's copy of the rows exists at a time.
+    jobs = (
         (plan, tx[tx_parts == i], _split(events, ev_parts, i), _split(inter, in_parts, i))
         for i in range(n)
         if (tx_parts == i).any()
-    ]
+    )
     out_dir.mkdir(parents=True, exist_ok=True)
     created = pd.Timestamp.now(tz="UTC").floor("s")
     writers = {
