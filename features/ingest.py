@@ -330,6 +330,7 @@ def build_table(
 ) -> tuple[pd.DataFrame, pd.DataFrame, TableReport]:
     """Build one canonical table. Returns (accepted rows, rejected rows, report)."""
     report = TableReport()
+    inputs = _expression_inputs(cfg)
     frames = []
     for index, source in enumerate(cfg.sources):
         frame = load_source(source, base_dir, index)
@@ -338,7 +339,7 @@ def build_table(
             for c in frame.columns
             if c not in (SOURCE_COL, ROW_COL)
             and spec.column_type(c) is None
-            and c not in _expression_inputs(cfg)
+            and c not in inputs
             and c not in cfg.customer_attributes
         ]
         if unknown:
@@ -346,20 +347,19 @@ def build_table(
                 f"{source.location()}: canonical column(s) {unknown} are not part of the "
                 f"'{spec.name}' table; allowed: {sorted({**spec.required, **spec.optional})}"
             )
-        entry: dict[str, Any] = {"source": source.location(), "input_rows": len(frame)}
-        if "customer_id" in frame:
-            entry["distinct_customer_ids"] = int(_normalise_id(frame["customer_id"]).nunique())
-        report.sources.append(entry)
+        report.sources.append({"source": source.location(), "input_rows": len(frame)})
         frames.append(frame)
     frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
     report.input_rows = len(frame)
 
     parsed, failures = _parse(frame, spec, cfg, tz)
+    if "customer_id" in parsed:
+        ids = parsed.groupby(SOURCE_COL)["customer_id"].nunique()
+        for index, entry in enumerate(report.sources):
+            entry["distinct_customer_ids"] = int(ids.get(index, 0))
     for name, expression in cfg.derive.items():
         parsed[name] = pd.Series(parsed.eval(expression), index=parsed.index, dtype="float64")
-    parsed = parsed.drop(
-        columns=[c for c in _expression_inputs(cfg) if spec.column_type(c) is None]
-    )
+    parsed = parsed.drop(columns=[c for c in inputs if spec.column_type(c) is None])
     missing = [c for c in spec.required if c not in parsed]
     if missing:
         raise IngestError(
