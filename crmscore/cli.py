@@ -216,6 +216,7 @@ def _train(settings: Settings, kinds: list[str]) -> list[dict[str, Any]]:
                 settings.mlflow_artifacts,
                 settings_json(settings),
                 git_commit(PROJECT_ROOT),
+                settings.id_salt.get_secret_value(),
             )
     except (FileNotFoundError, ValueError) as exc:
         _fail(str(exc))
@@ -272,9 +273,35 @@ def rollback(
 
 
 @app.command()
-def retrain(ctx: typer.Context, model: ModelOption = None) -> None:
+def retrain(
+    ctx: typer.Context,
+    model: ModelOption = None,
+    if_recommended: Annotated[
+        bool,
+        typer.Option(
+            "--if-recommended",
+            help="Only when monitoring's decision says `retrain recommended` (the models it "
+            "names, unless --model is given).",
+        ),
+    ] = False,
+) -> None:
     """Refresh features (ingest, build, apply, materialize), train, and promote if the gate
     passes."""
+    if if_recommended:
+        from crmscore.monitor_cli import decision_path
+        from monitoring.decision import read_decision
+
+        path = decision_path(_settings(ctx))
+        try:
+            decision = read_decision(path)
+        except ValueError as exc:
+            _fail(str(exc))
+        if decision is None or not decision.recommended:
+            why = "no monitoring decision yet" if decision is None else "monitoring says ok"
+            typer.echo(f"retrain not needed: {why} ({path})")
+            return
+        typer.echo(f"retrain recommended: {'; '.join(decision.reasons)}", err=True)
+        model = model or [m for m in decision.models if m in MODELS] or None
     ctx.invoke(ingest, ctx=ctx)
     ctx.invoke(features_build, ctx=ctx, cutoffs=None, workers=1)
     ctx.invoke(features_apply, ctx=ctx)
@@ -383,3 +410,8 @@ def target(
             "scores": str(files[-1]),
         }
     )
+
+
+from crmscore.monitor_cli import monitor_app  # noqa: E402
+
+app.add_typer(monitor_app, name="monitor")

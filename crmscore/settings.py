@@ -9,9 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from features.config import DatasetConfig, FeastParams, FeatureParams, LabelParams, SegmentParams
+from monitoring.config import MonitoringParams
+from serving.config import ServingParams
 from training.config import TrainingParams
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -36,8 +38,12 @@ class Settings(BaseModel):
     segments: SegmentParams = Field(default_factory=SegmentParams)
     feast: FeastParams = Field(default_factory=FeastParams)
     training: TrainingParams = Field(default_factory=TrainingParams)
+    monitoring: MonitoringParams = Field(default_factory=MonitoringParams)
+    serving: ServingParams = Field(default_factory=ServingParams)
     # MLflow tracking/registry; default: SQLite in the workspace (env MLFLOW_TRACKING_URI).
     mlflow_tracking_uri: str | None = None
+    # Salt of the customer-id hashes in logs and samples (env CRMSCORE_ID_SALT; never logged).
+    id_salt: SecretStr = SecretStr("")
 
     @property
     def data_dir(self) -> Path:
@@ -128,6 +134,8 @@ def load_settings(
     raw = deep_merge(deep_merge(raw, parsed_dataset.settings), overrides or {})
     if env.get("MLFLOW_TRACKING_URI"):
         raw["mlflow_tracking_uri"] = env["MLFLOW_TRACKING_URI"]
+    if env.get("CRMSCORE_ID_SALT"):
+        raw["id_salt"] = env["CRMSCORE_ID_SALT"]
     if env.get("CRMSCORE_REDIS_URL"):
         raw["feast"] = {**raw.get("feast", {}), "redis_url": env["CRMSCORE_REDIS_URL"]}
     try:

@@ -15,6 +15,7 @@ from feast.types import Float64, Int64, PrimitiveFeastType, String
 from features.names import (
     CREATED_TIMESTAMP,
     CUSTOMER_ACTIVITY,
+    CUSTOMER_CANDIDATES,
     CUSTOMER_ID,
     CUSTOMER_OFFER_AFFINITY,
     CUSTOMER_PROFILE,
@@ -98,7 +99,9 @@ def definitions(snapshot_dir: Path, ttl_days: int) -> list[object]:
             entities=[customer],
             ttl=ttl,
             online=True,
-            schema=_fields((*CUSTOMER_ACTIVITY, *CUSTOMER_SEGMENTS, *CUSTOMER_PROFILE)),
+            schema=_fields(
+                (*CUSTOMER_ACTIVITY, *CUSTOMER_SEGMENTS, *CUSTOMER_PROFILE, *CUSTOMER_CANDIDATES)
+            ),
             source=_source(CUSTOMER_VIEW, snapshot_dir),
             description="customer activity, segments and profile at each cutoff",
         ),

@@ -147,20 +147,45 @@ CUSTOMER_OFFER_AFFINITY: tuple[FeatureDef, ...] = (
     FeatureDef("affinity_recency_days", "float", "days since the customer last bought this offer"),
 )
 
+# Not a model input: the offers the customer bought most in the last year (the affinity rows'
+# offers, most bought first), so an online lookup of one customer knows which customer x offer
+# rows to fetch for next-best-offer candidates.
+HISTORY_OFFERS = "history_offers"
+HISTORY_OFFERS_SEPARATOR = "|"
+CUSTOMER_CANDIDATES: tuple[FeatureDef, ...] = (
+    FeatureDef(
+        HISTORY_OFFERS,
+        "string",
+        "offers the customer bought most in the last 365 days, most bought first",
+    ),
+)
+
 ALL_FEATURES: dict[str, FeatureDef] = {
     f.name: f
     for f in (
         *CUSTOMER_ACTIVITY,
         *CUSTOMER_SEGMENTS,
         *CUSTOMER_PROFILE,
+        *CUSTOMER_CANDIDATES,
         *OFFER_STATS,
         *CUSTOMER_OFFER_AFFINITY,
     )
 }
 
 CUSTOMER_FEATURES: tuple[str, ...] = tuple(
-    f.name for f in (*CUSTOMER_ACTIVITY, *CUSTOMER_SEGMENTS, *CUSTOMER_PROFILE)
+    f.name
+    for f in (*CUSTOMER_ACTIVITY, *CUSTOMER_SEGMENTS, *CUSTOMER_PROFILE, *CUSTOMER_CANDIDATES)
 )
 CATEGORICAL_FEATURES: tuple[str, ...] = tuple(
     name for name, f in ALL_FEATURES.items() if f.dtype == "string"
 )
+
+
+def reason_text(name: str, value: object, contribution: float, target: str) -> str:
+    """A reason code in words: "<description> (<value>) raises|lowers <target>"."""
+    if isinstance(value, float):
+        shown = "missing" if value != value else f"{value:,.2f}".rstrip("0").rstrip(".")
+    else:
+        shown = "missing" if value is None else str(value)
+    verb = "raises" if contribution > 0 else "lowers"
+    return f"{ALL_FEATURES[name].description} ({shown}) {verb} {target}"

@@ -19,7 +19,7 @@ from features.engineering import (
     cutoff_us,
     unique_pairs,
 )
-from features.names import CUSTOMER_ID, EVENT_TIMESTAMP, OFFER_ID
+from features.names import CUSTOMER_ID, EVENT_TIMESTAMP, HISTORY_OFFERS_SEPARATOR, OFFER_ID
 
 OFFER_PARTIALS = ["buyers_30d", "buyers_prev_30d", "buyers_90d", "revenue_90d", "orders_90d"]
 
@@ -84,6 +84,15 @@ def affinity_at(
             "affinity_recency_days": (t - pairs["last"].to_numpy()) / US_PER_DAY,
         }
     )
+
+
+def history_offers(customer_ids: pd.Series, affinity: pd.DataFrame) -> np.ndarray:
+    """Each customer's affinity offers, most bought first, joined into one string (empty when
+    the customer bought none): what an online lookup needs to find the customer x offer rows."""
+    if affinity.empty:
+        return np.full(len(customer_ids), "", dtype=object)
+    joined = affinity.groupby(CUSTOMER_ID, sort=False)[OFFER_ID].agg(HISTORY_OFFERS_SEPARATOR.join)
+    return customer_ids.map(joined).fillna("").to_numpy(dtype=object)
 
 
 def offer_partials_at(part: Partition, cutoff: pd.Timestamp, catalog: str) -> pd.DataFrame:

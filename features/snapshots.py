@@ -31,10 +31,12 @@ from features.names import (
     CUSTOMER_FEATURES,
     CUSTOMER_ID,
     EVENT_TIMESTAMP,
+    HISTORY_OFFERS,
     OFFER_ID,
 )
 from features.offers import (
     affinity_at,
+    history_offers,
     offer_lines,
     offer_partials_at,
     offer_stats,
@@ -116,10 +118,10 @@ def build_partition(
     for cutoff in plan.cutoffs:
         feats = customer_features_at(part, cutoff)
         feats.insert(1, EVENT_TIMESTAMP, cutoff)
+        affinity = affinity_at(part, cutoff, plan.catalog, plan.affinity_top_offers)
+        feats[HISTORY_OFFERS] = history_offers(feats[CUSTOMER_ID], affinity)
         out["customer_features"].append(feats)
-        out["customer_offer_features"].append(
-            affinity_at(part, cutoff, plan.catalog, plan.affinity_top_offers)
-        )
+        out["customer_offer_features"].append(affinity)
         out["offer_partials"].append(offer_partials_at(part, cutoff, plan.catalog))
         out["labels_churn"].append(churn_labels(part, cutoff, plan.labels, plan.observed_until))
         out["labels_clv"].append(clv_labels(part, cutoff, plan.labels, plan.observed_until))

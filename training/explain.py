@@ -9,7 +9,7 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-from features.names import ALL_FEATURES
+from features.names import reason_text
 from training.frames import FeatureSpec
 
 
@@ -22,12 +22,6 @@ class Reason:
     value: object
     contribution: float
     text: str
-
-
-def _value_text(value: object) -> str:
-    if isinstance(value, float):
-        return "missing" if np.isnan(value) else f"{value:,.2f}".rstrip("0").rstrip(".")
-    return str(value)
 
 
 def contributions(booster: lgb.Booster, spec: FeatureSpec, frame: pd.DataFrame) -> pd.DataFrame:
@@ -51,8 +45,7 @@ def reason_codes(
                 if (c > 0) != (direction == "up") or c == 0:
                     continue
                 value = frame.iloc[i][name] if name in frame else None
-                verb = "raises" if c > 0 else "lowers"
-                text = f"{ALL_FEATURES[name].description} ({_value_text(value)}) {verb} {target}"
+                text = reason_text(name, value, c, target)
                 reasons[direction].append(Reason(name, value, c, text))
         out.append(reasons)
     return out

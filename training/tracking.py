@@ -19,9 +19,8 @@ from mlflow.pyfunc import PythonModel
 
 from training.config import GateParams
 from training.evaluate import PRIMARY
+from training.registry_names import CHALLENGER, CHAMPION, MODEL_NAMES
 
-MODEL_NAMES = {"churn": "crmscore-churn", "clv": "crmscore-clv", "nbo": "crmscore-nbo"}
-CHALLENGER, CHAMPION = "challenger", "champion"
 PREVIOUS_CHAMPION_TAG = "previous_champion_version"
 # Installed with crmscore itself; listing them avoids MLflow's slow requirement inference.
 MODEL_REQUIREMENTS = ["lightgbm==4.7.0", "scikit-learn", "pandas", "numpy"]
@@ -98,6 +97,7 @@ def log_run(
     params: dict[str, Any],
     tags: dict[str, str],
     artifacts: list[Path],
+    artifact_dirs: dict[str, Path],
     input_example: pd.DataFrame,
     settings_json: str,
     artifact_root: Path,
@@ -105,6 +105,7 @@ def log_run(
 ) -> str:
     """Log one training run, register the model and give the new version @challenger.
 
+    `artifacts` are logged under report/, each folder of `artifact_dirs` under its key.
     Returns the new version number."""
     experiment_id = _experiment(f"crmscore-{kind}", artifact_root)
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"{kind}-{tags['test_cutoff']}"):
@@ -114,6 +115,8 @@ def log_run(
         mlflow.log_text(settings_json, "settings.json")
         for path in artifacts:
             mlflow.log_artifact(str(path), artifact_path="report")
+        for name, folder in artifact_dirs.items():
+            mlflow.log_artifacts(str(folder), artifact_path=name)
         # Integers as floats: a missing value at scoring time must not break the signature.
         example = input_example.head(3).apply(
             lambda c: c.astype("float64") if pd.api.types.is_integer_dtype(c) else c

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,9 @@ from mlflow import MlflowClient
 from features.config import LabelParams
 from training.config import TrainingParams
 from training.evaluate import PRIMARY
+from training.export import write_bundle, write_reference
 from training.pipeline import RUNNERS, SERVICES, TrainResult, primary_metric
+from training.registry_names import SERVING_ARTIFACTS
 from training.report import write_report
 from training.tracking import CHAMPION, data_fingerprint, load_alias, log_run, metric_key
 
@@ -54,6 +57,7 @@ def train_models(
     artifact_root: Path,
     settings_json: str,
     commit: str,
+    id_salt: str = "",
 ) -> list[dict[str, Any]]:
     """Train each model, compare it with its baselines and the champion, log and register it
     as @challenger. Returns one summary per model."""
@@ -86,18 +90,31 @@ def train_models(
             "feature_service": SERVICES[kind],
             "grade": result.grade[0],
         }
-        version = log_run(
-            kind,
-            result.model,
-            _metrics(result, champion),
-            params_logged,
-            tags,
-            [*reports, *result.plots],
-            result.input_example,
-            settings_json,
-            artifact_root,
-            client,
-        )
+        predictions = result.model.predict(result.test_frame)
+        with tempfile.TemporaryDirectory() as tmp:
+            bundle = write_bundle(kind, result.model, predictions, params, Path(tmp) / "s")
+            reference = write_reference(
+                kind,
+                result.model,
+                result.test_frame,
+                predictions,
+                Path(tmp) / "r",
+                id_salt,
+                params.seed,
+            ).parent
+            version = log_run(
+                kind,
+                result.model,
+                _metrics(result, champion),
+                params_logged,
+                tags,
+                [*reports, *result.plots],
+                {SERVING_ARTIFACTS: bundle, "reference": reference},
+                result.input_example,
+                settings_json,
+                artifact_root,
+                client,
+            )
         model_scored = result.scored[0]
         summaries.append(
             {

@@ -42,6 +42,7 @@ def _log(
         {"seed": 1},
         {"test_cutoff": "2021-01-01", "git_commit": "test"},
         [],
+        {},
         example.drop(columns=["customer_id"]),
         "{}",
         root,

@@ -1,0 +1,321 @@
+"""The HTTP API: routes, authentication, limits and JSON errors.
+
+`create_app()` builds the ASGI app without reading any settings; the process that serves it
+(the BentoML service, or uvicorn in the benchmark) puts a `ServingState` on `app.state.serving`
+when it starts. Every error is JSON (`ErrorResponse`); no stack trace reaches a caller."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from features.names import ALL_FEATURES, OFFER_STATS
+from serving.predlog import log_rows
+from serving.schemas import (
+    ErrorResponse,
+    FeaturesRequest,
+    ModelsResponse,
+    ScoreRequest,
+    ScoreResponse,
+    Status,
+)
+from serving.scoring import AFFINITY_FEATURES, Customer, Scorer
+from serving.state import ServingState
+
+LOG = logging.getLogger("crmscore.serving")
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorResponse, "description": text}
+    for code, text in {
+        401: "missing or unknown API key",
+        403: "the key may not do this",
+        413: "request body too large",
+        422: "invalid request: the fields named are wrong",
+        503: "models not loaded",
+        504: "request timed out",
+    }.items()
+}
+OFFER_FEATURE_NAMES = frozenset(f.name for f in OFFER_STATS)
+
+
+def _error(
+    status: int, code: str, message: str, fields: list[dict[str, Any]] | None = None
+) -> JSONResponse:
+    body = {"error": {"code": code, "message": message, "fields": fields or []}}
+    return JSONResponse(body, status_code=status)
+
+
+class ApiError(HTTPException):
+    """An HTTP error with a machine-readable code and the fields at fault."""
+
+    def __init__(
+        self, status: int, code: str, message: str, fields: list[dict[str, Any]] | None = None
+    ) -> None:
+        super().__init__(status, message)
+        self.code, self.fields = code, fields or []
+
+
+class BodyLimit:
+    """ASGI middleware: 413 for a body larger than the limit, counted as it streams (a
+    Content-Length header alone is not trusted)."""
+
+    def __init__(self, app: ASGIApp, limit: Callable[[], int]) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.limit()
+        length = dict(scope.get("headers") or []).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > limit:
+            await _error(413, "body_too_large", f"request body over {limit} bytes")(
+                scope, receive, send
+            )
+            return
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                raise _TooLarge
+            return message
+
+        try:
+            await self.app(scope, limited, send)
+        except _TooLarge:
+            await _error(413, "body_too_large", f"request body over {limit} bytes")(
+                scope, receive, send
+            )
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def _state(request: Request) -> ServingState:
+    state: ServingState | None = getattr(request.app.state, "serving", None)
+    if state is None:
+        raise ApiError(503, "not_ready", "the service is starting")
+    return state
+
+
+def _presented_key(request: Request) -> str | None:
+    auth = request.headers.get("authorization", "")
+    if auth.lower().startswith("bearer "):
+        return auth[7:].strip()
+    return request.headers.get("x-api-key")
+
+
+def require_key(request: Request) -> str:
+    """Dependency: the caller's role; 401 without a valid key."""
+    role = _state(request).keys.role(_presented_key(request))
+    if role is None:
+        raise ApiError(401, "unauthorized", "missing or unknown API key")
+    return role
+
+
+def require_admin(role: str = Depends(require_key)) -> str:
+    """Dependency: 403 unless the key is an admin key."""
+    if role != "admin":
+        raise ApiError(403, "forbidden", "this endpoint needs an admin key")
+    return role
+
+
+def _scorer(state: ServingState) -> Scorer:
+    if state.scorer is None:
+        raise ApiError(503, "not_ready", f"models not loaded: {state.load_error}")
+    return state.scorer
+
+
+def _respond(state: ServingState, answers: list[dict[str, Any]], request_id: str) -> dict[str, Any]:
+    if state.prediction_log is not None:
+        state.prediction_log.put(log_rows(answers, request_id, state.id_salt, datetime.now(UTC)))
+    for a in answers:
+        a.pop("_features", None)
+    return {"request_id": request_id, "scores": answers}
+
+
+def _check_page(state: ServingState, n: int, field: str) -> None:
+    if n > state.params.max_page:
+        raise ApiError(
+            422,
+            "page_too_large",
+            f"{n} customers in one request; at most {state.params.max_page}",
+            [{"field": field, "expected": f"at most {state.params.max_page} items"}],
+        )
+
+
+def _validate_features(
+    values: dict[str, Any], allowed: set[str], where: str
+) -> list[dict[str, Any]]:
+    problems = []
+    for name, value in values.items():
+        if name not in allowed:
+            problems.append({"field": f"{where}.{name}", "expected": "a feature the models read"})
+            continue
+        dtype = ALL_FEATURES[name].dtype
+        if value is None:
+            continue
+        if dtype == "string" and not isinstance(value, str):
+            problems.append({"field": f"{where}.{name}", "expected": "a string"})
+        elif dtype != "string" and (isinstance(value, (str, bool))):
+            problems.append({"field": f"{where}.{name}", "expected": "a number"})
+    return problems
+
+
+def create_app() -> FastAPI:
+    """The API, with no state yet (see the module docstring)."""
+    app = FastAPI(
+        title="crmscore",
+        version="1",
+        summary="Churn, customer lifetime value and next-best-offer scores for CRM systems.",
+        description=(
+            "Authenticate with `Authorization: Bearer <key>` (or `X-API-Key`). Every error "
+            "answers a JSON body naming the field at fault."
+        ),
+        responses=ERRORS,
+    )
+    app.add_middleware(BodyLimit, limit=lambda: _limit(app))
+
+    @app.middleware("http")
+    async def timeout(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        state = getattr(app.state, "serving", None)
+        seconds = state.params.request_timeout_seconds if state else 10.0
+        try:
+            return await asyncio.wait_for(call_next(request), timeout=seconds)
+        except TimeoutError:
+            return _error(504, "timeout", f"no answer within {seconds} s")
+
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return _error(exc.status_code, exc.code, str(exc.detail), exc.fields)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return _error(exc.status_code, code, str(exc.detail))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        fields = [
+            {
+                "field": ".".join(str(p) for p in err["loc"] if p != "body") or "body",
+                "expected": err["msg"],
+            }
+            for err in exc.errors()
+        ]
+        return _error(422, "invalid_request", "the request does not match the schema", fields)
+
+    @app.exception_handler(Exception)
+    async def crashed(request: Request, exc: Exception) -> JSONResponse:
+        error_id = uuid.uuid4().hex[:12]
+        LOG.error("internal error %s: %s", error_id, type(exc).__name__)
+        return _error(500, "internal_error", f"internal error (reference {error_id})")
+
+    @app.post(
+        "/v1/score",
+        response_model=ScoreResponse,
+        response_model_exclude_none=True,
+        summary="Score one customer or a page of customers from the feature store",
+        responses=ERRORS,
+    )
+    def score(body: ScoreRequest, request: Request, _: str = Depends(require_key)) -> Any:
+        state = _state(request)
+        ids = body.ids()
+        _check_page(state, len(ids), "customer_ids")
+        scorer = _scorer(state)
+        answers = scorer.score(scorer.lookup(ids), body.explain, body.top_k)
+        return _respond(state, answers, uuid.uuid4().hex)
+
+    @app.post(
+        "/v1/score/features",
+        response_model=ScoreResponse,
+        response_model_exclude_none=True,
+        summary="Score customers from features the caller sends (what-if)",
+        responses=ERRORS,
+    )
+    def score_features(
+        body: FeaturesRequest, request: Request, _: str = Depends(require_key)
+    ) -> Any:
+        state = _state(request)
+        _check_page(state, len(body.customers), "customers")
+        scorer = _scorer(state)
+        allowed = {*scorer.models.customer_features(), "rfm_segment", "value_tier"}
+        allowed.add("lifecycle_stage")
+        problems: list[dict[str, Any]] = []
+        customers = []
+        for i, c in enumerate(body.customers):
+            problems += _validate_features(c.features, allowed, f"customers.{i}.features")
+            affinity = {}
+            for j, offer in enumerate(c.offers):
+                problems += _validate_features(
+                    offer.features, set(AFFINITY_FEATURES), f"customers.{i}.offers.{j}.features"
+                )
+                affinity[offer.offer_id] = offer.features
+            customers.append(Customer(c.customer_id, dict(c.features), None, affinity))
+        if problems:
+            raise ApiError(422, "invalid_features", "unknown or mistyped features", problems)
+        answers = scorer.score(customers, body.explain, body.top_k)
+        return _respond(state, answers, uuid.uuid4().hex)
+
+    @app.get("/v1/models", response_model=ModelsResponse, responses=ERRORS)
+    def models(request: Request, _: str = Depends(require_key)) -> Any:
+        """The models answering now: registry versions, aliases and training windows."""
+        state = _state(request)
+        scorer = _scorer(state)
+        m = scorer.models
+        return {
+            "models": {x.kind: x.info for x in (m.churn, m.clv, m.nbo)},
+            "loaded_at": state.loaded_at.isoformat() if state.loaded_at else "",
+        }
+
+    @app.post("/v1/admin/reload", response_model=ModelsResponse, responses=ERRORS)
+    def reload(request: Request, _: str = Depends(require_admin)) -> Any:
+        """Load the current champions; requests in flight finish on the previous models."""
+        state = _state(request)
+        try:
+            state.load()
+        except Exception as exc:
+            raise ApiError(
+                409, "reload_failed", f"kept the models in use: {type(exc).__name__}: {exc}"
+            ) from exc
+        return models(request, "admin")
+
+    @app.get("/healthz", response_model=Status)
+    def healthz() -> Any:
+        """Alive (the process answers)."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", response_model=Status, responses={503: {"model": Status}})
+    def readyz(request: Request) -> Any:
+        """Ready: models loaded and the online store reachable."""
+        state = getattr(request.app.state, "serving", None)
+        scorer = state.scorer if state else None
+        detail = {
+            "models_loaded": scorer is not None,
+            "online_store": bool(scorer and scorer.online.reachable()),
+        }
+        if not all(detail.values()):
+            return JSONResponse({"status": "not ready", "detail": detail}, status_code=503)
+        return {"status": "ready", "detail": detail}
+
+    return app
+
+
+def _limit(app: FastAPI) -> int:
+    state = getattr(app.state, "serving", None)
+    return state.params.max_body_bytes if state else 2_000_000

@@ -1,0 +1,198 @@
+"""The API's JSON contract: requests, answers and errors (published as OpenAPI)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ScoreRequest(_Strict):
+    """One customer (`customer_id`) or a page of customers (`customer_ids`)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"customer_id": "1364", "explain": True},
+                {"customer_ids": ["1364", "2070", "new-customer-42"], "top_k": 3},
+            ]
+        },
+    )
+
+    customer_id: str | None = Field(default=None, min_length=1, max_length=128)
+    customer_ids: list[str] | None = Field(default=None, min_length=1)
+    explain: bool = Field(default=False, description="add reason codes (top drivers, in words)")
+    top_k: int | None = Field(default=None, ge=1, le=50, description="offers per customer")
+
+    @model_validator(mode="after")
+    def _one_of(self) -> ScoreRequest:
+        if (self.customer_id is None) == (self.customer_ids is None):
+            raise ValueError("give exactly one of customer_id or customer_ids")
+        for i, cid in enumerate(self.customer_ids or []):
+            if not 1 <= len(cid) <= 128:
+                raise ValueError(f"customer_ids[{i}]: expected 1 to 128 characters")
+        return self
+
+    def ids(self) -> list[str]:
+        """The customer ids asked for, in order."""
+        return [self.customer_id] if self.customer_id is not None else list(self.customer_ids or [])
+
+
+FeatureValue = float | int | str | None
+
+
+class OfferRow(_Strict):
+    """A customer x offer row the caller knows (history features of one offer)."""
+
+    offer_id: str = Field(min_length=1, max_length=128)
+    features: dict[str, FeatureValue] = Field(default_factory=dict)
+
+
+class FeatureCustomer(_Strict):
+    """A customer described by the caller: model features by name (missing ones are
+    treated as unknown), optionally with their customer x offer rows."""
+
+    customer_id: str = Field(default="what-if", min_length=1, max_length=128)
+    features: dict[str, FeatureValue]
+    offers: list[OfferRow] = Field(default_factory=list, max_length=200)
+
+
+class FeaturesRequest(_Strict):
+    """Scores from features the caller sends (what-if, or fresher data than the store's)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "customers": [
+                        {
+                            "customer_id": "what-if-1",
+                            "features": {
+                                "recency_days": 12.0,
+                                "frequency_90d": 4,
+                                "monetary_365d": 820.5,
+                                "lifecycle_stage": "active",
+                            },
+                            "offers": [
+                                {
+                                    "offer_id": "BAKED BREAD/BUNS/ROLLS",
+                                    "features": {"affinity_orders_365d": 6},
+                                }
+                            ],
+                        }
+                    ],
+                    "explain": True,
+                }
+            ]
+        },
+    )
+
+    customers: list[FeatureCustomer] = Field(min_length=1)
+    explain: bool = False
+    top_k: int | None = Field(default=None, ge=1, le=50)
+
+
+class ChurnAnswer(BaseModel):
+    """Calibrated probability of churn in the horizon, risk band and flag."""
+
+    probability: float
+    band: str
+    flag: bool
+
+
+class ClvAnswer(BaseModel):
+    """Expected net revenue in the horizon, its percentile and value tier."""
+
+    value: float
+    percentile: float
+    tier: str
+
+
+class OfferAnswer(BaseModel):
+    """One recommended offer: P(accept in the horizon) and probability x offer value."""
+
+    rank: int
+    offer_id: str
+    probability: float
+    expected_value: float
+
+
+class Reasons(BaseModel):
+    """Top drivers of a score, in words."""
+
+    up: list[str]
+    down: list[str]
+
+
+class CustomerScore(BaseModel):
+    """Everything crmscore knows about one customer's future."""
+
+    customer_id: str
+    as_of: str | None = Field(description="time of the feature snapshot the scores use")
+    feature_age_seconds: int | None = Field(description="age of those features now")
+    churn: ChurnAnswer
+    clv: ClvAnswer
+    offers: list[OfferAnswer]
+    segment: dict[str, str | None]
+    retention_priority: float = Field(description="value at risk: P(churn) x CLV")
+    model_versions: dict[str, str]
+    cold_start: bool
+    warnings: list[str]
+    reasons: dict[str, Reasons] | None = None
+
+
+class ScoreResponse(BaseModel):
+    """Answers in the order asked."""
+
+    request_id: str
+    scores: list[CustomerScore]
+
+
+class ModelInfo(BaseModel):
+    """A served model: registry version, alias and training window."""
+
+    name: str
+    version: str
+    alias: str
+    run_id: str
+    test_cutoff: str | None
+    training_cutoffs: str
+    validation_cutoffs: str
+    feature_service: str | None
+    grade: str | None
+    metrics: dict[str, float]
+
+
+class ModelsResponse(BaseModel):
+    """The models answering now."""
+
+    models: dict[str, ModelInfo]
+    loaded_at: str
+
+
+class ErrorBody(BaseModel):
+    """What went wrong, where, and what was expected."""
+
+    code: str
+    message: str
+    fields: list[dict[str, Any]] = Field(default_factory=list)
+    request_id: str | None = None
+
+
+class ErrorResponse(BaseModel):
+    """Every 4xx/5xx answer has this body."""
+
+    error: ErrorBody
+
+
+class Status(BaseModel):
+    """Health and readiness."""
+
+    status: str
+    detail: dict[str, Any] = Field(default_factory=dict)

@@ -1,0 +1,294 @@
+"""Real-time scoring: features from the online store, the three models, one answer per customer.
+
+The same `Scorer` answers the BentoML service and the plain FastAPI app of the benchmark, so
+both do identical work. It is built once per model load; a reload builds a new one and swaps
+it in, so requests in flight finish on the models they started with."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+
+from features.feast_repo import AFFINITY_VIEW, CUSTOMER_VIEW, OFFER_VIEW
+from features.names import (
+    CUSTOMER_OFFER_AFFINITY,
+    HISTORY_OFFERS,
+    HISTORY_OFFERS_SEPARATOR,
+    OFFER_STATS,
+)
+from features.online import OnlineFeatures
+from serving.models import (
+    BundleModel,
+    Row,
+    churn_band,
+    churn_probability,
+    clv_percentile,
+    clv_reason_booster,
+    clv_tier,
+    clv_value,
+)
+
+SEGMENT_FEATURES = ("rfm_segment", "value_tier", "lifecycle_stage")
+OFFER_FEATURES = tuple(f.name for f in OFFER_STATS)
+AFFINITY_FEATURES = tuple(f.name for f in CUSTOMER_OFFER_AFFINITY)
+COLD_START_WARNING = (
+    "unknown customer: cold-start answer from population priors (no features in the store)"
+)
+
+
+@dataclass(frozen=True)
+class Models:
+    """The three models one answer is computed with."""
+
+    churn: BundleModel
+    clv: BundleModel
+    nbo: BundleModel
+
+    @property
+    def versions(self) -> dict[str, str]:
+        """`{"churn": "3@champion", ...}`."""
+        return {m.kind: m.version for m in (self.churn, self.clv, self.nbo)}
+
+    def customer_features(self) -> list[str]:
+        """Every customer-level feature any of the models reads."""
+        names = dict.fromkeys([*self.churn.columns, *self.clv.columns])
+        names.update(
+            dict.fromkeys(
+                c
+                for c in self.nbo.columns
+                if c not in OFFER_FEATURES and c not in AFFINITY_FEATURES
+            )
+        )
+        return list(names)
+
+
+@dataclass(frozen=True)
+class Customer:
+    """What one answer is computed from: the customer's features (None: unknown customer),
+    their snapshot time and their customer x offer rows by offer."""
+
+    customer_id: str
+    features: Row | None
+    as_of: datetime | None = None
+    affinity: dict[str, Row] = field(default_factory=dict)
+
+
+@dataclass
+class OfferCatalog:
+    """Offer features of every offer and the most popular ones (candidates for everybody)."""
+
+    offers: dict[str, Row]
+    popular: list[str]
+    loaded_at: float
+
+
+class Scorer:
+    """Scores customers with `models` and features from `online`."""
+
+    def __init__(self, models: Models, online: OnlineFeatures, explain_top: int = 3) -> None:
+        self.models = models
+        self.online = online
+        self.explain_top = explain_top
+        self._customer_names = [*models.customer_features(), *SEGMENT_FEATURES, HISTORY_OFFERS]
+        self._lock = threading.Lock()
+        self.catalog = self._read_catalog()
+
+    def _read_catalog(self) -> OfferCatalog:
+        rows = self.online.scan(OFFER_VIEW, OFFER_FEATURES)
+        offers = {k: r.values for k, r in rows.items()}
+        ranked = sorted(offers, key=lambda o: (-float(offers[o].get("offer_buyers_30d") or 0), o))
+        n = int(self.models.nbo.meta["popular_candidates"])
+        return OfferCatalog(offers, ranked[:n], time.monotonic())
+
+    def refresh_catalog(self, max_age_seconds: float) -> None:
+        """Re-read the offers when the cached ones are older than `max_age_seconds`."""
+        if time.monotonic() - self.catalog.loaded_at >= max_age_seconds:
+            with self._lock:
+                self.catalog = self._read_catalog()
+
+    def lookup(self, customer_ids: list[str]) -> list[Customer]:
+        """Customers' features and customer x offer rows from the online store."""
+        rows = self.online.read(CUSTOMER_VIEW, [(c,) for c in customer_ids], self._customer_names)
+        # Every candidate pair is looked up, popular offers included: like Feast's
+        # point-in-time join in training, a pair the customer bought before the latest
+        # snapshot's year keeps its last values until they expire (the views' ttl).
+        popular = self.catalog.popular
+        keys: list[tuple[str, str]] = []
+        for cid, row in zip(customer_ids, rows, strict=True):
+            if row is None:
+                continue
+            history = str(row.values.get(HISTORY_OFFERS) or "")
+            offers = dict.fromkeys([*history.split(HISTORY_OFFERS_SEPARATOR), *popular])
+            keys += [(cid, o) for o in offers if o]
+        pairs = self.online.read(AFFINITY_VIEW, keys, AFFINITY_FEATURES)
+        affinity: dict[str, dict[str, Row]] = {}
+        for (cid, offer), pair in zip(keys, pairs, strict=True):
+            if pair is not None:
+                affinity.setdefault(cid, {})[offer] = pair.values
+        return [
+            Customer(cid, row.values, row.event_timestamp, affinity.get(cid, {}))
+            if row is not None
+            else Customer(cid, None)
+            for cid, row in zip(customer_ids, rows, strict=True)
+        ]
+
+    def score(
+        self, customers: list[Customer], explain: bool = False, top_k: int | None = None
+    ) -> list[dict[str, Any]]:
+        """One answer per customer (see serving/schemas.py `CustomerScore`), plus the model
+        inputs under "_features" for the prediction log."""
+        models = self.models
+        known = [c for c in customers if c.features is not None]
+        feats = [c.features or {} for c in known]
+        x_churn, x_clv = models.churn.matrix(feats), models.clv.matrix(feats)
+        p_churn = churn_probability(models.churn, x_churn) if known else np.empty(0)
+        clv = clv_value(models.clv, x_clv) if known else np.empty(0)
+        reasons: dict[str, list[dict[str, list[str]]]] = {}
+        if explain and known:
+            top = self.explain_top
+            reasons["churn"] = models.churn.reasons(x_churn, feats, "churn", "the churn risk", top)
+            reasons["clv"] = models.clv.reasons(
+                x_clv, feats, clv_reason_booster(models.clv), "the expected value", top
+            )
+        offers = self._offers(customers, top_k or int(models.nbo.meta["top_k"]))
+        now = datetime.now(UTC)
+        out, position = [], {id(c): i for i, c in enumerate(known)}
+        for n, customer in enumerate(customers):
+            i = position.get(id(customer))
+            if i is None:
+                out.append(self._cold_start(customer, offers[n]))
+                continue
+            answer = self._answer(customer, float(p_churn[i]), float(clv[i]), offers[n], now)
+            if explain:
+                answer["reasons"] = {kind: reasons[kind][i] for kind in reasons}
+            out.append(answer)
+        return out
+
+    def _answer(
+        self, c: Customer, p: float, clv: float, offers: list[dict[str, Any]], now: datetime
+    ) -> dict[str, Any]:
+        models, f = self.models, c.features or {}
+        percentile = clv_percentile(models.clv, clv)
+        return {
+            "customer_id": c.customer_id,
+            "as_of": c.as_of.isoformat() if c.as_of else None,
+            "feature_age_seconds": round((now - c.as_of).total_seconds()) if c.as_of else None,
+            "churn": {
+                "probability": round(p, 6),
+                "band": churn_band(models.churn, p),
+                "flag": p >= models.churn.meta["threshold"],
+            },
+            "clv": {
+                "value": round(clv, 2),
+                "percentile": round(percentile, 1),
+                "tier": clv_tier(models.clv, percentile),
+            },
+            "offers": offers,
+            "segment": {name: f.get(name) for name in SEGMENT_FEATURES},
+            "retention_priority": round(p * clv, 2),
+            "model_versions": models.versions,
+            "cold_start": False,
+            "warnings": [],
+            "_features": {name: f.get(name) for name in models.customer_features()},
+        }
+
+    def _cold_start(self, c: Customer, offers: list[dict[str, Any]]) -> dict[str, Any]:
+        models = self.models
+        p, clv = float(models.churn.meta["prior"]), float(models.clv.meta["prior"])
+        percentile = clv_percentile(models.clv, clv)
+        return {
+            "customer_id": c.customer_id,
+            "as_of": None,
+            "feature_age_seconds": None,
+            "churn": {
+                "probability": round(p, 6),
+                "band": churn_band(models.churn, p),
+                "flag": p >= models.churn.meta["threshold"],
+            },
+            "clv": {
+                "value": round(clv, 2),
+                "percentile": round(percentile, 1),
+                "tier": clv_tier(models.clv, percentile),
+            },
+            "offers": offers,
+            "segment": {"rfm_segment": None, "value_tier": None, "lifecycle_stage": "new"},
+            "retention_priority": round(p * clv, 2),
+            "model_versions": models.versions,
+            "cold_start": True,
+            "warnings": [COLD_START_WARNING],
+            "_features": {},
+        }
+
+    def _offers(self, customers: list[Customer], k: int) -> list[list[dict[str, Any]]]:
+        """Top-k offers per customer: the customer's history candidates (most bought first,
+        as in training) plus the popular offers, scored as pairs, with the rules applied."""
+        nbo, catalog = self.models.nbo, self.catalog
+        history_n = int(nbo.meta["history_candidates"])
+        exclude_days = nbo.meta.get("exclude_bought_within_days")
+        customer_columns = [
+            c for c in nbo.columns if c not in OFFER_FEATURES and c not in AFFINITY_FEATURES
+        ]
+        pairs: list[Row] = []
+        owner: list[int] = []
+        ids: list[str] = []
+        for n, c in enumerate(customers):
+            # Store customers list their history offers; a caller's what-if rows all are.
+            f = c.features or {}
+            listed = (
+                [o for o in (f[HISTORY_OFFERS] or "").split(HISTORY_OFFERS_SEPARATOR)]
+                if HISTORY_OFFERS in f
+                else list(c.affinity)
+            )
+            listed = [o for o in listed if o in c.affinity]
+            history = sorted(
+                listed,
+                key=lambda o: (
+                    -(c.affinity[o].get("affinity_orders_365d") or 0),
+                    _or_inf(c.affinity[o].get("affinity_recency_days")),
+                    o,
+                ),
+            )[:history_n]
+            base = {k: f.get(k) for k in customer_columns}
+            for offer in sorted({*history, *catalog.popular}):
+                row = {**base, **catalog.offers.get(offer, {}), **c.affinity.get(offer, {})}
+                pairs.append(row)
+                owner.append(n)
+                ids.append(offer)
+        out: list[list[dict[str, Any]]] = [[] for _ in customers]
+        if not pairs:
+            return out
+        p = nbo.raw(nbo.matrix(pairs))
+        owners = np.asarray(owner)
+        for n in range(len(customers)):
+            idx = np.flatnonzero(owners == n)
+            if exclude_days is not None:
+                idx = np.asarray(
+                    [
+                        i
+                        for i in idx
+                        if _or_inf(pairs[i].get("affinity_recency_days")) >= exclude_days
+                    ],
+                    dtype=int,
+                )
+            ranked = sorted(idx.tolist(), key=lambda i: (-p[i], ids[i]))[:k]
+            out[n] = [
+                {
+                    "rank": r + 1,
+                    "offer_id": ids[i],
+                    "probability": round(float(p[i]), 6),
+                    "expected_value": round(
+                        float(p[i]) * float(pairs[i].get("offer_value") or 0.0), 4
+                    ),
+                }
+                for r, i in enumerate(ranked)
+            ]
+        return out
+
+
+def _or_inf(value: Any) -> float:
+    return float("inf") if value is None else float(value)
