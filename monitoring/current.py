@@ -1,0 +1,138 @@
+"""Current data for a drift report: a batch-scoring snapshot or a window of the prediction log.
+
+Both come back in the reference's shape: customer_hash, the model's features (raw values),
+`prediction`; customer ids are hashed as soon as they are read."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from features.names import CUSTOMER_ID, EVENT_TIMESTAMP
+from monitoring.privacy import CUSTOMER_HASH, hash_ids
+
+# The score that is each model's prediction, in batch scores and in the prediction log.
+PREDICTION_COLUMNS = {"churn": "churn_probability", "clv": "clv", "nbo": "offer_1_probability"}
+VERSION_COLUMNS = {k: f"{k}_model_version" for k in PREDICTION_COLUMNS}
+
+
+@dataclass(frozen=True)
+class CurrentData:
+    """Current rows and where they came from."""
+
+    frame: pd.DataFrame
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def model_version(self) -> str | None:
+        """The model version that scored most rows ("3@champion"), when known."""
+        value = self.info.get("model_version")
+        return None if value is None else str(value)
+
+
+def _utc(value: Any) -> pd.Timestamp:
+    stamp = pd.Timestamp(value)
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+
+
+def _mode(column: pd.Series) -> str | None:
+    counts = column.dropna().astype(str).value_counts()
+    return None if counts.empty else str(counts.index[0])
+
+
+def batch_current(
+    scores_path: Path, snapshot_dir: Path, kind: str, features: list[str]
+) -> CurrentData:
+    """A batch-scoring file with the features of its date from the feature snapshots."""
+    if not scores_path.exists():
+        raise FileNotFoundError(f"{scores_path}: no such batch scores file")
+    scores = pd.read_parquet(scores_path)
+    prediction = PREDICTION_COLUMNS[kind]
+    for needed in (CUSTOMER_ID, "as_of", prediction):
+        if needed not in scores:
+            raise ValueError(f"{scores_path}: column '{needed}' missing (expected batch scores)")
+    as_of = _utc(scores["as_of"].iloc[0]) if len(scores) else None
+    if as_of is None:
+        raise ValueError(f"{scores_path}: no rows")
+    snapshot = snapshot_dir / "customer_features.parquet"
+    if not snapshot.exists():
+        raise FileNotFoundError(f"{snapshot}: feature snapshots not found")
+    available = set(_schema_names(snapshot))
+    read = [CUSTOMER_ID, *[c for c in features if c in available]]
+    feats = pd.read_parquet(snapshot, columns=read, filters=[(EVENT_TIMESTAMP, "==", as_of)])
+    if feats.empty:
+        raise ValueError(f"{snapshot}: no features at {as_of.date()} (the date of {scores_path})")
+    frame = scores[[CUSTOMER_ID, prediction]].merge(feats, on=CUSTOMER_ID, how="left")
+    frame.insert(0, CUSTOMER_HASH, hash_ids(frame.pop(CUSTOMER_ID)))
+    frame = frame.rename(columns={prediction: "prediction"})
+    version_column = VERSION_COLUMNS[kind]
+    info = {
+        "source": "batch",
+        "path": str(scores_path),
+        "as_of": as_of.date().isoformat(),
+        "rows": len(frame),
+        "model_version": _mode(scores[version_column]) if version_column in scores else None,
+    }
+    return CurrentData(frame, info)
+
+
+def scores_model_version(scores_path: Path, kind: str) -> str | None:
+    """The version of `kind` that produced a batch-scores file ("3@champion"), if recorded."""
+    if not scores_path.exists():
+        raise FileNotFoundError(f"{scores_path}: no such batch scores file")
+    column = VERSION_COLUMNS[kind]
+    if column not in _schema_names(scores_path):
+        return None
+    return _mode(pd.read_parquet(scores_path, columns=[column])[column])
+
+
+def _schema_names(path: Path) -> list[str]:
+    import pyarrow.parquet as pq
+
+    return list(pq.read_schema(path).names)
+
+
+def log_files(folder: Path, start: date, end: date) -> list[Path]:
+    """Prediction-log parquet files of the days in [start, end] (`date=YYYY-MM-DD/part-*`)."""
+    if not folder.exists():
+        raise FileNotFoundError(f"{folder}: no prediction log (the API writes it)")
+    files = []
+    for day in pd.date_range(start, end, freq="D"):
+        files += sorted((folder / f"date={day.date().isoformat()}").glob("*.parquet"))
+    if not files:
+        raise FileNotFoundError(f"{folder}: no prediction log files from {start} to {end}")
+    return files
+
+
+def log_current(folder: Path, start: date, end: date, kind: str) -> CurrentData:
+    """The API's prediction log over [start, end]; cold-start answers (no features) are left
+    out and counted."""
+    prediction = PREDICTION_COLUMNS[kind]
+    files = log_files(folder, start, end)
+    frame = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+    for needed in (CUSTOMER_HASH, prediction):
+        if needed not in frame:
+            raise ValueError(f"{folder}: column '{needed}' missing in the prediction log")
+    if CUSTOMER_ID in frame:  # never keep raw ids, even if a writer logged them
+        frame[CUSTOMER_HASH] = hash_ids(frame.pop(CUSTOMER_ID))
+    cold = frame["cold_start"].fillna(False).astype(bool) if "cold_start" in frame else None
+    cold_rows = int(cold.sum()) if cold is not None else 0
+    if cold is not None:
+        frame = frame[~cold.to_numpy()].reset_index(drop=True)
+    version_column = VERSION_COLUMNS[kind]
+    info = {
+        "source": "prediction_log",
+        "path": str(folder),
+        "from": start.isoformat(),
+        "to": end.isoformat(),
+        "files": len(files),
+        "rows": len(frame),
+        "cold_start_rows": cold_rows,
+        "model_version": _mode(frame[version_column]) if version_column in frame else None,
+    }
+    frame = frame.rename(columns={prediction: "prediction"})
+    return CurrentData(frame, info)

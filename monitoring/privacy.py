@@ -1,0 +1,15 @@
+"""Customer ids never appear in monitoring outputs: they are replaced by the project's
+salted short hash (features.privacy), the same one serving and training log."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from features.privacy import hash_id
+
+CUSTOMER_HASH = "customer_hash"
+
+
+def hash_ids(ids: pd.Series, salt: str = "") -> pd.Series:
+    """`features.privacy.hash_id` of every id in a column, as a column."""
+    return pd.Series([hash_id(str(c), salt) for c in ids], index=ids.index, dtype="string")

@@ -1,0 +1,101 @@
+"""The reference sample logged with each model's training run, and its evaluation metrics.
+
+Every training run logs `reference/reference.parquet` (customer_hash, event_timestamp, the
+model's raw features, prediction, target; offer_id for nbo) in the run of the registered
+model version. Drift compares current data against it; backtests compare realised quality
+against the run's metrics."""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from typing import Any
+
+import mlflow
+import pandas as pd
+from mlflow import MlflowClient
+
+from monitoring.privacy import CUSTOMER_HASH
+from training.tracking import CHALLENGER, CHAMPION, MODEL_NAMES
+
+REFERENCE_ARTIFACT = "reference/reference.parquet"
+# Columns of the reference that are not features.
+NOT_FEATURES = (CUSTOMER_HASH, "event_timestamp", "prediction", "target", "offer_id")
+
+
+class ReferenceError(ValueError):
+    """No usable reference: the message names the model, version and what is missing."""
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A model version's reference sample and evaluation-time metrics."""
+
+    kind: str
+    version: str
+    alias: str | None
+    run_id: str
+    frame: pd.DataFrame
+    metrics: dict[str, float]
+
+    @property
+    def features(self) -> list[str]:
+        """The model's feature columns, in the reference's order."""
+        return [c for c in self.frame.columns if c not in NOT_FEATURES]
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-ready identity of the reference (no data)."""
+        return {
+            "registered_model": MODEL_NAMES[self.kind],
+            "version": self.version,
+            "alias": self.alias,
+            "run_id": self.run_id,
+            "rows": len(self.frame),
+        }
+
+
+def resolve_version(
+    client: MlflowClient, kind: str, version: str | None = None, alias: str = CHAMPION
+) -> tuple[str, str | None]:
+    """(version, alias): `version` as given ("3" or "3@champion"), else the alias's version,
+    else @challenger's (batch scoring uses it when no champion passed the gate)."""
+    name = MODEL_NAMES[kind]
+    if version:
+        number, _, tag = str(version).partition("@")
+        return number, tag or None
+    for candidate in dict.fromkeys([alias, CHAMPION, CHALLENGER]):
+        try:
+            return str(client.get_model_version_by_alias(name, candidate).version), candidate
+        except mlflow.exceptions.MlflowException:
+            continue
+    raise ReferenceError(f"{name} has no @{alias} (nor @challenger): run `crmscore train` first")
+
+
+def load_reference(
+    client: MlflowClient, kind: str, version: str | None = None, alias: str = CHAMPION
+) -> Reference:
+    """The reference of a registered model version (see `resolve_version`)."""
+    if kind not in MODEL_NAMES:
+        raise ReferenceError(f"model '{kind}': expected one of {sorted(MODEL_NAMES)}")
+    number, tag = resolve_version(client, kind, version, alias)
+    name = MODEL_NAMES[kind]
+    try:
+        run_id = client.get_model_version(name, number).run_id
+    except mlflow.exceptions.MlflowException as exc:
+        raise ReferenceError(f"{name} version {number} not found in the registry") from exc
+    if not run_id:
+        raise ReferenceError(f"{name} version {number} has no training run")
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            path = client.download_artifacts(run_id, REFERENCE_ARTIFACT, tmp)
+        except (mlflow.exceptions.MlflowException, OSError) as exc:
+            raise ReferenceError(
+                f"{name} version {number} (run {run_id}) has no {REFERENCE_ARTIFACT}: "
+                "retrain it with a crmscore that logs reference data"
+            ) from exc
+        frame = pd.read_parquet(path)
+    missing = [c for c in ("prediction",) if c not in frame]
+    if missing:
+        raise ReferenceError(f"{name} version {number}: {REFERENCE_ARTIFACT} lacks {missing}")
+    metrics = dict(client.get_run(run_id).data.metrics)
+    return Reference(kind, number, tag, run_id, frame, metrics)
