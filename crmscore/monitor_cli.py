@@ -233,3 +233,131 @@ def ui(
         return
     typer.echo(f"Evidently UI on http://{host}:{port} (workspace {folder}); Ctrl-C stops it")
     raise typer.Exit(code=subprocess.call(command))
+
+
+def _model_metrics(client: Any, kind: str, version: str | None) -> dict[str, float]:
+    """Evaluation-time metrics of the registered version that produced the scores."""
+    from training.tracking import MODEL_NAMES
+
+    if not version:
+        return {}
+    number = str(version).partition("@")[0]
+    run_id = client.get_model_version(MODEL_NAMES[kind], number).run_id
+    return dict(client.get_run(run_id).data.metrics)
+
+
+@monitor_app.command("backtest")
+def backtest(ctx: typer.Context, model: ModelsOption = None) -> None:
+    """Realised quality of every earlier batch-scores file whose horizon has passed, against
+    the figures from evaluation time; exits 1 when the latest matured snapshot degraded."""
+    import pandas as pd
+
+    from monitoring.backtest import degradation, labels_at, realised_quality
+    from monitoring.current import scores_model_version
+    from monitoring.decision import record_check
+
+    settings = _settings(ctx)
+    params = settings.monitoring.backtest
+    kinds = model or ["churn", "clv", "nbo"]
+    files = sorted((settings.workspace / "scores").glob("scores_*.parquet"))
+    if not files:
+        _fail(f"{settings.workspace / 'scores'}: no batch scores to backtest")
+    client = _client(settings)
+    rows: list[dict[str, Any]] = []
+    latest: dict[str, list[str]] = {}
+    for path in files:
+        scores = pd.read_parquet(path)
+        as_of = pd.Timestamp(scores["as_of"].iloc[0])
+        for kind in kinds:
+            try:
+                labels = labels_at(settings.snapshot_dir, kind, as_of)
+                outcome = realised_quality(kind, scores, labels, params.top_k)
+                version = scores_model_version(path, kind)
+                evaluation = _model_metrics(client, kind, version) if outcome else {}
+            except (FileNotFoundError, ValueError) as exc:
+                _fail(str(exc))
+            if outcome is None:
+                rows.append({"model": kind, "as_of": str(as_of.date()), "status": "pending"})
+                continue
+            table, reasons = degradation(outcome, evaluation, params)
+            latest[kind] = reasons
+            rows.append(
+                {
+                    "model": kind,
+                    "as_of": outcome.as_of,
+                    "status": "degraded" if reasons else "ok",
+                    "model_version": version,
+                    "rows": outcome.rows,
+                    "metrics": table,
+                    "reasons": reasons,
+                }
+            )
+    out = monitoring_dir(settings) / "backtest.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(rows, indent=2, default=str))
+    decision = None
+    for kind, reasons in latest.items():
+        decision = record_check(decision_path(settings), "backtest", kind, reasons, {})
+    _echo(
+        {
+            "snapshots": rows,
+            "report": str(out),
+            "decision": decision.status if decision else None,
+        }
+    )
+    if any(latest.values()):
+        raise typer.Exit(code=1)
+
+
+@monitor_app.command("uplift")
+def uplift(
+    ctx: typer.Context,
+    targets: Annotated[Path, typer.Option(help="A target list CSV from `crmscore target`.")],
+) -> None:
+    """Incremental retention and revenue of contacted customers against the control group,
+    with confidence intervals, once the outcome horizons have passed."""
+    import pandas as pd
+
+    from features.labels import CHURN, CLV
+    from monitoring.backtest import labels_at
+    from monitoring.uplift import campaign_uplift
+
+    settings = _settings(ctx)
+    params = settings.monitoring.uplift
+    if not targets.exists():
+        _fail(f"{targets}: no such target list")
+    listed = pd.read_csv(targets, dtype={"customer_id": str})
+    for needed in ("customer_id", "group"):
+        if needed not in listed:
+            _fail(f"{targets}: column '{needed}' missing (expected a `crmscore target` list)")
+    stem = targets.stem.rsplit("_", 1)[-1]
+    try:
+        as_of = pd.Timestamp(stem, tz="UTC")
+        churn = labels_at(settings.snapshot_dir, "churn", as_of)
+        clv = labels_at(settings.snapshot_dir, "clv", as_of)
+    except ValueError as exc:
+        _fail(f"{targets}: {exc} (expected targets_<objective>_<YYYY-MM-DD>.csv)")
+    except FileNotFoundError as exc:
+        _fail(str(exc))
+    if churn.empty or clv.empty:
+        _fail(
+            f"no outcomes for {as_of.date()} yet: the horizons (churn "
+            f"{settings.labels.churn_horizon_days} d, revenue {settings.labels.clv_horizon_days}"
+            " d) have not passed, or `crmscore features build` has not run since"
+        )
+    retained = 1 - churn.set_index("customer_id")[CHURN].astype(float)
+    revenue = clv.set_index("customer_id")[CLV].astype(float)
+    # Customers outside the label population (inactive at the list date) are left out of both
+    # groups: that depends only on the past, so the random split stays valid.
+    known = listed["customer_id"].isin(retained.index) & listed["customer_id"].isin(revenue.index)
+    try:
+        result = campaign_uplift(
+            listed[known], retained, revenue, params.confidence, params.bootstrap, params.seed
+        )
+    except ValueError as exc:
+        _fail(f"{targets}: {exc}")
+    result |= {"targets": str(targets), "as_of": str(as_of.date()), "excluded": int((~known).sum())}
+    out = monitoring_dir(settings) / f"uplift_{targets.stem}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2, default=str))
+    _echo({**result, "report": str(out)})
