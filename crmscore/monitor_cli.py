@@ -106,6 +106,9 @@ def drift(
     dashboard: Annotated[
         bool, typer.Option(help="Also store the snapshot in the Evidently workspace.")
     ] = True,
+    exit_zero: Annotated[
+        bool, typer.Option("--exit-zero", help="Exit 0 even when thresholds are crossed.")
+    ] = False,
 ) -> None:
     """Evidently drift and data-quality report of current data against each model's reference
     (HTML + JSON summary); exits 1 when thresholds are crossed."""
@@ -198,7 +201,7 @@ def drift(
             "open": f"file://{results[0]['report']}" if results else None,
         }
     )
-    if alarmed:
+    if alarmed and not exit_zero:
         raise typer.Exit(code=1)
 
 
