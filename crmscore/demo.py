@@ -51,6 +51,7 @@ def main(argv: list[str]) -> int:
                 "1",
             ],
         ),
+        ("monitor drift", ["monitor", "drift", "--exit-zero"]),
     ]
     for title, args in steps:
         if "{latest}" in args:
@@ -66,6 +67,9 @@ def main(argv: list[str]) -> int:
     print("  features/  feature snapshots and labels; feast/: the registry and online store")
     print(f"  reports/   evaluation reports: {settings.report_dir}/<model>/<model>_report.html")
     print("  scores/    batch scores (parquet, CSV) and the campaign target list (CSV)")
+    print(
+        f"  monitoring/ drift reports (open in a browser): {settings.workspace}/monitoring/drift/"
+    )
     uri = settings.mlflow_tracking_uri or default_tracking_uri(settings.workspace)
     print(f"MLflow UI:   {sys.executable} -m mlflow ui --backend-store-uri {uri}")
     return 0
