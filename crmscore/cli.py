@@ -312,6 +312,44 @@ def retrain(
     _echo_json({"models": summaries, "decisions": _promote(settings, kinds)})
 
 
+@app.command()
+def serve(
+    ctx: typer.Context,
+    host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
+    new_keys: Annotated[
+        bool, typer.Option("--new-keys", help="Create (and print) a new API key pair.")
+    ] = False,
+) -> None:
+    """Serve the scoring API (BentoML) with the champion models and the online store."""
+    import os
+
+    from crmscore.settings import PROJECT_ROOT
+    from serving.auth import KEY_FILES, ApiKeys, create_key_files
+
+    settings = _settings(ctx)
+    env = dict(os.environ)
+    folder = settings.workspace / "serving"
+    configured = ApiKeys.from_env(env).configured
+    if new_keys or not (configured or all((folder / f).exists() for f in KEY_FILES.values())):
+        user, admin = create_key_files(folder)
+        typer.echo(f"API key:   {user}\nadmin key: {admin}\n(only their hashes are kept: {folder})")
+    if not configured:
+        env.update({var: str(folder / name) for var, name in KEY_FILES.items()})
+    state: _State = ctx.obj
+    env["CRMSCORE_HOME"] = str(settings.workspace)
+    env["CRMSCORE_CONFIG"] = str(settings.config_dir)
+    if state.dataset:
+        env["CRMSCORE_DATASET"] = state.dataset
+    address = (host or settings.serving.host, port or settings.serving.port)
+    typer.echo(f"serving on http://{address[0]}:{address[1]} (OpenAPI: /docs)", err=True)
+    sys.stdout.flush()
+    command = [sys.executable, "-m", "bentoml", "serve", "serving.service:CrmscoreService"]
+    command += ["--host", address[0], "--port", str(address[1])]
+    command += ["--working-dir", str(PROJECT_ROOT)]
+    os.execvpe(sys.executable, command, env)
+
+
 score_app = typer.Typer(help="Batch scoring of the whole customer base.", no_args_is_help=True)
 app.add_typer(score_app, name="score")
 

@@ -35,15 +35,7 @@ class OnlineRow:
     event_timestamp: datetime | None
 
 
-def _parse(name: str, text: str | None) -> Value:
-    if text is None:
-        return None
-    dtype = ALL_FEATURES[name].dtype
-    if dtype == "float":
-        return float(text)
-    if dtype == "int":
-        return int(text)
-    return text
+_PARSERS = {"float": float, "int": int, "string": str}
 
 
 class OnlineFeatures:
@@ -102,7 +94,7 @@ class OnlineFeatures:
             return self._read_feast(view, keys, names)
         join_keys = self._join_keys[view]
         encoded = serialize_string_keys(join_keys, [list(col) for col in zip(*keys, strict=True)])
-        wanted = set(names)
+        parsers = {n: _PARSERS[ALL_FEATURES[n].dtype] for n in names}
         table = '"' + self._tables[view].replace('"', '""') + '"'
         found: dict[bytes, tuple[dict[str, Value], int | None]] = {}
         conn = self._connection()
@@ -116,8 +108,9 @@ class OnlineFeatures:
             ).fetchall()
             for key, name, text, ts in rows:
                 values, _ = found.setdefault(key, ({}, ts))
-                if name in wanted:
-                    values[name] = _parse(name, text)
+                parse = parsers.get(name)
+                if parse is not None and text is not None:
+                    values[name] = parse(text)
         out: list[OnlineRow | None] = []
         for key in encoded:
             hit = found.get(key)

@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from features.names import ALL_FEATURES, OFFER_STATS
+from features.names import ALL_FEATURES, HISTORY_OFFERS
 from serving.predlog import log_rows
 from serving.schemas import (
     ErrorResponse,
@@ -29,7 +29,7 @@ from serving.schemas import (
     ScoreResponse,
     Status,
 )
-from serving.scoring import AFFINITY_FEATURES, Customer, Scorer
+from serving.scoring import AFFINITY_FEATURES, SEGMENT_FEATURES, Customer, Scorer
 from serving.state import ServingState
 
 LOG = logging.getLogger("crmscore.serving")
@@ -44,7 +44,6 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         504: "request timed out",
     }.items()
 }
-OFFER_FEATURE_NAMES = frozenset(f.name for f in OFFER_STATS)
 
 
 def _error(
@@ -229,7 +228,6 @@ def create_app() -> FastAPI:
     @app.post(
         "/v1/score",
         response_model=ScoreResponse,
-        response_model_exclude_none=True,
         summary="Score one customer or a page of customers from the feature store",
         responses=ERRORS,
     )
@@ -244,7 +242,6 @@ def create_app() -> FastAPI:
     @app.post(
         "/v1/score/features",
         response_model=ScoreResponse,
-        response_model_exclude_none=True,
         summary="Score customers from features the caller sends (what-if)",
         responses=ERRORS,
     )
@@ -254,8 +251,7 @@ def create_app() -> FastAPI:
         state = _state(request)
         _check_page(state, len(body.customers), "customers")
         scorer = _scorer(state)
-        allowed = {*scorer.models.customer_features(), "rfm_segment", "value_tier"}
-        allowed.add("lifecycle_stage")
+        allowed = {*scorer.models.customer_features(), *SEGMENT_FEATURES, HISTORY_OFFERS}
         problems: list[dict[str, Any]] = []
         customers = []
         for i, c in enumerate(body.customers):

@@ -13,6 +13,12 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
+# Environment variable -> file name of the key hashes `crmscore serve` creates.
+KEY_FILES = {
+    "CRMSCORE_API_KEYS_FILE": "api_keys.sha256",
+    "CRMSCORE_ADMIN_KEYS_FILE": "admin_keys.sha256",
+}
+
 
 def key_hash(key: str) -> str:
     """SHA-256 hex digest of an API key."""
@@ -67,14 +73,12 @@ class ApiKeys:
         return "user" if digest in self.users else None
 
 
-def create_key_files(folder: Path) -> tuple[str, str, Path, Path]:
-    """A new user key and admin key; their hashes are written to `folder`. Returns the keys
-    and the two files."""
+def create_key_files(folder: Path) -> tuple[str, str]:
+    """A new user key and admin key; their hashes are written to `folder` (KEY_FILES).
+    Returns the keys."""
     folder.mkdir(parents=True, exist_ok=True)
-    user, admin = f"crm_{secrets.token_urlsafe(24)}", f"crmadmin_{secrets.token_urlsafe(24)}"
-    user_file, admin_file = folder / "api_keys.sha256", folder / "admin_keys.sha256"
-    user_file.write_text(key_hash(user) + "\n")
-    admin_file.write_text(key_hash(admin) + "\n")
-    user_file.chmod(0o600)
-    admin_file.chmod(0o600)
-    return user, admin, user_file, admin_file
+    keys = f"crm_{secrets.token_urlsafe(24)}", f"crmadmin_{secrets.token_urlsafe(24)}"
+    for key, name in zip(keys, KEY_FILES.values(), strict=True):
+        (folder / name).write_text(key_hash(key) + "\n")
+        (folder / name).chmod(0o600)
+    return keys

@@ -54,25 +54,19 @@ class BundleModel:
         codes = {c: {v: i for i, v in enumerate(cats)} for c, cats in meta["categories"].items()}
         return cls(meta["kind"], list(meta["columns"]), codes, boosters, meta, version)
 
-    def matrix(self, rows: list[Row]) -> np.ndarray:
+    def matrix(self, rows: list[Row], only: list[int] | None = None) -> np.ndarray:
         """Model input from feature dicts: numbers as float64, categories as their training
-        codes, anything missing or unknown as NaN (what LightGBM saw for missing)."""
+        codes, anything missing or unknown as NaN (what LightGBM saw for missing). With
+        `only`, just those column positions are filled (the rest stay NaN)."""
         x = np.full((len(rows), len(self.columns)), np.nan)
-        for j, name in enumerate(self.columns):
+        for j in range(len(self.columns)) if only is None else only:
+            name = self.columns[j]
+            values = [row.get(name) for row in rows]
             codes = self.codes.get(name)
-            for i, row in enumerate(rows):
-                value = row.get(name)
-                if value is None:
-                    continue
-                if codes is not None:
-                    code = codes.get(str(value))
-                    if code is not None:
-                        x[i, j] = code
-                else:
-                    try:
-                        x[i, j] = float(value)
-                    except (TypeError, ValueError):
-                        continue
+            if codes is not None:
+                x[:, j] = [codes.get(str(v), np.nan) if v is not None else np.nan for v in values]
+            else:
+                x[:, j] = [_number(v) for v in values]
         return x
 
     def raw(self, x: np.ndarray, booster: str | None = None) -> np.ndarray:
@@ -105,6 +99,12 @@ class BundleModel:
                 }
             )
         return out
+
+
+def _number(value: Any) -> float:
+    if value is None or isinstance(value, str):
+        return np.nan
+    return float(value)
 
 
 def churn_probability(model: BundleModel, x: np.ndarray) -> np.ndarray:

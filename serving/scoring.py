@@ -80,9 +80,13 @@ class Customer:
 
 @dataclass
 class OfferCatalog:
-    """Offer features of every offer and the most popular ones (candidates for everybody)."""
+    """Every offer's features (as rows of the offer model's input, unknown offers last) and
+    the most popular offers (candidates for everybody)."""
 
-    offers: dict[str, Row]
+    ids: list[str]
+    position: dict[str, int]
+    matrix: np.ndarray
+    value: np.ndarray  # offer_value, 0 where unknown
     popular: list[str]
     loaded_at: float
 
@@ -96,14 +100,30 @@ class Scorer:
         self.explain_top = explain_top
         self._customer_names = [*models.customer_features(), *SEGMENT_FEATURES, HISTORY_OFFERS]
         self._lock = threading.Lock()
+        columns = models.nbo.columns
+        self._customer_cols = [
+            j for j, c in enumerate(columns) if c not in OFFER_FEATURES + AFFINITY_FEATURES
+        ]
+        self._affinity_cols = [j for j, c in enumerate(columns) if c in AFFINITY_FEATURES]
+        recency = "affinity_recency_days"
+        self._recency_col = columns.index(recency) if recency in columns else None
         self.catalog = self._read_catalog()
 
     def _read_catalog(self) -> OfferCatalog:
         rows = self.online.scan(OFFER_VIEW, OFFER_FEATURES)
-        offers = {k: r.values for k, r in rows.items()}
-        ranked = sorted(offers, key=lambda o: (-float(offers[o].get("offer_buyers_30d") or 0), o))
+        ids = sorted(rows)
+        values = [rows[i].values for i in ids]
+        ranked = sorted(ids, key=lambda o: (-float(rows[o].values.get("offer_buyers_30d") or 0), o))
         n = int(self.models.nbo.meta["popular_candidates"])
-        return OfferCatalog(offers, ranked[:n], time.monotonic())
+        offer_value = np.asarray([float(v.get("offer_value") or 0.0) for v in values] + [0.0])
+        return OfferCatalog(
+            ids,
+            {o: i for i, o in enumerate(ids)},
+            self.models.nbo.matrix([*values, {}]),
+            np.nan_to_num(offer_value),
+            ranked[:n],
+            time.monotonic(),
+        )
 
     def refresh_catalog(self, max_age_seconds: float) -> None:
         """Re-read the offers when the cached ones are older than `max_age_seconds`."""
@@ -230,17 +250,12 @@ class Scorer:
         nbo, catalog = self.models.nbo, self.catalog
         history_n = int(nbo.meta["history_candidates"])
         exclude_days = nbo.meta.get("exclude_bought_within_days")
-        customer_columns = [
-            c for c in nbo.columns if c not in OFFER_FEATURES and c not in AFFINITY_FEATURES
-        ]
-        pairs: list[Row] = []
-        owner: list[int] = []
-        ids: list[str] = []
-        for n, c in enumerate(customers):
+        blocks, offer_ids = [], []
+        for c in customers:
             # Store customers list their history offers; a caller's what-if rows all are.
             f = c.features or {}
             listed = (
-                [o for o in (f[HISTORY_OFFERS] or "").split(HISTORY_OFFERS_SEPARATOR)]
+                str(f[HISTORY_OFFERS] or "").split(HISTORY_OFFERS_SEPARATOR)
                 if HISTORY_OFFERS in f
                 else list(c.affinity)
             )
@@ -248,42 +263,40 @@ class Scorer:
             history = sorted(
                 listed,
                 key=lambda o: (
-                    -(c.affinity[o].get("affinity_orders_365d") or 0),
+                    -float(c.affinity[o].get("affinity_orders_365d") or 0),
                     _or_inf(c.affinity[o].get("affinity_recency_days")),
                     o,
                 ),
             )[:history_n]
-            base = {k: f.get(k) for k in customer_columns}
-            for offer in sorted({*history, *catalog.popular}):
-                row = {**base, **catalog.offers.get(offer, {}), **c.affinity.get(offer, {})}
-                pairs.append(row)
-                owner.append(n)
-                ids.append(offer)
+            ids = sorted({*history, *catalog.popular})
+            x = catalog.matrix[[catalog.position.get(o, -1) for o in ids]]
+            x[:, self._customer_cols] = nbo.matrix([f], self._customer_cols)[0, self._customer_cols]
+            pairs = [c.affinity.get(o, {}) for o in ids]
+            x[:, self._affinity_cols] = nbo.matrix(pairs, self._affinity_cols)[
+                :, self._affinity_cols
+            ]
+            blocks.append(x)
+            offer_ids.append(ids)
         out: list[list[dict[str, Any]]] = [[] for _ in customers]
-        if not pairs:
+        if not any(len(ids) for ids in offer_ids):
             return out
-        p = nbo.raw(nbo.matrix(pairs))
-        owners = np.asarray(owner)
-        for n in range(len(customers)):
-            idx = np.flatnonzero(owners == n)
-            if exclude_days is not None:
-                idx = np.asarray(
-                    [
-                        i
-                        for i in idx
-                        if _or_inf(pairs[i].get("affinity_recency_days")) >= exclude_days
-                    ],
-                    dtype=int,
-                )
-            ranked = sorted(idx.tolist(), key=lambda i: (-p[i], ids[i]))[:k]
+        p_all = nbo.raw(np.vstack(blocks))
+        start = 0
+        for n, (x, ids) in enumerate(zip(blocks, offer_ids, strict=True)):
+            p = p_all[start : start + len(ids)]
+            start += len(ids)
+            keep = np.ones(len(ids), dtype=bool)
+            if exclude_days is not None and self._recency_col is not None:
+                recency = x[:, self._recency_col]
+                keep = ~(recency < exclude_days)  # NaN (never bought) is kept
+            value = catalog.value[[catalog.position.get(o, -1) for o in ids]]
+            ranked = sorted(np.flatnonzero(keep).tolist(), key=lambda i: (-p[i], ids[i]))[:k]
             out[n] = [
                 {
                     "rank": r + 1,
                     "offer_id": ids[i],
                     "probability": round(float(p[i]), 6),
-                    "expected_value": round(
-                        float(p[i]) * float(pairs[i].get("offer_value") or 0.0), 4
-                    ),
+                    "expected_value": round(float(p[i] * value[i]), 4),
                 }
                 for r, i in enumerate(ranked)
             ]

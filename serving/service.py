@@ -1,0 +1,45 @@
+"""The BentoML service: the crmscore API (serving/api.py) mounted on BentoML's server.
+
+Run with `crmscore serve` (or `bentoml serve serving.service:CrmscoreService` with
+CRMSCORE_HOME and the API key variables set). BentoML answers `/healthz` (alive) and
+`/readyz` (ready: `__is_ready__` below); the API answers `/v1/*` and its OpenAPI document is at
+`/openapi.json`, browsable at `/docs`."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import bentoml
+
+from serving.api import create_app
+
+app = create_app()
+
+
+@bentoml.service(name="crmscore", workers=1, traffic={"timeout": 60})
+@bentoml.asgi_app(app, path="/")
+class CrmscoreService:
+    """Loads the champion models and the online store when the worker starts."""
+
+    def __init__(self) -> None:
+        from crmscore.settings import load_settings
+        from serving.state import build_state
+
+        env = dict(os.environ)
+        settings = load_settings(
+            workspace=Path(env["CRMSCORE_HOME"]) if env.get("CRMSCORE_HOME") else None,
+            dataset=env.get("CRMSCORE_DATASET"),
+        )
+        self.state = build_state(settings, env)
+        app.state.serving = self.state
+
+    def __is_ready__(self) -> bool:
+        """Ready when the models are loaded and the online store answers."""
+        scorer = self.state.scorer
+        return scorer is not None and scorer.online.reachable()
+
+    @bentoml.on_shutdown
+    def flush(self) -> None:
+        """Write the prediction log's last rows."""
+        self.state.close()

@@ -1,0 +1,138 @@
+"""A trained workspace and the real BentoML service over HTTP, shared by the serving tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from crmscore.cli import app
+from features.synthetic import dataset_yaml, synthetic_export, write_export
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+USER_KEY, ADMIN_KEY = "test-user-key", "test-admin-key"
+# Small limits so the tests can cross them cheaply.
+SERVING_SETTINGS = """
+settings:
+  training:
+    bootstrap: 20
+  serving:
+    max_page: 50
+    max_body_bytes: 20000
+    prediction_log_rows: 50
+    prediction_log_seconds: 0.5
+"""
+
+
+def cli(*args: str) -> dict:
+    """Run a crmscore command in-process; its JSON answer."""
+    result = CliRunner().invoke(app, list(args), catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+@dataclass(frozen=True)
+class Trained:
+    """A workspace with features, a materialized online store, trained models and batch
+    scores of the latest cutoff."""
+
+    workspace: Path
+    dataset: Path
+    latest: str
+
+    @property
+    def base(self) -> list[str]:
+        """Global CLI options for this workspace."""
+        return ["--workspace", str(self.workspace), "--dataset", str(self.dataset)]
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
+    root = tmp_path_factory.mktemp("trained")
+    csv = write_export(
+        synthetic_export(lines=60_000, customers=400, seed=7, days=730), root / "export.csv"
+    )
+    dataset = root / "synthetic.yaml"
+    dataset.write_text(dataset_yaml(csv) + SERVING_SETTINGS)
+    done = Trained(root / "ws", dataset, "")
+    for step in (
+        ["ingest"],
+        ["features", "build"],
+        ["features", "apply"],
+        ["features", "materialize"],
+        ["train"],
+        ["promote"],
+    ):
+        cli(*done.base, *step)
+    meta = json.loads((done.workspace / "features" / "snapshots.json").read_text())
+    latest = meta["cutoffs"][-1][:10]
+    cli(*done.base, "score", "batch", "--as-of", latest)
+    return Trained(done.workspace, dataset, latest)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class Server:
+    """A running `crmscore serve`."""
+
+    url: str
+    log: Path
+    trained: Trained
+
+    def client(self, key: str | None = USER_KEY) -> httpx.Client:
+        """An HTTP client, with the key when given."""
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=30)
+
+
+@pytest.fixture(scope="session")
+def server(trained: Trained, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    port = _free_port()
+    log = tmp_path_factory.mktemp("server") / "server.log"
+    env = {
+        **os.environ,
+        "CRMSCORE_API_KEYS": USER_KEY,
+        "CRMSCORE_ADMIN_KEYS": ADMIN_KEY,
+        "BENTOML_DO_NOT_TRACK": "true",
+    }
+    command = [sys.executable, "-m", "crmscore", *trained.base, "serve", "--port", str(port)]
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            command, cwd=PROJECT_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                pytest.fail(f"crmscore serve exited:\n{log.read_text()[-3000:]}")
+            try:
+                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        else:
+            pytest.fail(f"crmscore serve not ready in 180 s:\n{log.read_text()[-3000:]}")
+        yield Server(url, log, trained)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
