@@ -34,11 +34,13 @@ format: setup
 	$(RUN)/ruff format .
 	$(RUN)/ruff check --fix .
 
-## bench: the feature and model benchmarks (figures go to BENCHMARKS.md by hand)
+## bench: every benchmark (figures go to BENCHMARKS.md by hand)
 bench: setup
 	$(RUN)/python benchmarks/features.py
 	$(RUN)/python benchmarks/training.py
 	$(RUN)/python benchmarks/batch.py
+	$(RUN)/python benchmarks/serving.py
+	$(RUN)/python benchmarks/monitoring.py
 
 clean:
 	rm -rf $(VENV) workspace .pytest_cache .mypy_cache .ruff_cache

@@ -1,11 +1,13 @@
 """`make demo`: the whole pipeline on the embedded Complete Journey data.
 
 ingest -> features -> Feast apply -> materialize -> train -> promote -> batch scores -> a
-campaign target list, each step through the CLI so the demo shows exactly what a user runs."""
+campaign target list -> a drift report, each step through the CLI so the demo shows exactly
+what a user runs; then it serves the API on localhost."""
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -31,7 +33,10 @@ def _latest_cutoff(settings: Settings) -> str:
 
 
 def main(argv: list[str]) -> int:
-    """Run every step; stop at the first failure with its message."""
+    """Run every step; stop at the first failure with its message. Ends by serving the API
+    unless `--no-serve` is given."""
+    serve = "--no-serve" not in argv
+    argv = [a for a in argv if a != "--no-serve"]
     runner = CliRunner()
     settings = load_settings(workspace=_workspace(argv))
     steps = [
@@ -72,7 +77,32 @@ def main(argv: list[str]) -> int:
     )
     uri = settings.mlflow_tracking_uri or default_tracking_uri(settings.workspace)
     print(f"MLflow UI:   {sys.executable} -m mlflow ui --backend-store-uri {uri}")
+    if serve:
+        _serve(settings, argv)
     return 0
+
+
+def _serve(settings: Settings, argv: list[str]) -> None:
+    """End by serving the API on localhost, with a new key and a sample request printed."""
+    import pandas as pd
+
+    from serving.auth import create_key_files
+
+    user, admin = create_key_files(settings.workspace / "serving")
+    latest = sorted((settings.workspace / "scores").glob("scores_*.parquet"))[-1]
+    customer = str(pd.read_parquet(latest, columns=["customer_id"])["customer_id"].iloc[0])
+    url = f"http://{settings.serving.host}:{settings.serving.port}"
+    print(f"\n== crmscore serve: the scoring API on {url} (Ctrl-C stops it)")
+    print(f"API key {user}; admin key {admin} (only their hashes are stored)")
+    print(f"OpenAPI: {url}/docs   models: {url}/v1/models   ready: {url}/readyz")
+    print("Try, once it says it is ready:")
+    print(
+        f"  curl -s -X POST {url}/v1/score -H 'Authorization: Bearer {user}' "
+        f"-H 'Content-Type: application/json' "
+        f'-d \'{{"customer_id": "{customer}", "explain": true}}\''
+    )
+    sys.stdout.flush()
+    os.execv(sys.executable, [sys.executable, "-m", "crmscore", *argv, "serve"])
 
 
 def _workspace(argv: list[str]) -> Path | None:

@@ -9,13 +9,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -33,6 +34,8 @@ from serving.scoring import AFFINITY_FEATURES, SEGMENT_FEATURES, Customer, Score
 from serving.state import ServingState
 
 LOG = logging.getLogger("crmscore.serving")
+T = TypeVar("T")
+INLINE_CUSTOMERS = 10
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse, "description": text}
     for code, text in {
@@ -103,6 +106,31 @@ class _TooLarge(Exception):
     pass
 
 
+class Timeout:
+    """ASGI middleware: 504 when no answer has started within the time limit."""
+
+    def __init__(self, app: ASGIApp, seconds: Callable[[], float]) -> None:
+        self.app, self.seconds = app, seconds
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            started = True
+            await send(message)
+
+        seconds = self.seconds()
+        try:
+            await asyncio.wait_for(self.app(scope, receive, tracked), timeout=seconds)
+        except TimeoutError:
+            if not started:
+                await _error(504, "timeout", f"no answer within {seconds} s")(scope, receive, send)
+
+
 def _state(request: Request) -> ServingState:
     state: ServingState | None = getattr(request.app.state, "serving", None)
     if state is None:
@@ -117,7 +145,7 @@ def _presented_key(request: Request) -> str | None:
     return request.headers.get("x-api-key")
 
 
-def require_key(request: Request) -> str:
+async def require_key(request: Request) -> str:
     """Dependency: the caller's role; 401 without a valid key."""
     role = _state(request).keys.role(_presented_key(request))
     if role is None:
@@ -125,7 +153,7 @@ def require_key(request: Request) -> str:
     return role
 
 
-def require_admin(role: str = Depends(require_key)) -> str:
+async def require_admin(role: str = Depends(require_key)) -> str:
     """Dependency: 403 unless the key is an admin key."""
     if role != "admin":
         raise ApiError(403, "forbidden", "this endpoint needs an admin key")
@@ -144,6 +172,14 @@ def _respond(state: ServingState, answers: list[dict[str, Any]], request_id: str
     for a in answers:
         a.pop("_features", None)
     return {"request_id": request_id, "scores": answers}
+
+
+async def _off_loop_if_large(n: int, work: Callable[[], T]) -> T:
+    """Score a few customers on the event loop (a millisecond or two: a thread hop would cost
+    more than it frees), a larger page in the thread pool so other requests go on."""
+    if n <= INLINE_CUSTOMERS:
+        return work()
+    return await run_in_threadpool(work)
 
 
 def _check_page(state: ServingState, n: int, field: str) -> None:
@@ -187,17 +223,7 @@ def create_app() -> FastAPI:
         responses=ERRORS,
     )
     app.add_middleware(BodyLimit, limit=lambda: _limit(app))
-
-    @app.middleware("http")
-    async def timeout(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        state = getattr(app.state, "serving", None)
-        seconds = state.params.request_timeout_seconds if state else 10.0
-        try:
-            return await asyncio.wait_for(call_next(request), timeout=seconds)
-        except TimeoutError:
-            return _error(504, "timeout", f"no answer within {seconds} s")
+    app.add_middleware(Timeout, seconds=lambda: _timeout(app))
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
@@ -231,12 +257,16 @@ def create_app() -> FastAPI:
         summary="Score one customer or a page of customers from the feature store",
         responses=ERRORS,
     )
-    def score(body: ScoreRequest, request: Request, _: str = Depends(require_key)) -> Any:
+    async def score(body: ScoreRequest, request: Request, _: str = Depends(require_key)) -> Any:
         state = _state(request)
         ids = body.ids()
         _check_page(state, len(ids), "customer_ids")
         scorer = _scorer(state)
-        answers = scorer.score(scorer.lookup(ids), body.explain, body.top_k)
+
+        def work() -> list[dict[str, Any]]:
+            return scorer.score(scorer.lookup(ids), body.explain, body.top_k)
+
+        answers = await _off_loop_if_large(len(ids), work)
         return _respond(state, answers, uuid.uuid4().hex)
 
     @app.post(
@@ -245,7 +275,7 @@ def create_app() -> FastAPI:
         summary="Score customers from features the caller sends (what-if)",
         responses=ERRORS,
     )
-    def score_features(
+    async def score_features(
         body: FeaturesRequest, request: Request, _: str = Depends(require_key)
     ) -> Any:
         state = _state(request)
@@ -265,7 +295,9 @@ def create_app() -> FastAPI:
             customers.append(Customer(c.customer_id, dict(c.features), None, affinity))
         if problems:
             raise ApiError(422, "invalid_features", "unknown or mistyped features", problems)
-        answers = scorer.score(customers, body.explain, body.top_k)
+        answers = await _off_loop_if_large(
+            len(customers), lambda: scorer.score(customers, body.explain, body.top_k)
+        )
         return _respond(state, answers, uuid.uuid4().hex)
 
     @app.get("/v1/models", response_model=ModelsResponse, responses=ERRORS)
@@ -284,7 +316,7 @@ def create_app() -> FastAPI:
         """Load the current champions; requests in flight finish on the previous models."""
         state = _state(request)
         try:
-            state.load()
+            state.load(announce=True)
         except Exception as exc:
             raise ApiError(
                 409, "reload_failed", f"kept the models in use: {type(exc).__name__}: {exc}"
@@ -310,6 +342,11 @@ def create_app() -> FastAPI:
         return {"status": "ready", "detail": detail}
 
     return app
+
+
+def _timeout(app: FastAPI) -> float:
+    state = getattr(app.state, "serving", None)
+    return state.params.request_timeout_seconds if state else 10.0
 
 
 def _limit(app: FastAPI) -> int:

@@ -4,8 +4,10 @@ Settings are read when the service starts, never at import."""
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -43,10 +45,15 @@ class ServingState:
     scorer: Scorer | None = None
     loaded_at: datetime | None = None
     load_error: str | None = None
+    # Touched by a reload; every worker process watches it and reloads too.
+    reload_stamp: Path | None = None
     _reload_lock: threading.Lock = field(default_factory=threading.Lock)
+    _stamp_seen: int = 0
+    _stop: threading.Event = field(default_factory=threading.Event)
 
-    def load(self) -> None:
-        """Load (or re-load) the champions; on failure keep serving the models in use."""
+    def load(self, announce: bool = False) -> None:
+        """Load (or re-load) the champions; on failure keep serving the models in use.
+        With `announce`, the other worker processes are told to reload too."""
         with self._reload_lock:
             try:
                 scorer = load_scorer(self.client, self.store, self.params.explain_top)
@@ -55,10 +62,41 @@ class ServingState:
                 LOG.error("models could not be loaded: %s", exc)
                 raise
             self.scorer, self.loaded_at, self.load_error = scorer, datetime.now(UTC), None
+            if announce and self.reload_stamp is not None:
+                self.reload_stamp.parent.mkdir(parents=True, exist_ok=True)
+                self.reload_stamp.write_text(str(time.time_ns()))
+            self._stamp_seen = self._stamp()
             LOG.info("models loaded: %s", scorer.models.versions)
+        # Long-lived objects (models, caches) out of the cyclic GC's scans: full collections
+        # over them paused every request in flight for 100+ ms.
+        gc.collect()
+        gc.freeze()
+
+    def _stamp(self) -> int:
+        try:
+            return self.reload_stamp.stat().st_mtime_ns if self.reload_stamp else 0
+        except FileNotFoundError:
+            return 0
+
+    def watch(self, every_seconds: float = 1.0) -> None:
+        """Start a thread that reloads when another worker announced a reload and re-reads
+        the offer catalog when it is older than `offer_cache_seconds`."""
+
+        def run() -> None:
+            while not self._stop.wait(every_seconds):
+                try:
+                    if self._stamp() != self._stamp_seen:
+                        self.load()
+                    if self.scorer is not None:
+                        self.scorer.refresh_catalog(self.params.offer_cache_seconds)
+                except Exception as exc:  # keep serving what is loaded
+                    LOG.error("background refresh failed: %s", type(exc).__name__)
+
+        threading.Thread(target=run, name="crmscore-watch", daemon=True).start()
 
     def close(self) -> None:
-        """Flush the prediction log."""
+        """Stop the watcher and flush the prediction log."""
+        self._stop.set()
         if self.prediction_log is not None:
             self.prediction_log.close()
 
@@ -86,6 +124,8 @@ def build_state(settings: Any, env: dict[str, str]) -> ServingState:
         store=open_store(settings.feast, settings.feast_dir),
         id_salt=settings.id_salt.get_secret_value(),
         prediction_log=log,
+        reload_stamp=Path(settings.workspace) / "serving" / "reload.stamp",
     )
     state.load()
+    state.watch()
     return state
