@@ -106,6 +106,33 @@ class _TooLarge(Exception):
     pass
 
 
+class CatchAll:
+    """ASGI middleware: an unexpected error answers 500 with a JSON body and a reference, and
+    is logged by its type only (its message could hold a customer's data); it is not
+    re-raised, so no server logs a stack trace with request data in it."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = False
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            started = message["type"] == "http.response.start" or started
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked)
+        except Exception as exc:
+            reference = uuid.uuid4().hex[:12]
+            LOG.error("internal error %s: %s", reference, type(exc).__name__)
+            if scope["type"] == "http" and not started:
+                await _error(500, "internal_error", f"internal error (reference {reference})")(
+                    scope, receive, send
+                )
+
+
 class Timeout:
     """ASGI middleware: 504 when no answer has started within the time limit."""
 
@@ -224,6 +251,7 @@ def create_app() -> FastAPI:
     )
     app.add_middleware(BodyLimit, limit=lambda: _limit(app))
     app.add_middleware(Timeout, seconds=lambda: _timeout(app))
+    app.add_middleware(CatchAll)
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
@@ -244,12 +272,6 @@ def create_app() -> FastAPI:
             for err in exc.errors()
         ]
         return _error(422, "invalid_request", "the request does not match the schema", fields)
-
-    @app.exception_handler(Exception)
-    async def crashed(request: Request, exc: Exception) -> JSONResponse:
-        error_id = uuid.uuid4().hex[:12]
-        LOG.error("internal error %s: %s", error_id, type(exc).__name__)
-        return _error(500, "internal_error", f"internal error (reference {error_id})")
 
     @app.post(
         "/v1/score",

@@ -147,8 +147,47 @@ class CustomerScore(BaseModel):
     reasons: dict[str, Reasons] | None = None
 
 
+_SCORE_EXAMPLE: dict[str, Any] = {
+    "request_id": "4f1c2b7e9a0d4c3b8e6f5a7d9c1b2e3f",
+    "scores": [
+        {
+            "customer_id": "1364",
+            "as_of": "2017-12-01T00:00:00+00:00",
+            "feature_age_seconds": 3600,
+            "churn": {"probability": 0.412, "band": "medium", "flag": False},
+            "clv": {"value": 318.45, "percentile": 71.5, "tier": "medium"},
+            "offers": [
+                {
+                    "rank": 1,
+                    "offer_id": "FLUID MILK PRODUCTS",
+                    "probability": 0.83,
+                    "expected_value": 4.12,
+                }
+            ],
+            "segment": {
+                "rfm_segment": "Need Attention",
+                "value_tier": "medium",
+                "lifecycle_stage": "active",
+            },
+            "retention_priority": 131.2,
+            "model_versions": {"churn": "3@champion", "clv": "2@champion", "nbo": "3@champion"},
+            "cold_start": False,
+            "warnings": [],
+            "reasons": {
+                "churn": {
+                    "up": ["days since the last purchase (41) raises the churn risk"],
+                    "down": ["purchase orders in the last 90 days (9) lowers the churn risk"],
+                }
+            },
+        }
+    ],
+}
+
+
 class ScoreResponse(BaseModel):
     """Answers in the order asked."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [_SCORE_EXAMPLE]})
 
     request_id: str
     scores: list[CustomerScore]
@@ -172,6 +211,30 @@ class ModelInfo(BaseModel):
 class ModelsResponse(BaseModel):
     """The models answering now."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "models": {
+                        "churn": {
+                            "name": "crmscore-churn",
+                            "version": "3",
+                            "alias": "champion",
+                            "run_id": "0a1b2c3d4e5f",
+                            "test_cutoff": "2017-10-01",
+                            "training_cutoffs": "2017-04-01,2017-05-01",
+                            "validation_cutoffs": "2017-07-01,2017-08-01",
+                            "feature_service": "churn_v1",
+                            "grade": "B",
+                            "metrics": {"model_roc_auc": 0.9},
+                        }
+                    },
+                    "loaded_at": "2026-11-23T12:00:00+00:00",
+                }
+            ]
+        }
+    )
+
     models: dict[str, ModelInfo]
     loaded_at: str
 
@@ -188,11 +251,35 @@ class ErrorBody(BaseModel):
 class ErrorResponse(BaseModel):
     """Every 4xx/5xx answer has this body."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "error": {
+                        "code": "invalid_request",
+                        "message": "the request does not match the schema",
+                        "fields": [
+                            {"field": "top_k", "expected": "Input should be a valid integer"}
+                        ],
+                    }
+                }
+            ]
+        }
+    )
+
     error: ErrorBody
 
 
 class Status(BaseModel):
     """Health and readiness."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"status": "ready", "detail": {"models_loaded": True, "online_store": True}}
+            ]
+        }
+    )
 
     status: str
     detail: dict[str, Any] = Field(default_factory=dict)
