@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,8 +35,16 @@ def default_tracking_uri(workspace: Path) -> str:
 
 def configure(tracking_uri: str) -> MlflowClient:
     """Point MLflow at the tracking server or local store."""
+    # MLflow also exports the URI as MLFLOW_TRACKING_URI, which crmscore's settings read as
+    # the user's choice: keep the variable as the user set it, or the next command run in
+    # this process (another workspace) would use this store.
+    user_choice = os.environ.get("MLFLOW_TRACKING_URI")
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)
+    if user_choice is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = user_choice
     return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
 
