@@ -132,6 +132,7 @@ def drift(
     if end and not start:
         _fail("--to needs --from")
     client = _client(settings)
+    salt = settings.id_salt.get_secret_value()
     out_dir = monitoring_dir(settings) / "drift"
     results, alarmed = [], False
     for kind in kinds:
@@ -141,7 +142,9 @@ def drift(
                 if start:
                     first = _date(start, "--from")
                     last = _date(end, "--to") if end else first
-                    current = log_current(settings.workspace / "predictions", first, last, kind)
+                    current = log_current(
+                        settings.workspace / "predictions", first, last, kind, salt
+                    )
                     scored_by = current.model_version
                 else:
                     path = _latest_scores(settings.workspace / "scores", scores)
@@ -153,7 +156,9 @@ def drift(
                     alias=alias or params.reference_alias,
                 )
                 if current is None:
-                    current = batch_current(path, settings.snapshot_dir, kind, reference.features)
+                    current = batch_current(
+                        path, settings.snapshot_dir, kind, reference.features, salt
+                    )
                     label = f"scores_{current.info['as_of']}"
                 else:
                     label = f"log_{current.info['from']}_{current.info['to']}"

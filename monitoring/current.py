@@ -45,9 +45,10 @@ def _mode(column: pd.Series) -> str | None:
 
 
 def batch_current(
-    scores_path: Path, snapshot_dir: Path, kind: str, features: list[str]
+    scores_path: Path, snapshot_dir: Path, kind: str, features: list[str], salt: str = ""
 ) -> CurrentData:
-    """A batch-scoring file with the features of its date from the feature snapshots."""
+    """A batch-scoring file with the features of its date from the feature snapshots; ids are
+    replaced by their hash with `salt` (the one serving and training use)."""
     if not scores_path.exists():
         raise FileNotFoundError(f"{scores_path}: no such batch scores file")
     scores = pd.read_parquet(scores_path)
@@ -67,7 +68,7 @@ def batch_current(
     if feats.empty:
         raise ValueError(f"{snapshot}: no features at {as_of.date()} (the date of {scores_path})")
     frame = scores[[CUSTOMER_ID, prediction]].merge(feats, on=CUSTOMER_ID, how="left")
-    frame.insert(0, CUSTOMER_HASH, hash_ids(frame.pop(CUSTOMER_ID)))
+    frame.insert(0, CUSTOMER_HASH, hash_ids(frame.pop(CUSTOMER_ID), salt))
     frame = frame.rename(columns={prediction: "prediction"})
     version_column = VERSION_COLUMNS[kind]
     info = {
@@ -108,7 +109,7 @@ def log_files(folder: Path, start: date, end: date) -> list[Path]:
     return files
 
 
-def log_current(folder: Path, start: date, end: date, kind: str) -> CurrentData:
+def log_current(folder: Path, start: date, end: date, kind: str, salt: str = "") -> CurrentData:
     """The API's prediction log over [start, end]; cold-start answers (no features) are left
     out and counted."""
     prediction = PREDICTION_COLUMNS[kind]
@@ -118,7 +119,7 @@ def log_current(folder: Path, start: date, end: date, kind: str) -> CurrentData:
         if needed not in frame:
             raise ValueError(f"{folder}: column '{needed}' missing in the prediction log")
     if CUSTOMER_ID in frame:  # never keep raw ids, even if a writer logged them
-        frame[CUSTOMER_HASH] = hash_ids(frame.pop(CUSTOMER_ID))
+        frame[CUSTOMER_HASH] = hash_ids(frame.pop(CUSTOMER_ID), salt)
     cold = frame["cold_start"].fillna(False).astype(bool) if "cold_start" in frame else None
     cold_rows = int(cold.sum()) if cold is not None else 0
     if cold is not None:
