@@ -91,19 +91,11 @@ class BodyLimit:
             message = await receive()
             seen += len(message.get("body", b""))
             if seen > limit:
-                raise _TooLarge
+                # An HTTPException, so that FastAPI's body reader passes it on unchanged.
+                raise ApiError(413, "body_too_large", f"request body over {limit} bytes")
             return message
 
-        try:
-            await self.app(scope, limited, send)
-        except _TooLarge:
-            await _error(413, "body_too_large", f"request body over {limit} bytes")(
-                scope, receive, send
-            )
-
-
-class _TooLarge(Exception):
-    pass
+        await self.app(scope, limited, send)
 
 
 class CatchAll:

@@ -192,39 +192,38 @@ class Scorer:
     def _answer(
         self, c: Customer, p: float, clv: float, offers: list[dict[str, Any]], now: datetime
     ) -> dict[str, Any]:
-        models, f = self.models, c.features or {}
-        percentile = clv_percentile(models.clv, clv)
+        f = c.features or {}
         return {
             "customer_id": c.customer_id,
             "as_of": c.as_of.isoformat() if c.as_of else None,
             "feature_age_seconds": round((now - c.as_of).total_seconds()) if c.as_of else None,
-            "churn": {
-                "probability": round(p, 6),
-                "band": churn_band(models.churn, p),
-                "flag": p >= models.churn.meta["threshold"],
-            },
-            "clv": {
-                "value": round(clv, 2),
-                "percentile": round(percentile, 1),
-                "tier": clv_tier(models.clv, percentile),
-            },
+            **self._scores(p, clv),
             "offers": offers,
             "segment": {name: f.get(name) for name in SEGMENT_FEATURES},
-            "retention_priority": round(p * clv, 2),
-            "model_versions": models.versions,
             "cold_start": False,
             "warnings": [],
-            "_features": {name: f.get(name) for name in models.customer_features()},
+            "_features": {name: f.get(name) for name in self.models.customer_features()},
         }
 
     def _cold_start(self, c: Customer, offers: list[dict[str, Any]]) -> dict[str, Any]:
-        models = self.models
-        p, clv = float(models.churn.meta["prior"]), float(models.clv.meta["prior"])
-        percentile = clv_percentile(models.clv, clv)
+        meta = self.models.churn.meta, self.models.clv.meta
         return {
             "customer_id": c.customer_id,
             "as_of": None,
             "feature_age_seconds": None,
+            **self._scores(float(meta[0]["prior"]), float(meta[1]["prior"])),
+            "offers": offers,
+            "segment": {"rfm_segment": None, "value_tier": None, "lifecycle_stage": "new"},
+            "cold_start": True,
+            "warnings": [COLD_START_WARNING],
+            "_features": {},
+        }
+
+    def _scores(self, p: float, clv: float) -> dict[str, Any]:
+        """Churn and CLV answers, retention priority and model versions."""
+        models = self.models
+        percentile = clv_percentile(models.clv, clv)
+        return {
             "churn": {
                 "probability": round(p, 6),
                 "band": churn_band(models.churn, p),
@@ -235,13 +234,8 @@ class Scorer:
                 "percentile": round(percentile, 1),
                 "tier": clv_tier(models.clv, percentile),
             },
-            "offers": offers,
-            "segment": {"rfm_segment": None, "value_tier": None, "lifecycle_stage": "new"},
             "retention_priority": round(p * clv, 2),
             "model_versions": models.versions,
-            "cold_start": True,
-            "warnings": [COLD_START_WARNING],
-            "_features": {},
         }
 
     def _offers(self, customers: list[Customer], k: int) -> list[list[dict[str, Any]]]:

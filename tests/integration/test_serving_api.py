@@ -98,6 +98,18 @@ def test_limits_and_malformed_input_answer_4xx_json(server: Server) -> None:
             headers={"content-type": "application/json"},
         )
         assert huge.status_code == 413 and huge.json()["error"]["code"] == "body_too_large"
+
+        def chunks():  # no Content-Length: the limit is counted as the body streams
+            yield b'{"customer_ids": ["'
+            for _ in range(30):
+                yield b"x" * 1000
+            yield b'"]}'
+
+        streamed = client.post(
+            "/v1/score", content=chunks(), headers={"content-type": "application/json"}
+        )
+        assert streamed.status_code == 413, streamed.text
+        assert streamed.json()["error"]["code"] == "body_too_large"
         broken = client.post(
             "/v1/score", content=b"{not json", headers={"content-type": "application/json"}
         )
