@@ -122,6 +122,48 @@ class OnlineFeatures:
             out.append(OnlineRow({n: values.get(n) for n in names}, stamp))
         return out
 
+    @property
+    def can_read_by_prefix(self) -> bool:
+        """True when `read_by_first_key` is available (the SQLite online store)."""
+        return self._sqlite
+
+    def read_by_first_key(
+        self, view: str, value: str, names: Sequence[str]
+    ) -> dict[str, OnlineRow]:
+        """Every row of a two-key view whose first join key (in Feast's order: by name) is
+        `value`, by the second key's value: one range scan of the primary key, e.g. all of a
+        customer's customer x offer rows."""
+        join_keys = sorted(self._join_keys[view])
+        if len(join_keys) != 2 or not self._sqlite:
+            raise ValueError(f"{view}: reads by first key need a two-key view on SQLite")
+        # The key of (value, "") ends with the empty second value's 8-byte header.
+        prefix = serialize_string_keys(join_keys, [[value], [""]])[0][:-8]
+        parsers = {n: _PARSERS[ALL_FEATURES[n].dtype] for n in names}
+        table = '"' + self._tables[view].replace('"', '""') + '"'
+        rows = (
+            self._connection()
+            .execute(
+                f"SELECT entity_key, feature_name, value_text, event_ts FROM {table} "
+                "WHERE entity_key > ? AND entity_key < ?",
+                (prefix, prefix + b"\xff"),
+            )
+            .fetchall()
+        )
+        found: dict[str, tuple[dict[str, Value], int | None]] = {}
+        for key, name, text, ts in rows:
+            second = bytes(key)[len(prefix) + 8 :].decode("utf8")
+            values, _ = found.setdefault(second, ({}, ts))
+            parse = parsers.get(name)
+            if parse is not None and text is not None:
+                values[name] = parse(text)
+        return {
+            second: OnlineRow(
+                {n: values.get(n) for n in names},
+                datetime.fromtimestamp(ts, tz=UTC) if ts is not None else None,
+            )
+            for second, (values, ts) in found.items()
+        }
+
     def _read_feast(
         self, view: str, keys: Sequence[tuple[str, ...]], names: Sequence[str]
     ) -> list[OnlineRow | None]:

@@ -138,16 +138,22 @@ class Scorer:
         # point-in-time join in training, a pair the customer bought before the latest
         # snapshot's year keeps its last values until they expire (the views' ttl).
         popular = self.catalog.popular
+        affinity: dict[str, dict[str, Row]] = {}
         keys: list[tuple[str, str]] = []
         for cid, row in zip(customer_ids, rows, strict=True):
             if row is None:
                 continue
             history = str(row.values.get(HISTORY_OFFERS) or "")
             offers = dict.fromkeys([*history.split(HISTORY_OFFERS_SEPARATOR), *popular])
-            keys += [(cid, o) for o in offers if o]
-        pairs = self.online.read(AFFINITY_VIEW, keys, AFFINITY_FEATURES)
-        affinity: dict[str, dict[str, Row]] = {}
-        for (cid, offer), pair in zip(keys, pairs, strict=True):
+            offers.pop("", None)
+            if self.online.can_read_by_prefix:
+                held = self.online.read_by_first_key(AFFINITY_VIEW, cid, AFFINITY_FEATURES)
+                affinity[cid] = {o: held[o].values for o in offers if o in held}
+            else:
+                keys += [(cid, o) for o in offers]
+        for (cid, offer), pair in zip(
+            keys, self.online.read(AFFINITY_VIEW, keys, AFFINITY_FEATURES), strict=True
+        ):
             if pair is not None:
                 affinity.setdefault(cid, {})[offer] = pair.values
         return [

@@ -55,3 +55,12 @@ def test_reader_equals_feast_get_online_features(trained: Trained) -> None:
                     expected = float(expected)
                 assert _same(row.values[n], expected), (view, keys[i], n)
         assert found == len(keys) - (view != OFFER_VIEW), view
+
+    # A customer's rows by one range scan equal the rows read key by key.
+    names = [f.name for f in store.get_feature_view(AFFINITY_VIEW).features]
+    for customer in customers[:5]:
+        by_prefix = reader.read_by_first_key(AFFINITY_VIEW, customer, names)
+        by_key = reader.read(AFFINITY_VIEW, [(customer, o) for o in offers], names)
+        expected = {o: r.values for o, r in zip(offers, by_key, strict=True) if r is not None}
+        assert {o: r.values for o, r in by_prefix.items()} == expected
+        assert expected
