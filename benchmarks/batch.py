@@ -76,6 +76,7 @@ def main() -> None:
         {
             "customer_id": ids,
             "rfm_segment": rng.choice(["Champions", "At Risk"], n),
+            "value_tier": rng.choice(["high", "medium", "low"], n),
             "lifecycle_stage": rng.choice(["active", "lapsed"], n),
         }
     )

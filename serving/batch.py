@@ -42,7 +42,7 @@ def score_frame(
 ) -> pd.DataFrame:
     """Scores of one partition: churn, CLV, top offers, segments and retention priority.
 
-    `customers` holds customer_id, rfm_segment, lifecycle_stage; the feature frames are
+    `customers` holds customer_id, rfm_segment, value_tier, lifecycle_stage; the feature frames are
     aligned with it row by row; `offers` is the ranked top-k (customer_id, rank, offer_id,
     probability, expected_value)."""
     p_churn = models.churn.predict(churn_features)
@@ -58,6 +58,7 @@ def score_frame(
                 pd.Series(clv).rank(pct=True, method="average").to_numpy() * 100, 2
             ),
             "rfm_segment": customers["rfm_segment"].to_numpy(),
+            "value_tier": customers["value_tier"].to_numpy(),
             "lifecycle_stage": customers["lifecycle_stage"].to_numpy(),
             "retention_priority": np.round(p_churn * clv, 2),
         }
@@ -113,7 +114,7 @@ def score_batch(
     filters = [(EVENT_TIMESTAMP, "==", as_of)]
     customers = pd.read_parquet(
         snapshot_dir / "customer_features.parquet",
-        columns=[CUSTOMER_ID, EVENT_TIMESTAMP, "rfm_segment", "lifecycle_stage"],
+        columns=[CUSTOMER_ID, EVENT_TIMESTAMP, "rfm_segment", "value_tier", "lifecycle_stage"],
         filters=filters,
     )
     if customers.empty:

@@ -50,6 +50,8 @@ def test_score_answers_the_contract_and_equals_batch_scores(server: Server) -> N
             a["churn"]["probability"] * a["clv"]["value"], abs=0.01
         )
         assert a["segment"]["rfm_segment"] == expected["rfm_segment"]
+        assert a["segment"]["value_tier"] == expected["value_tier"]
+        assert a["segment"]["lifecycle_stage"] == expected["lifecycle_stage"]
         assert a["as_of"].startswith(server.trained.latest)
         assert a["feature_age_seconds"] > 0
         assert set(a["model_versions"]) == {"churn", "clv", "nbo"}
