@@ -326,9 +326,14 @@ def serve(
 
     from crmscore.settings import PROJECT_ROOT
     from serving.auth import KEY_FILES, ApiKeys, create_key_files
+    from serving.state import serving_problems
 
     settings = _settings(ctx)
     env = dict(os.environ)
+    with contextlib.redirect_stdout(sys.stderr):
+        problems = serving_problems(settings, env)
+    if problems:
+        _fail("cannot serve:\n  " + "\n  ".join(problems))
     folder = settings.workspace / "serving"
     configured = ApiKeys.from_env(env).configured
     if new_keys or not (configured or all((folder / f).exists() for f in KEY_FILES.values())):

@@ -101,6 +101,39 @@ class ServingState:
             self.prediction_log.close()
 
 
+def serving_problems(settings: Any, env: dict[str, str]) -> list[str]:
+    """What would stop the service from starting, in words (empty when nothing): no online
+    store, no registered model, unreadable API key files."""
+    from mlflow.exceptions import MlflowException
+
+    from training.registry_names import CHALLENGER, CHAMPION, MODEL_NAMES
+    from training.tracking import configure, default_tracking_uri
+
+    problems = []
+    if not (settings.feast_dir / "registry.db").exists():
+        problems.append(
+            f"{settings.feast_dir}: no Feast registry; run `crmscore features apply` and "
+            "`crmscore features materialize`"
+        )
+    client = configure(settings.mlflow_tracking_uri or default_tracking_uri(settings.workspace))
+    for name in MODEL_NAMES.values():
+        found = False
+        for alias in (CHAMPION, CHALLENGER):
+            try:
+                client.get_model_version_by_alias(name, alias)
+                found = True
+                break
+            except MlflowException:
+                continue
+        if not found:
+            problems.append(f"no registered version of {name}: run `crmscore train` first")
+    try:
+        ApiKeys.from_env(env)
+    except (OSError, ValueError) as exc:
+        problems.append(f"API keys: {exc}")
+    return problems
+
+
 def build_state(settings: Any, env: dict[str, str]) -> ServingState:
     """The state of a service from crmscore settings, with the models loaded."""
     from features.store import open_store

@@ -257,6 +257,17 @@ def test_reload_under_load_drops_no_request(server: Server) -> None:
     assert {f"{new.version}@champion", f"{current.version}@champion"} <= versions
 
 
+def test_serve_refuses_to_start_without_models_and_says_why(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from crmscore.cli import app
+
+    result = CliRunner().invoke(app, ["--workspace", str(tmp_path / "empty"), "serve"])
+    assert result.exit_code == 2
+    assert "crmscore train" in result.output and "features apply" in result.output
+    assert "Traceback" not in result.output
+
+
 def test_schema_fuzzing_finds_no_server_error(server: Server, tmp_path: Path) -> None:
     """schemathesis against the service's own OpenAPI document: no 5xx on any input."""
     result = subprocess.run(
