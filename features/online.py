@@ -60,11 +60,6 @@ class OnlineFeatures:
         }
         self._local = threading.local()
 
-    @property
-    def views(self) -> list[str]:
-        """Names of the feature views in the registry."""
-        return list(self._views)
-
     def _connection(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
