@@ -1,0 +1,55 @@
+"""The API's ASGI middlewares on tiny apps: time limit, body limit, unexpected errors."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+from starlette.types import Receive, Scope, Send
+
+from serving.api import BodyLimit, CatchAll, Timeout
+
+
+async def _ok(scope: Scope, receive: Receive, send: Send) -> None:
+    while (await receive()).get("more_body"):
+        pass
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+async def _slow(scope: Scope, receive: Receive, send: Send) -> None:
+    await asyncio.sleep(5)
+    await _ok(scope, receive, send)
+
+
+async def _broken(scope: Scope, receive: Receive, send: Send) -> None:
+    raise KeyError("customer 12345")
+
+
+def _post(app: object, body: bytes = b"{}") -> httpx.Response:
+    async def go() -> httpx.Response:
+        transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            return await client.post("/v1/score", content=body)
+
+    return asyncio.run(go())
+
+
+def test_timeout_answers_504_json_and_lets_fast_requests_through() -> None:
+    slow = _post(Timeout(_slow, lambda: 0.05))
+    assert slow.status_code == 504 and slow.json()["error"]["code"] == "timeout"
+    assert _post(Timeout(_ok, lambda: 5.0)).status_code == 200
+
+
+def test_body_limit_by_header() -> None:
+    app = BodyLimit(_ok, lambda: 10)
+    assert _post(app, b"x" * 11).status_code == 413
+    assert _post(app, b"x" * 10).status_code == 200
+
+
+def test_unexpected_errors_answer_500_json_without_the_message() -> None:
+    answer = _post(CatchAll(_broken))
+    assert answer.status_code == 500
+    error = answer.json()["error"]
+    assert error["code"] == "internal_error" and "reference" in error["message"]
+    assert "12345" not in answer.text
