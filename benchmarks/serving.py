@@ -40,6 +40,7 @@ def _build_workspace(root: Path) -> tuple[Path, Path]:
     from typer.testing import CliRunner
 
     from crmscore.cli import app
+    from crmscore.demo import STEPS
     from features.synthetic import dataset_yaml, synthetic_export, write_export
 
     csv = write_export(
@@ -48,17 +49,10 @@ def _build_workspace(root: Path) -> tuple[Path, Path]:
     dataset = root / "synthetic.yaml"
     dataset.write_text(dataset_yaml(csv) + "settings:\n  training:\n    bootstrap: 20\n")
     base = ["--workspace", str(root / "ws"), "--dataset", str(dataset)]
-    for step in (
-        ["ingest"],
-        ["features", "build"],
-        ["features", "apply"],
-        ["features", "materialize"],
-        ["train"],
-        ["promote"],
-    ):
+    for title, step in STEPS:  # the demo's pipeline: ingest ... train, promote
         result = CliRunner().invoke(app, [*base, *step])
         if result.exit_code != 0:
-            raise SystemExit(f"crmscore {' '.join(step)} failed:\n{result.output}")
+            raise SystemExit(f"crmscore {title} failed:\n{result.output}")
     return root / "ws", dataset
 
 

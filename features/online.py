@@ -1,7 +1,7 @@
 """Reading the Feast online store for real-time scoring.
 
-On SQLite (the embedded default) rows are read with one indexed SELECT per feature view from
-the table Feast writes, using the `value_text` column Feast stores beside each protobuf value:
+On SQLite (the embedded default) rows are read with indexed SELECTs from the tables Feast
+writes, using the `value_text` column Feast stores beside each protobuf value:
 no registry look-up, protobuf decoding or response building per request. Tests check that it
 returns what Feast's `get_online_features` returns. Other online stores (Redis) go through
 `get_online_features`.
@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from feast import FeatureStore
 from feast.infra.online_stores.helpers import compute_table_id
@@ -25,6 +25,7 @@ from features.names import ALL_FEATURES
 from features.store import serialize_string_keys
 
 Value = float | int | str | None
+Key = TypeVar("Key", bytes, str)
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,27 @@ class OnlineRow:
 
 
 _PARSERS = {"float": float, "int": int, "string": str}
+
+
+def _fold(
+    rows: Iterable[tuple[Key, str, str | None, int | None]], names: Sequence[str]
+) -> dict[Key, OnlineRow]:
+    """One OnlineRow per entity from (entity, feature name, value text, event time) rows,
+    with the `names` features parsed to their types (missing ones None)."""
+    parsers = {n: _PARSERS[ALL_FEATURES[n].dtype] for n in names}
+    found: dict[Key, tuple[dict[str, Value], int | None]] = {}
+    for key, name, text, ts in rows:
+        values, _ = found.setdefault(key, ({}, ts))
+        parse = parsers.get(name)
+        if parse is not None and text is not None:
+            values[name] = parse(text)
+    return {
+        key: OnlineRow(
+            {n: values.get(n) for n in names},
+            datetime.fromtimestamp(ts, tz=UTC) if ts is not None else None,
+        )
+        for key, (values, ts) in found.items()
+    }
 
 
 class OnlineFeatures:
@@ -89,33 +111,13 @@ class OnlineFeatures:
             return self._read_feast(view, keys, names)
         join_keys = self._join_keys[view]
         encoded = serialize_string_keys(join_keys, [list(col) for col in zip(*keys, strict=True)])
-        parsers = {n: _PARSERS[ALL_FEATURES[n].dtype] for n in names}
-        table = '"' + self._tables[view].replace('"', '""') + '"'
-        found: dict[bytes, tuple[dict[str, Value], int | None]] = {}
-        conn = self._connection()
         unique = list(dict.fromkeys(encoded))
+        rows: list[tuple[bytes, str, str | None, int | None]] = []
         for start in range(0, len(unique), 500):  # SQLite's limit on bound parameters
             chunk = unique[start : start + 500]
-            rows = conn.execute(
-                f"SELECT entity_key, feature_name, value_text, event_ts FROM {table} "
-                f"WHERE entity_key IN ({','.join('?' * len(chunk))})",
-                chunk,
-            ).fetchall()
-            for key, name, text, ts in rows:
-                values, _ = found.setdefault(key, ({}, ts))
-                parse = parsers.get(name)
-                if parse is not None and text is not None:
-                    values[name] = parse(text)
-        out: list[OnlineRow | None] = []
-        for key in encoded:
-            hit = found.get(key)
-            if hit is None:
-                out.append(None)
-                continue
-            values, ts = hit
-            stamp = datetime.fromtimestamp(ts, tz=UTC) if ts is not None else None
-            out.append(OnlineRow({n: values.get(n) for n in names}, stamp))
-        return out
+            rows += self._select(view, f"entity_key IN ({','.join('?' * len(chunk))})", chunk)
+        found = _fold(((bytes(k), n, t, ts) for k, n, t, ts in rows), names)
+        return [found.get(key) for key in encoded]
 
     @property
     def can_read_by_prefix(self) -> bool:
@@ -133,31 +135,17 @@ class OnlineFeatures:
             raise ValueError(f"{view}: reads by first key need a two-key view on SQLite")
         # The key of (value, "") ends with the empty second value's 8-byte header.
         prefix = serialize_string_keys(join_keys, [[value], [""]])[0][:-8]
-        parsers = {n: _PARSERS[ALL_FEATURES[n].dtype] for n in names}
+        rows = self._select(view, "entity_key > ? AND entity_key < ?", (prefix, prefix + b"\xff"))
+        skip = len(prefix) + 8
+        return _fold(((bytes(k)[skip:].decode("utf8"), n, t, ts) for k, n, t, ts in rows), names)
+
+    def _select(
+        self, view: str, where: str, params: Sequence[bytes]
+    ) -> list[tuple[bytes, str, str | None, int | None]]:
+        """(entity key, feature name, value as text, event time) rows of a view's table."""
         table = '"' + self._tables[view].replace('"', '""') + '"'
-        rows = (
-            self._connection()
-            .execute(
-                f"SELECT entity_key, feature_name, value_text, event_ts FROM {table} "
-                "WHERE entity_key > ? AND entity_key < ?",
-                (prefix, prefix + b"\xff"),
-            )
-            .fetchall()
-        )
-        found: dict[str, tuple[dict[str, Value], int | None]] = {}
-        for key, name, text, ts in rows:
-            second = bytes(key)[len(prefix) + 8 :].decode("utf8")
-            values, _ = found.setdefault(second, ({}, ts))
-            parse = parsers.get(name)
-            if parse is not None and text is not None:
-                values[name] = parse(text)
-        return {
-            second: OnlineRow(
-                {n: values.get(n) for n in names},
-                datetime.fromtimestamp(ts, tz=UTC) if ts is not None else None,
-            )
-            for second, (values, ts) in found.items()
-        }
+        sql = f"SELECT entity_key, feature_name, value_text, event_ts FROM {table} WHERE {where}"
+        return self._connection().execute(sql, params).fetchall()
 
     def _read_feast(
         self, view: str, keys: Sequence[tuple[str, ...]], names: Sequence[str]
@@ -181,12 +169,7 @@ class OnlineFeatures:
             raise ValueError(f"{view}: scan reads single-key views only")
         if not self._sqlite:
             raise NotImplementedError("scan needs the SQLite online store")
-        prefix_len = len(serialize_string_keys(self._join_keys[view], [[""]])[0])
-        table = '"' + self._tables[view].replace('"', '""') + '"'
-        rows = self._connection().execute(f"SELECT entity_key FROM {table}").fetchall()
-        ids = sorted({bytes(r[0])[prefix_len:].decode("utf8") for r in rows})
-        return {
-            i: row
-            for i, row in zip(ids, self.read(view, [(i,) for i in ids], names), strict=True)
-            if row is not None
-        }
+        skip = len(serialize_string_keys(self._join_keys[view], [[""]])[0])
+        rows = self._select(view, "1", ())
+        found = _fold(((bytes(k)[skip:].decode("utf8"), n, t, ts) for k, n, t, ts in rows), names)
+        return dict(sorted(found.items()))

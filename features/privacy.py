@@ -11,6 +11,7 @@ import hashlib
 from collections.abc import Iterable
 
 HASH_CHARS = 16
+CUSTOMER_HASH = "customer_hash"  # the column that carries it wherever ids are hashed
 
 
 def hash_id(customer_id: str, salt: str = "") -> str:

@@ -1,5 +1,5 @@
-"""The monitoring dashboard: every drift and backtest snapshot goes into a local Evidently
-workspace, one project per model, whose dashboard plots drift and quality over time.
+"""The monitoring dashboard: every drift report's snapshot goes into a local Evidently
+workspace, one project per model, whose dashboard plots drift and data quality over time.
 
 Open it with `crmscore monitor ui` (Evidently's own UI on that workspace)."""
 
@@ -16,49 +16,31 @@ from evidently.ui.workspace import Project, Workspace
 PROJECT_PREFIX = "crmscore"
 
 
+# (title, legend, Evidently metric, labels) of each panel: what drift reports record.
+_PANELS = (
+    ("share of drifted features", "share", "DriftedColumnsCount", {"value_type": "share"}),
+    ("prediction drift score", "prediction", "ValueDrift", {"column": "prediction"}),
+    (
+        "missing values (share of cells)",
+        "missing",
+        "DatasetMissingValueCount",
+        {"value_type": "share"},
+    ),
+)
+
+
 def _panels(model: str) -> list[Any]:
     return [
         line_plot_panel(
-            title=f"{model}: share of drifted features",
+            title=f"{model}: {title}",
             values=[
                 PanelMetric(
-                    legend="share",
-                    metric="evidently:metric_v2:DriftedColumnsCount",
-                    metric_labels={"value_type": "share"},
+                    legend=legend, metric=f"evidently:metric_v2:{metric}", metric_labels=labels
                 )
             ],
             size="half",
-        ),
-        line_plot_panel(
-            title=f"{model}: prediction drift score",
-            values=[
-                PanelMetric(
-                    legend="prediction",
-                    metric="evidently:metric_v2:ValueDrift",
-                    metric_labels={"column": "prediction"},
-                )
-            ],
-            size="half",
-        ),
-        line_plot_panel(
-            title=f"{model}: missing values (share of cells)",
-            values=[
-                PanelMetric(
-                    legend="missing",
-                    metric="evidently:metric_v2:DatasetMissingValueCount",
-                    metric_labels={"value_type": "share"},
-                )
-            ],
-            size="half",
-        ),
-        line_plot_panel(
-            title=f"{model}: realised quality (backtests)",
-            values=[
-                PanelMetric(legend="ROC AUC", metric="evidently:metric_v2:RocAuc"),
-                PanelMetric(legend="MAE", metric="evidently:metric_v2:MAE"),
-            ],
-            size="half",
-        ),
+        )
+        for title, legend, metric, labels in _PANELS
     ]
 
 
@@ -81,12 +63,3 @@ def add_snapshot(folder: Path, model: str, snapshot: Snapshot) -> str:
     project = project_for(workspace, model)
     ref = workspace.add_run(project.id, snapshot)
     return str(ref.id)
-
-
-def list_snapshots(folder: Path, model: str) -> list[str]:
-    """Ids of the snapshots stored for `model` (empty when there are none)."""
-    if not folder.exists():
-        return []
-    workspace = Workspace.create(str(folder))
-    found = workspace.search_project(f"{PROJECT_PREFIX} {model}")
-    return [str(s) for s in workspace.list_runs(found[0].id)] if found else []

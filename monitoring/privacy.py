@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pandas as pd
 
-from features.privacy import hash_id
+from features.privacy import CUSTOMER_HASH, hash_id
 
-CUSTOMER_HASH = "customer_hash"
+__all__ = ["CUSTOMER_HASH", "hash_ids"]
 
 
 def hash_ids(ids: pd.Series, salt: str = "") -> pd.Series:

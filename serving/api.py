@@ -295,7 +295,7 @@ def create_app() -> FastAPI:
         state = _state(request)
         _check_page(state, len(body.customers), "customers")
         scorer = _scorer(state)
-        allowed = {*scorer.models.customer_features(), *SEGMENT_FEATURES, HISTORY_OFFERS}
+        allowed = {*scorer.models.customer_features, *SEGMENT_FEATURES, HISTORY_OFFERS}
         problems: list[dict[str, Any]] = []
         customers = []
         for i, c in enumerate(body.customers):

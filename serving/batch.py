@@ -147,20 +147,17 @@ def score_batch(
 
 
 def load_champions(client: Any) -> Champions:
-    """The @champion of each model from the MLflow registry, with its version. A model whose
-    challenger never passed the gate is scored with its @challenger, and its version says so
-    ("3@challenger")."""
-    from training.tracking import CHALLENGER, CHAMPION, MODEL_NAMES, load_alias
+    """The served version of each model (`serving.models.served_version`: the @champion, else
+    the @challenger), with its version ("3@challenger")."""
+    from serving.models import ModelNotFound, served_version
+    from training.tracking import load_alias
 
     loaded, versions = {}, {}
-    for kind, name in MODEL_NAMES.items():
-        for alias in (CHAMPION, CHALLENGER):
-            model = load_alias(kind, alias, client)
-            if model is not None:
-                loaded[kind] = model
-                version = client.get_model_version_by_alias(name, alias).version
-                versions[kind] = f"{version}@{alias}"
-                break
-        else:
-            raise ValueError(f"no registered version of {name}: run `crmscore train` first")
+    for kind in ("churn", "clv", "nbo"):
+        try:
+            version, alias = served_version(kind, client)
+        except ModelNotFound as exc:
+            raise ValueError(str(exc)) from exc
+        loaded[kind] = load_alias(kind, alias, client)
+        versions[kind] = f"{version.version}@{alias}"
     return Champions(loaded["churn"], loaded["clv"], loaded["nbo"], versions)

@@ -159,43 +159,50 @@ def _ensure_features_known(model: BundleModel) -> None:
         )
 
 
-def load_registered(kind: str, client: Any) -> BundleModel:
-    """The @champion of a model from the MLflow registry (its @challenger when no version has
-    passed the gate yet, and the version says so: "3@challenger")."""
-    import mlflow
+def served_version(kind: str, client: Any) -> tuple[Any, str]:
+    """The registry version that serves a model, with its alias: the @champion, else the
+    @challenger while no version has passed the gate."""
+    from mlflow.exceptions import MlflowException
 
     name = MODEL_NAMES[kind]
     for alias in (CHAMPION, CHALLENGER):
         try:
-            version = client.get_model_version_by_alias(name, alias)
-        except mlflow.exceptions.MlflowException:
+            return client.get_model_version_by_alias(name, alias), alias
+        except MlflowException:
             continue
-        run = client.get_run(version.run_id)
-        with tempfile.TemporaryDirectory() as tmp:
-            try:
-                folder = mlflow.artifacts.download_artifacts(
-                    run_id=version.run_id, artifact_path=SERVING_ARTIFACTS, dst_path=tmp
-                )
-            except (OSError, mlflow.exceptions.MlflowException) as exc:
-                raise ModelNotFound(
-                    f"{name} v{version.version} has no serving bundle: retrain it ({exc})"
-                ) from exc
-            model = BundleModel.from_folder(Path(folder), f"{version.version}@{alias}")
-        params = run.data.params
-        model.info = {
-            "name": name,
-            "version": str(version.version),
-            "alias": alias,
-            "run_id": version.run_id,
-            "test_cutoff": run.data.tags.get("test_cutoff"),
-            "training_cutoffs": params.get("split_train", ""),
-            "validation_cutoffs": params.get("split_valid", ""),
-            "feature_service": run.data.tags.get("feature_service"),
-            "grade": run.data.tags.get("grade"),
-            "metrics": {
-                k: round(v, 6) for k, v in run.data.metrics.items() if k.startswith("model_")
-            },
-        }
-        _ensure_features_known(model)
-        return model
     raise ModelNotFound(f"no registered version of {name}: run `crmscore train` first")
+
+
+def load_registered(kind: str, client: Any) -> BundleModel:
+    """The served version of a model (`served_version`) from its serving bundle; the version
+    says which alias it came by: "3@challenger"."""
+    import mlflow
+
+    name = MODEL_NAMES[kind]
+    version, alias = served_version(kind, client)
+    run = client.get_run(version.run_id)
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            folder = mlflow.artifacts.download_artifacts(
+                run_id=version.run_id, artifact_path=SERVING_ARTIFACTS, dst_path=tmp
+            )
+        except (OSError, mlflow.exceptions.MlflowException) as exc:
+            raise ModelNotFound(
+                f"{name} v{version.version} has no serving bundle: retrain it ({exc})"
+            ) from exc
+        model = BundleModel.from_folder(Path(folder), f"{version.version}@{alias}")
+    params = run.data.params
+    model.info = {
+        "name": name,
+        "version": str(version.version),
+        "alias": alias,
+        "run_id": version.run_id,
+        "test_cutoff": run.data.tags.get("test_cutoff"),
+        "training_cutoffs": params.get("split_train", ""),
+        "validation_cutoffs": params.get("split_valid", ""),
+        "feature_service": run.data.tags.get("feature_service"),
+        "grade": run.data.tags.get("grade"),
+        "metrics": {k: round(v, 6) for k, v in run.data.metrics.items() if k.startswith("model_")},
+    }
+    _ensure_features_known(model)
+    return model

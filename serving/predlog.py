@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from features.privacy import hash_id
+from features.privacy import CUSTOMER_HASH, hash_id
 
 LOG = logging.getLogger("crmscore.predictions")
 
@@ -33,7 +33,7 @@ def log_rows(
             {
                 "ts": now,
                 "request_id": request_id,
-                "customer_hash": hash_id(a["customer_id"], salt),
+                CUSTOMER_HASH: hash_id(a["customer_id"], salt),
                 "as_of": pd.Timestamp(a["as_of"]) if a.get("as_of") else pd.NaT,
                 "cold_start": bool(a["cold_start"]),
                 **a.get("_features", {}),

@@ -10,6 +10,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -36,6 +37,7 @@ from serving.models import (
 SEGMENT_FEATURES = ("rfm_segment", "value_tier", "lifecycle_stage")
 OFFER_FEATURES = tuple(f.name for f in OFFER_STATS)
 AFFINITY_FEATURES = tuple(f.name for f in CUSTOMER_OFFER_AFFINITY)
+PAIR_FEATURES = OFFER_FEATURES + AFFINITY_FEATURES  # what the offer model reads per pair
 COLD_START_WARNING = (
     "unknown customer: cold-start answer from population priors (no features in the store)"
 )
@@ -49,21 +51,17 @@ class Models:
     clv: BundleModel
     nbo: BundleModel
 
-    @property
+    @cached_property
     def versions(self) -> dict[str, str]:
         """`{"churn": "3@champion", ...}`."""
         return {m.kind: m.version for m in (self.churn, self.clv, self.nbo)}
 
+    @cached_property
     def customer_features(self) -> list[str]:
-        """Every customer-level feature any of the models reads."""
+        """Every customer-level feature any of the models reads (computed once: every answer
+        logs them)."""
         names = dict.fromkeys([*self.churn.columns, *self.clv.columns])
-        names.update(
-            dict.fromkeys(
-                c
-                for c in self.nbo.columns
-                if c not in OFFER_FEATURES and c not in AFFINITY_FEATURES
-            )
-        )
+        names.update(dict.fromkeys(c for c in self.nbo.columns if c not in PAIR_FEATURES))
         return list(names)
 
 
@@ -98,12 +96,10 @@ class Scorer:
         self.models = models
         self.online = online
         self.explain_top = explain_top
-        self._customer_names = [*models.customer_features(), *SEGMENT_FEATURES, HISTORY_OFFERS]
+        self._customer_names = [*models.customer_features, *SEGMENT_FEATURES, HISTORY_OFFERS]
         self._lock = threading.Lock()
         columns = models.nbo.columns
-        self._customer_cols = [
-            j for j, c in enumerate(columns) if c not in OFFER_FEATURES + AFFINITY_FEATURES
-        ]
+        self._customer_cols = [j for j, c in enumerate(columns) if c not in PAIR_FEATURES]
         self._affinity_cols = [j for j, c in enumerate(columns) if c in AFFINITY_FEATURES]
         recency = "affinity_recency_days"
         self._recency_col = columns.index(recency) if recency in columns else None
@@ -208,7 +204,7 @@ class Scorer:
             "segment": {name: f.get(name) for name in SEGMENT_FEATURES},
             "cold_start": False,
             "warnings": [],
-            "_features": {name: f.get(name) for name in self.models.customer_features()},
+            "_features": {name: f.get(name) for name in self.models.customer_features},
         }
 
     def _cold_start(self, c: Customer, offers: list[dict[str, Any]]) -> dict[str, Any]:

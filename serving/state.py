@@ -18,16 +18,17 @@ from feast import FeatureStore
 from features.online import OnlineFeatures
 from serving.auth import ApiKeys
 from serving.config import ServingParams
-from serving.models import load_registered
+from serving.models import ModelNotFound, load_registered, served_version
 from serving.predlog import PredictionLog
 from serving.scoring import Models, Scorer
 
 LOG = logging.getLogger("crmscore.serving")
+MODEL_KINDS = ("churn", "clv", "nbo")  # in the order of `Models`
 
 
 def load_scorer(client: Any, store: FeatureStore, explain_top: int) -> Scorer:
     """The three registered models (champions) with the online store."""
-    models = Models(*(load_registered(kind, client) for kind in ("churn", "clv", "nbo")))
+    models = Models(*(load_registered(kind, client) for kind in MODEL_KINDS))
     return Scorer(models, OnlineFeatures(store), explain_top)
 
 
@@ -104,9 +105,6 @@ class ServingState:
 def serving_problems(settings: Any, env: dict[str, str]) -> list[str]:
     """What would stop the service from starting, in words (empty when nothing): no online
     store, no registered model, unreadable API key files."""
-    from mlflow.exceptions import MlflowException
-
-    from training.registry_names import CHALLENGER, CHAMPION, MODEL_NAMES
     from training.tracking import configure, default_tracking_uri
 
     problems = []
@@ -116,17 +114,11 @@ def serving_problems(settings: Any, env: dict[str, str]) -> list[str]:
             "`crmscore features materialize`"
         )
     client = configure(settings.mlflow_tracking_uri or default_tracking_uri(settings.workspace))
-    for name in MODEL_NAMES.values():
-        found = False
-        for alias in (CHAMPION, CHALLENGER):
-            try:
-                client.get_model_version_by_alias(name, alias)
-                found = True
-                break
-            except MlflowException:
-                continue
-        if not found:
-            problems.append(f"no registered version of {name}: run `crmscore train` first")
+    for kind in MODEL_KINDS:
+        try:
+            served_version(kind, client)
+        except ModelNotFound as exc:
+            problems.append(str(exc))
     try:
         ApiKeys.from_env(env)
     except (OSError, ValueError) as exc:

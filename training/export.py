@@ -19,7 +19,7 @@ import pandas as pd
 
 from features.labels import ACCEPTED, CHURN, CLV
 from features.names import CUSTOMER_ID, EVENT_TIMESTAMP, OFFER_ID
-from features.privacy import hash_ids
+from features.privacy import CUSTOMER_HASH, hash_ids
 from training.churn import ChurnModel
 from training.clv import ClvModel
 from training.config import TrainingParams
@@ -104,7 +104,7 @@ def write_reference(
     columns = list(model.spec.columns)
     out = pd.DataFrame(
         {
-            "customer_hash": hash_ids(test[CUSTOMER_ID], salt),
+            CUSTOMER_HASH: hash_ids(test[CUSTOMER_ID], salt),
             EVENT_TIMESTAMP: pd.to_datetime(test[EVENT_TIMESTAMP], utc=True).to_numpy(),
         }
     )

@@ -17,6 +17,7 @@ import pytest
 from typer.testing import CliRunner
 
 from crmscore.cli import app
+from crmscore.demo import STEPS
 from features.synthetic import dataset_yaml, synthetic_export, write_export
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -65,14 +66,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
     dataset = root / "synthetic.yaml"
     dataset.write_text(dataset_yaml(csv) + SERVING_SETTINGS)
     done = Trained(root / "ws", dataset, "")
-    for step in (
-        ["ingest"],
-        ["features", "build"],
-        ["features", "apply"],
-        ["features", "materialize"],
-        ["train"],
-        ["promote"],
-    ):
+    for _, step in STEPS:  # the demo's pipeline: ingest ... train, promote
         cli(*done.base, *step)
     meta = json.loads((done.workspace / "features" / "snapshots.json").read_text())
     latest = meta["cutoffs"][-1][:10]
