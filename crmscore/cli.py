@@ -189,9 +189,9 @@ def _models(model: list[str] | None) -> list[str]:
 
 
 def _client(settings: Settings) -> Any:
-    from training.tracking import configure, default_tracking_uri
+    from serving.registry import configure, default_tracking_uri
 
-    return configure(settings.mlflow_tracking_uri or default_tracking_uri(settings.workspace))
+    return configure(settings.mlflow_tracking_uri or default_tracking_uri(settings.paths))
 
 
 def _train(settings: Settings, kinds: list[str]) -> list[dict[str, Any]]:

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from crmscore.cli import app
 from crmscore.settings import Settings, load_settings
-from training.tracking import default_tracking_uri
+from serving.registry import default_tracking_uri
 
 STEPS = [
     ("ingest", ["ingest"]),
@@ -75,7 +75,7 @@ def main(argv: list[str]) -> int:
     print(
         f"  monitoring/ drift reports (open in a browser): {settings.workspace}/monitoring/drift/"
     )
-    uri = settings.mlflow_tracking_uri or default_tracking_uri(settings.workspace)
+    uri = settings.mlflow_tracking_uri or default_tracking_uri(settings.paths)
     print(f"MLflow UI:   {sys.executable} -m mlflow ui --backend-store-uri {uri}")
     if serve:
         _serve(settings, argv)

@@ -64,9 +64,9 @@ def decision_path(settings: Settings) -> Path:
 
 
 def _client(settings: Settings) -> Any:
-    from training.tracking import configure, default_tracking_uri
+    from serving.registry import configure, default_tracking_uri
 
-    return configure(settings.mlflow_tracking_uri or default_tracking_uri(settings.workspace))
+    return configure(settings.mlflow_tracking_uri or default_tracking_uri(settings.paths))
 
 
 def _latest_scores(folder: Path, when: str | None) -> Path:

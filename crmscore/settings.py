@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
+from features.catalog import Workspace
 from features.config import DatasetConfig, FeastParams, FeatureParams, LabelParams, SegmentParams
 from monitoring.config import MonitoringParams
 from serving.config import ServingParams
@@ -46,29 +47,30 @@ class Settings(BaseModel):
     id_salt: SecretStr = SecretStr("")
 
     @property
+    def paths(self) -> Workspace:
+        """Every folder and file of the workspace (features/catalog.py)."""
+        return Workspace(self.workspace)
+
+    # Shorthands kept while callers move to `paths` (to be removed).
+    @property
     def data_dir(self) -> Path:
-        """Canonical tables of the ingested dataset."""
-        return self.workspace / "data"
+        return self.paths.data_dir
 
     @property
     def snapshot_dir(self) -> Path:
-        """Feature snapshots and labels."""
-        return self.workspace / "features"
+        return self.paths.snapshot_dir
 
     @property
     def feast_dir(self) -> Path:
-        """Feast registry and SQLite online store."""
-        return self.workspace / "feast"
+        return self.paths.feast_dir
 
     @property
     def report_dir(self) -> Path:
-        """Evaluation reports and plots."""
-        return self.workspace / "reports"
+        return self.paths.report_dir
 
     @property
     def mlflow_artifacts(self) -> Path:
-        """Artifact root of the embedded MLflow store."""
-        return self.workspace / "mlflow" / "artifacts"
+        return self.paths.mlflow_artifacts
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:

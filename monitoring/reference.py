@@ -15,8 +15,9 @@ import mlflow
 import pandas as pd
 from mlflow import MlflowClient
 
+from features.model_spec import CHALLENGER, CHAMPION
 from monitoring.privacy import CUSTOMER_HASH
-from training.tracking import CHALLENGER, CHAMPION, MODEL_NAMES
+from training.tracking import MODEL_NAMES
 
 REFERENCE_ARTIFACT = "reference/reference.parquet"
 # Columns of the reference that are not features.

@@ -149,7 +149,8 @@ def score_batch(
 def load_champions(client: Any) -> Champions:
     """The served version of each model (`serving.models.served_version`: the @champion, else
     the @challenger), with its version ("3@challenger")."""
-    from serving.models import ModelNotFound, served_version
+    from serving.models import ModelNotFound
+    from serving.registry import served_version
     from training.tracking import load_alias
 
     loaded, versions = {}, {}

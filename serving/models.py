@@ -7,7 +7,6 @@ predictions equal the training objects' (tested)."""
 from __future__ import annotations
 
 import json
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,14 +14,11 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 
+from features.model_spec import model_spec
 from features.names import ALL_FEATURES, reason_text
-from training.registry_names import (
-    BUNDLE_FILE,
-    CHALLENGER,
-    CHAMPION,
-    MODEL_NAMES,
-    SERVING_ARTIFACTS,
-)
+
+# The bundle's description of the model beside its booster files.
+BUNDLE_FILE = "model.json"
 
 Row = dict[str, Any]
 
@@ -154,55 +150,6 @@ def _ensure_features_known(model: BundleModel) -> None:
     unknown = [c for c in model.columns if c not in ALL_FEATURES]
     if unknown:
         raise ModelNotFound(
-            f"{MODEL_NAMES[model.kind]} v{model.version} reads features {unknown} this "
-            "version of crmscore does not define: retrain it"
+            f"{model_spec(model.kind).registry_name} v{model.version} reads features "
+            f"{unknown} this version of crmscore does not define: retrain it"
         )
-
-
-def served_version(kind: str, client: Any) -> tuple[Any, str]:
-    """The registry version that serves a model, with its alias: the @champion, else the
-    @challenger while no version has passed the gate."""
-    from mlflow.exceptions import MlflowException
-
-    name = MODEL_NAMES[kind]
-    for alias in (CHAMPION, CHALLENGER):
-        try:
-            return client.get_model_version_by_alias(name, alias), alias
-        except MlflowException:
-            continue
-    raise ModelNotFound(f"no registered version of {name}: run `crmscore train` first")
-
-
-def load_registered(kind: str, client: Any) -> BundleModel:
-    """The served version of a model (`served_version`) from its serving bundle; the version
-    says which alias it came by: "3@challenger"."""
-    import mlflow
-
-    name = MODEL_NAMES[kind]
-    version, alias = served_version(kind, client)
-    run = client.get_run(version.run_id)
-    with tempfile.TemporaryDirectory() as tmp:
-        try:
-            folder = mlflow.artifacts.download_artifacts(
-                run_id=version.run_id, artifact_path=SERVING_ARTIFACTS, dst_path=tmp
-            )
-        except (OSError, mlflow.exceptions.MlflowException) as exc:
-            raise ModelNotFound(
-                f"{name} v{version.version} has no serving bundle: retrain it ({exc})"
-            ) from exc
-        model = BundleModel.from_folder(Path(folder), f"{version.version}@{alias}")
-    params = run.data.params
-    model.info = {
-        "name": name,
-        "version": str(version.version),
-        "alias": alias,
-        "run_id": version.run_id,
-        "test_cutoff": run.data.tags.get("test_cutoff"),
-        "training_cutoffs": params.get("split_train", ""),
-        "validation_cutoffs": params.get("split_valid", ""),
-        "feature_service": run.data.tags.get("feature_service"),
-        "grade": run.data.tags.get("grade"),
-        "metrics": {k: round(v, 6) for k, v in run.data.metrics.items() if k.startswith("model_")},
-    }
-    _ensure_features_known(model)
-    return model

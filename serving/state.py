@@ -18,8 +18,9 @@ from feast import FeatureStore
 from features.online import OnlineFeatures
 from serving.auth import ApiKeys
 from serving.config import ServingParams
-from serving.models import ModelNotFound, load_registered, served_version
+from serving.models import ModelNotFound
 from serving.predlog import PredictionLog
+from serving.registry import load_registered, served_version
 from serving.scoring import Models, Scorer
 
 LOG = logging.getLogger("crmscore.serving")
@@ -105,7 +106,7 @@ class ServingState:
 def serving_problems(settings: Any, env: dict[str, str]) -> list[str]:
     """What would stop the service from starting, in words (empty when nothing): no online
     store, no registered model, unreadable API key files."""
-    from training.tracking import configure, default_tracking_uri
+    from serving.registry import configure, default_tracking_uri
 
     problems = []
     if not (settings.feast_dir / "registry.db").exists():
@@ -113,7 +114,7 @@ def serving_problems(settings: Any, env: dict[str, str]) -> list[str]:
             f"{settings.feast_dir}: no Feast registry; run `crmscore features apply` and "
             "`crmscore features materialize`"
         )
-    client = configure(settings.mlflow_tracking_uri or default_tracking_uri(settings.workspace))
+    client = configure(settings.mlflow_tracking_uri or default_tracking_uri(settings.paths))
     for kind in MODEL_KINDS:
         try:
             served_version(kind, client)
@@ -129,9 +130,9 @@ def serving_problems(settings: Any, env: dict[str, str]) -> list[str]:
 def build_state(settings: Any, env: dict[str, str]) -> ServingState:
     """The state of a service from crmscore settings, with the models loaded."""
     from features.store import open_store
-    from training.tracking import configure, default_tracking_uri
+    from serving.registry import configure, default_tracking_uri
 
-    client = configure(settings.mlflow_tracking_uri or default_tracking_uri(settings.workspace))
+    client = configure(settings.mlflow_tracking_uri or default_tracking_uri(settings.paths))
     params: ServingParams = settings.serving
     log = (
         PredictionLog(

@@ -20,11 +20,11 @@ import pandas as pd
 from features.labels import ACCEPTED, CHURN, CLV
 from features.names import CUSTOMER_ID, EVENT_TIMESTAMP, OFFER_ID
 from features.privacy import CUSTOMER_HASH, hash_ids
+from serving.models import BUNDLE_FILE
 from training.churn import ChurnModel
 from training.clv import ClvModel
 from training.config import TrainingParams
 from training.nbo import NboModel
-from training.registry_names import BUNDLE_FILE
 
 REFERENCE_FILE = "reference.parquet"
 REFERENCE_ROWS = 20_000

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,34 +17,14 @@ from mlflow import MlflowClient
 from mlflow.models import infer_signature
 from mlflow.pyfunc import PythonModel
 
+from features.model_spec import CHALLENGER, CHAMPION, MODEL_SPECS
 from training.config import GateParams
 from training.evaluate import PRIMARY
-from training.registry_names import CHALLENGER, CHAMPION, MODEL_NAMES
 
+MODEL_NAMES = {kind: spec.registry_name for kind, spec in MODEL_SPECS.items()}
 PREVIOUS_CHAMPION_TAG = "previous_champion_version"
 # Installed with crmscore itself; listing them avoids MLflow's slow requirement inference.
 MODEL_REQUIREMENTS = ["lightgbm==4.7.0", "scikit-learn", "pandas", "numpy"]
-
-
-def default_tracking_uri(workspace: Path) -> str:
-    """The embedded default: SQLite in the workspace (MLFLOW_TRACKING_URI overrides it)."""
-    (workspace / "mlflow").mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{workspace / 'mlflow' / 'mlflow.db'}"
-
-
-def configure(tracking_uri: str) -> MlflowClient:
-    """Point MLflow at the tracking server or local store."""
-    # MLflow also exports the URI as MLFLOW_TRACKING_URI, which crmscore's settings read as
-    # the user's choice: keep the variable as the user set it, or the next command run in
-    # this process (another workspace) would use this store.
-    user_choice = os.environ.get("MLFLOW_TRACKING_URI")
-    mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_registry_uri(tracking_uri)
-    if user_choice is None:
-        os.environ.pop("MLFLOW_TRACKING_URI", None)
-    else:
-        os.environ["MLFLOW_TRACKING_URI"] = user_choice
-    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
 
 class CrmscorePyfunc(PythonModel):

@@ -10,11 +10,11 @@ from feast import FeatureStore
 from mlflow import MlflowClient
 
 from features.config import LabelParams
+from serving.registry import SERVING_ARTIFACTS
 from training.config import TrainingParams
 from training.evaluate import PRIMARY
 from training.export import write_bundle, write_reference
 from training.pipeline import RUNNERS, SERVICES, TrainResult, primary_metric
-from training.registry_names import SERVING_ARTIFACTS
 from training.report import write_report
 from training.tracking import CHAMPION, data_fingerprint, load_alias, log_run, metric_key
 

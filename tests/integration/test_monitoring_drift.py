@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from crmscore.cli import app
 from crmscore.settings import load_settings
+from features.catalog import Workspace
 from features.config import FeatureParams
 from features.feast_repo import SERVICE_FEATURES
 from features.ingest import ingest
@@ -24,7 +25,8 @@ from monitoring.config import MonitoringParams
 from monitoring.decision import RETRAIN, read_decision
 from monitoring.drift import drift_check
 from monitoring.privacy import hash_ids
-from training.tracking import MODEL_NAMES, configure, default_tracking_uri
+from serving.registry import configure, default_tracking_uri
+from training.tracking import MODEL_NAMES
 
 pytestmark = pytest.mark.realdata
 
@@ -176,7 +178,7 @@ def test_cli_reports_alarms_writes_the_decision_and_retrain_reads_it(
     shifted["recency_days"] = shifted["recency_days"] + 90
     shifted["prediction"] = _score(shifted)
     ws = _workspace(tmp_path, snapshot, shifted, "1")
-    client = configure(default_tracking_uri(ws))
+    client = configure(default_tracking_uri(Workspace(ws)))
     version = _register_reference(client, ws, ref)
     assert version == "1"
 
@@ -199,7 +201,7 @@ def test_cli_reports_alarms_writes_the_decision_and_retrain_reads_it(
 
     # The same period without the shift: ok, exit 0, and the decision flips back.
     fine = _workspace(tmp_path / "b", snapshot, current.assign(prediction=_score(current)), "1")
-    configure(default_tracking_uri(fine))
+    configure(default_tracking_uri(Workspace(fine)))
     _register_reference(mlflow.MlflowClient(), fine, ref)
     result = runner.invoke(app, ["--workspace", str(fine), "monitor", "drift", "--model", "clv"])
     assert result.exit_code == 0, result.output

@@ -18,8 +18,9 @@ from crmscore.settings import load_settings
 from features.feast_repo import SERVICE_FEATURES
 from features.store import open_store
 from features.synthetic import dataset_yaml, synthetic_export, write_export
+from serving.registry import configure
 from training.datasets import historical_features
-from training.tracking import CHALLENGER, MODEL_NAMES, configure
+from training.tracking import CHALLENGER, MODEL_NAMES
 
 runner = CliRunner()
 

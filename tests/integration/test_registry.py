@@ -8,13 +8,13 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
+from serving.registry import configure
 from tests.unit.test_training import _churn_model, _customers
 from training.config import GateParams
 from training.tracking import (
     CHALLENGER,
     CHAMPION,
     MODEL_NAMES,
-    configure,
     load_alias,
     log_run,
     promote,

@@ -15,8 +15,9 @@ import pandas as pd
 import pytest
 
 from features.privacy import hash_id
+from serving.registry import configure
 from tests.integration.conftest import ADMIN_KEY, USER_KEY, Server
-from training.tracking import CHAMPION, MODEL_NAMES, configure
+from training.tracking import CHAMPION, MODEL_NAMES
 
 pytestmark = pytest.mark.slow
 

@@ -1,0 +1,188 @@
+"""The workspace catalog: every folder and file crmscore keeps in a workspace, named once.
+
+Nothing else builds workspace paths: commands, pipelines, the service and monitoring ask a
+`Workspace` for them. Layout:
+
+    data/          canonical tables (<table>.parquet), rejects.csv, ingest_report.json
+    features/      feature and label snapshots (<output>.parquet), snapshots.json
+    feast/         Feast registry and SQLite online store
+    mlflow/        embedded MLflow store (mlflow.db) and its artifacts
+    reports/       evaluation reports and plots, per model
+    scores/        batch scores (scores_<date>.parquet/.csv) and target lists
+    predictions/   the API's prediction log (date=YYYY-MM-DD/*.parquet)
+    serving/       API key hashes and the reload stamp
+    monitoring/    drift reports, backtests, uplift, the retrain decision, Evidently workspace
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+# File names of the API key hashes `crmscore serve` creates, by the variable that points to them.
+KEY_FILE_NAMES = {
+    "CRMSCORE_API_KEYS_FILE": "api_keys.sha256",
+    "CRMSCORE_ADMIN_KEYS_FILE": "admin_keys.sha256",
+}
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """Paths inside one workspace folder (`root`)."""
+
+    root: Path
+
+    # data/: what ingest writes
+    @property
+    def data_dir(self) -> Path:
+        """Canonical tables of the ingested dataset."""
+        return self.root / "data"
+
+    def table(self, name: str) -> Path:
+        """A canonical table ("transactions", "customers", ...)."""
+        return self.data_dir / f"{name}.parquet"
+
+    def tables(self) -> list[Path]:
+        """Every canonical table present, sorted by name."""
+        return sorted(self.data_dir.glob("*.parquet"))
+
+    @property
+    def rejects(self) -> Path:
+        """Rejected input rows with their reasons."""
+        return self.data_dir / "rejects.csv"
+
+    @property
+    def ingest_report(self) -> Path:
+        """Counts of the last ingest."""
+        return self.data_dir / "ingest_report.json"
+
+    # features/: what the feature build writes
+    @property
+    def snapshot_dir(self) -> Path:
+        """Feature snapshots and labels."""
+        return self.root / "features"
+
+    def snapshot(self, output: str) -> Path:
+        """One snapshot output ("customer_features", "labels_churn", ...)."""
+        return self.snapshot_dir / f"{output}.parquet"
+
+    @property
+    def snapshots_meta(self) -> Path:
+        """Cutoffs, category slots and row counts of the last feature build."""
+        return self.snapshot_dir / "snapshots.json"
+
+    # feast/
+    @property
+    def feast_dir(self) -> Path:
+        """Feast registry and SQLite online store."""
+        return self.root / "feast"
+
+    @property
+    def feast_registry(self) -> Path:
+        """Feast's file registry."""
+        return self.feast_dir / "registry.db"
+
+    @property
+    def online_store(self) -> Path:
+        """Feast's SQLite online store."""
+        return self.feast_dir / "online_store.db"
+
+    # mlflow/
+    @property
+    def mlflow_dir(self) -> Path:
+        """The embedded MLflow store."""
+        return self.root / "mlflow"
+
+    @property
+    def mlflow_db(self) -> Path:
+        """The embedded MLflow store's SQLite database."""
+        return self.mlflow_dir / "mlflow.db"
+
+    @property
+    def mlflow_artifacts(self) -> Path:
+        """Artifact root of the embedded MLflow store."""
+        return self.mlflow_dir / "artifacts"
+
+    # reports/
+    @property
+    def report_dir(self) -> Path:
+        """Evaluation reports and plots."""
+        return self.root / "reports"
+
+    def model_reports(self, kind: str) -> Path:
+        """One model's evaluation report and plots."""
+        return self.report_dir / kind
+
+    # scores/
+    @property
+    def scores_dir(self) -> Path:
+        """Batch scores and target lists."""
+        return self.root / "scores"
+
+    def scores_file(self, as_of: str, suffix: str = ".parquet") -> Path:
+        """Batch scores of a date (YYYY-MM-DD), as parquet or ".csv"."""
+        return self.scores_dir / f"scores_{as_of}{suffix}"
+
+    def scores_files(self, as_of: str | None = None) -> list[Path]:
+        """Batch-scores parquet files, oldest first (only `as_of`'s when given)."""
+        return sorted(self.scores_dir.glob(f"scores_{as_of or '*'}.parquet"))
+
+    @staticmethod
+    def scores_date(path: Path) -> str:
+        """The date (YYYY-MM-DD) of a batch-scores or target-list file."""
+        return path.stem.rsplit("_", 1)[-1]
+
+    def targets_file(self, objective: str, as_of: str) -> Path:
+        """The target list of an objective built from the scores of `as_of`."""
+        return self.scores_dir / f"targets_{objective}_{as_of}.csv"
+
+    # predictions/
+    @property
+    def predictions_dir(self) -> Path:
+        """The API's prediction log."""
+        return self.root / "predictions"
+
+    # serving/
+    @property
+    def serving_dir(self) -> Path:
+        """API key hashes and the reload stamp."""
+        return self.root / "serving"
+
+    def key_files(self) -> dict[str, Path]:
+        """API key hash files, by the environment variable that names them."""
+        return {var: self.serving_dir / name for var, name in KEY_FILE_NAMES.items()}
+
+    @property
+    def reload_stamp(self) -> Path:
+        """Touched by a reload; every worker watches it."""
+        return self.serving_dir / "reload.stamp"
+
+    # monitoring/
+    @property
+    def monitoring_dir(self) -> Path:
+        """Monitoring reports and state."""
+        return self.root / "monitoring"
+
+    @property
+    def drift_dir(self) -> Path:
+        """Drift reports (HTML and JSON summaries)."""
+        return self.monitoring_dir / "drift"
+
+    @property
+    def decision_file(self) -> Path:
+        """The retrain decision that `crmscore retrain --if-recommended` reads."""
+        return self.monitoring_dir / "decision.json"
+
+    @property
+    def backtest_file(self) -> Path:
+        """The latest backtests."""
+        return self.monitoring_dir / "backtest.json"
+
+    def uplift_file(self, targets: Path) -> Path:
+        """Uplift of the campaign behind a target list."""
+        return self.monitoring_dir / f"uplift_{targets.stem}.json"
+
+    @property
+    def evidently_dir(self) -> Path:
+        """The Evidently workspace behind the monitoring dashboard."""
+        return self.monitoring_dir / "evidently"
