@@ -38,11 +38,12 @@ def main() -> None:
     parser.add_argument("--candidates", type=int, default=5)
     args = parser.parse_args()
 
+    from features.retrieval import service_features
     from serving.batch import Champions, score_frame
+    from serving.models import recommend, set_population
     from training.churn import train_churn
     from training.clv import train_clv
     from training.config import ChurnParams, ClvParams, NboParams
-    from training.datasets import service_features
     from training.nbo import train_nbo
 
     rng = np.random.default_rng(0)
@@ -66,6 +67,7 @@ def main() -> None:
         ClvParams(formulations=["two_part"]),
         1,
     )
+    set_population(clv, clv.predict(va))
     (tr, y), (va, yv) = labelled(nbo_names, 50_000), labelled(nbo_names, 10_000)
     nbo, _ = train_nbo(tr, y, va, yv, nbo_names, NboParams(top_k=args.candidates), 1)
     models = Champions(churn, clv, nbo, {"churn": "1", "clv": "1", "nbo": "1"})
@@ -88,17 +90,17 @@ def main() -> None:
     print(f"{n:,} customers, {n * k:,} (customer, offer) pairs", flush=True)
 
     # Reference: raw LightGBM predict on prepared matrices (no output table, no ranking).
-    matrices = (churn.spec.matrix(churn_x), clv.spec.matrix(clv_x), nbo.spec.matrix(pairs))
+    matrices = (churn.frame_matrix(churn_x), clv.frame_matrix(clv_x), nbo.frame_matrix(pairs))
     started = time.perf_counter()
-    churn.booster.predict(matrices[0])
+    churn.boosters["churn"].predict(matrices[0])
     for booster in clv.boosters.values():
         booster.predict(matrices[1])
-    nbo.booster.predict(matrices[2])
+    nbo.boosters["nbo"].predict(matrices[2])
     raw = time.perf_counter() - started
 
     started = time.perf_counter()
-    offers = nbo.recommend(pairs)
-    scores = score_frame(customers, churn_x, clv_x, offers, models, 0.2)
+    offers = recommend(nbo, pairs)
+    scores = score_frame(customers, churn_x, clv_x, offers, models)
     full = time.perf_counter() - started
     assert len(scores) == n
     print(f"raw LightGBM predict (3 models): {raw:.1f} s = {n / raw:,.0f} customers/s")

@@ -38,23 +38,23 @@ def _stage(name: str, workspace: Path, dataset: str) -> dict[str, Any]:
     started = time.perf_counter()
     out: dict[str, Any] = {}
     if name == "ingest":
-        report = ingest(settings.dataset, settings.data_root, settings.data_dir)
+        report = ingest(settings.dataset, settings.data_root, settings.paths)
         out = {k: report[k] for k in ("input_rows", "accepted_rows", "customers")}
     elif name == "features":
-        tables = read_tables(settings.data_dir)
+        tables = read_tables(settings.paths)
         meta = build_snapshots(
-            tables, settings.features, settings.labels, settings.segments, settings.snapshot_dir
+            tables, settings.features, settings.labels, settings.segments, settings.paths
         )
         out = {"cutoffs": len(meta["cutoffs"]), "rows": meta["rows"]["customer_features"]}
     elif name == "apply":
-        apply_repo(settings.feast, settings.feast_dir, settings.snapshot_dir)
+        apply_repo(settings.feast, settings.paths)
     elif name in ("materialize_stock", "materialize_fast"):
         import pandas as pd
 
-        store = open_store(settings.feast, settings.feast_dir)
+        store = open_store(settings.feast, settings.paths)
         view = store.get_feature_view("customer_features")
         snap = pd.read_parquet(
-            settings.snapshot_dir / "customer_features.parquet",
+            settings.paths.snapshot("customer_features"),
             columns=["customer_id", "event_timestamp"],
         )
         end = (snap["event_timestamp"].max() + pd.Timedelta(seconds=1)).to_pydatetime()

@@ -37,10 +37,8 @@ def _free_port() -> int:
 
 
 def _build_workspace(root: Path) -> tuple[Path, Path]:
-    from typer.testing import CliRunner
-
-    from crmscore.cli import app
-    from crmscore.demo import STEPS
+    from crmscore import steps
+    from crmscore.settings import load_settings
     from features.synthetic import dataset_yaml, synthetic_export, write_export
 
     csv = write_export(
@@ -48,25 +46,25 @@ def _build_workspace(root: Path) -> tuple[Path, Path]:
     )
     dataset = root / "synthetic.yaml"
     dataset.write_text(dataset_yaml(csv) + "settings:\n  training:\n    bootstrap: 20\n")
-    base = ["--workspace", str(root / "ws"), "--dataset", str(dataset)]
-    for title, step in STEPS:  # the demo's pipeline: ingest ... train, promote
-        result = CliRunner().invoke(app, [*base, *step])
-        if result.exit_code != 0:
-            raise SystemExit(f"crmscore {title} failed:\n{result.output}")
-    return root / "ws", dataset
+    settings = load_settings(root / "ws", dataset=str(dataset))
+    for title, step in steps.PIPELINE:  # the demo's pipeline: ingest ... train, promote
+        try:
+            step(settings)
+        except steps.STEP_ERRORS as exc:
+            raise SystemExit(f"crmscore {title} failed:\n{exc}") from exc
+    return settings.workspace, dataset
 
 
 def bare_app() -> object:
     """The same FastAPI app and state for plain uvicorn (a factory: one per worker process),
-    from CRMSCORE_HOME / CRMSCORE_DATASET like the BentoML service."""
-    from crmscore.settings import load_settings
+    from the service settings `crmscore serve` wrote, like the BentoML service."""
     from serving.api import create_app
+    from serving.config import load_service_settings
     from serving.state import build_state
 
     env = dict(os.environ)
     app = create_app()
-    settings = load_settings(Path(env["CRMSCORE_HOME"]), dataset=env.get("CRMSCORE_DATASET"))
-    app.state.serving = build_state(settings, env)
+    app.state.serving = build_state(load_service_settings(env), env)
     return app
 
 
@@ -157,8 +155,10 @@ def load(port: int, bodies: list[bytes], concurrency: int, requests: int) -> dic
 def _customers(workspace: Path, n: int = 500) -> list[str]:
     import pandas as pd
 
+    from features.catalog import Workspace
+
     snap = pd.read_parquet(
-        workspace / "features" / "customer_features.parquet",
+        Workspace(workspace).snapshot("customer_features"),
         columns=["customer_id", "event_timestamp"],
     )
     latest = snap[snap["event_timestamp"] == snap["event_timestamp"].max()]

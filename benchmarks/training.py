@@ -31,31 +31,31 @@ def main() -> None:
     from features.ingest import ingest
     from features.snapshots import build_snapshots, read_tables
     from features.store import apply_repo, open_store
-    from training.pipeline import RUNNERS
+    from training.pipeline import runner
 
     workspace = args.workspace or Path(tempfile.mkdtemp(prefix="crmscore_train_bench_"))
     settings = load_settings(workspace=workspace, dataset="online_retail")
     if not args.skip_features:
-        ingest(settings.dataset, settings.data_root, settings.data_dir)
+        ingest(settings.dataset, settings.data_root, settings.paths)
         build_snapshots(
-            read_tables(settings.data_dir),
+            read_tables(settings.paths),
             settings.features,
             settings.labels,
             settings.segments,
-            settings.snapshot_dir,
+            settings.paths,
         )
         with redirect_stdout(sys.stderr):
-            apply_repo(settings.feast, settings.feast_dir, settings.snapshot_dir)
-    store = open_store(settings.feast, settings.feast_dir)
+            apply_repo(settings.feast, settings.paths)
+    store = open_store(settings.feast, settings.paths)
     for kind in args.model or ["churn", "clv", "nbo"]:
         started = time.perf_counter()
         with redirect_stdout(sys.stderr):
-            result = RUNNERS[kind](
+            result = runner(kind)(
                 store,
-                settings.snapshot_dir,
+                settings.paths,
                 settings.labels,
                 settings.training,
-                workspace / "reports" / kind,
+                settings.paths.model_reports(kind),
             )
         seconds = time.perf_counter() - started
         print(

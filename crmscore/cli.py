@@ -1,18 +1,20 @@
-"""The `crmscore` command line: one Typer app with a sub-app per area."""
+"""The `crmscore` command line: one Typer app with a sub-app per area.
+
+Each command parses its options, calls one function of `crmscore.steps` and prints its answer
+(JSON on stdout); an error's message goes to stderr with exit code 2."""
 
 from __future__ import annotations
 
-import contextlib
-import json
+import os
 import sys
-import time
-from datetime import date
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from crmscore.settings import Settings, SettingsError, load_settings
+from crmscore import steps
+from crmscore.cliutil import State, echo_json, kinds, parse_date, run, settings_of
+from features.model_spec import MODEL_KINDS
 
 app = typer.Typer(
     help="Churn, CLV and next-best-offer scores for CRM systems.",
@@ -23,12 +25,6 @@ features_app = typer.Typer(
     help="Point-in-time features, labels and the Feast store.", no_args_is_help=True
 )
 app.add_typer(features_app, name="features")
-
-
-class _State:
-    workspace: Path | None = None
-    config_dir: Path | None = None
-    dataset: str | None = None
 
 
 @app.callback()
@@ -50,56 +46,15 @@ def main(
     ] = None,
 ) -> None:
     """Global options shared by every command."""
-    state = _State()
+    state = State()
     state.workspace, state.config_dir, state.dataset = workspace, config_dir, dataset
     ctx.obj = state
-
-
-def _settings(ctx: typer.Context, overrides: dict[str, Any] | None = None) -> Settings:
-    state: _State = ctx.obj
-    try:
-        return load_settings(state.workspace, state.config_dir, state.dataset, overrides)
-    except SettingsError as exc:
-        _fail(str(exc))
-        raise  # unreachable: _fail exits
-
-
-def _fail(message: str) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code=2)
-
-
-def _echo_json(data: dict[str, Any]) -> None:
-    typer.echo(json.dumps(data, indent=2, default=str))
 
 
 @app.command()
 def ingest(ctx: typer.Context) -> None:
     """Validate and normalise the dataset's exports into canonical tables."""
-    from features.ingest import IngestError
-    from features.ingest import ingest as run_ingest
-
-    settings = _settings(ctx)
-    started = time.perf_counter()
-    try:
-        report = run_ingest(settings.dataset, settings.data_root, settings.data_dir)
-    except IngestError as exc:
-        _fail(str(exc))
-    summary = {
-        k: report[k]
-        for k in (
-            "dataset",
-            "input_rows",
-            "accepted_rows",
-            "rejected_rows",
-            "rejected_by_reason",
-            "duplicate_rows",
-            "customers",
-        )
-    }
-    summary["seconds"] = round(time.perf_counter() - started, 1)
-    summary["report"] = str(settings.data_dir / "ingest_report.json")
-    _echo_json(summary)
+    echo_json(run(steps.ingest, settings_of(ctx)))
 
 
 @features_app.command("build")
@@ -112,50 +67,16 @@ def features_build(
     workers: Annotated[int, typer.Option(help="Processes for the customer partitions.")] = 1,
 ) -> None:
     """Compute point-in-time features and labels at every cutoff."""
-    from features.snapshots import build_snapshots, read_tables
-
     overrides: dict[str, Any] = {}
     if cutoffs:
-        try:
-            overrides["features"] = {"cutoffs": [date.fromisoformat(c) for c in cutoffs]}
-        except ValueError as exc:
-            _fail(f"--cutoffs: {exc} (expected YYYY-MM-DD)")
-    settings = _settings(ctx, overrides)
-    started = time.perf_counter()
-    try:
-        tables = read_tables(settings.data_dir)
-        metadata = build_snapshots(
-            tables,
-            settings.features,
-            settings.labels,
-            settings.segments,
-            settings.snapshot_dir,
-            workers=workers,
-        )
-    except (FileNotFoundError, ValueError) as exc:
-        _fail(str(exc))
-    _echo_json(
-        {
-            "cutoffs": len(metadata["cutoffs"]),
-            "offer_catalog": metadata["offer_catalog"],
-            "rows": metadata["rows"],
-            "seconds": round(time.perf_counter() - started, 1),
-            "folder": str(settings.snapshot_dir),
-        }
-    )
+        overrides["features"] = {"cutoffs": [parse_date(c, "--cutoffs") for c in cutoffs]}
+    echo_json(run(steps.build_features, settings_of(ctx, overrides), workers))
 
 
 @features_app.command("apply")
 def features_apply(ctx: typer.Context) -> None:
     """Register entities, feature views and feature services in the Feast registry."""
-    from features.store import apply_repo
-
-    settings = _settings(ctx)
-    try:
-        names = apply_repo(settings.feast, settings.feast_dir, settings.snapshot_dir)
-    except FileNotFoundError as exc:
-        _fail(str(exc))
-    _echo_json({"registry": str(settings.feast_dir), **names})
+    echo_json(run(steps.apply, settings_of(ctx)))
 
 
 @features_app.command("materialize")
@@ -167,108 +88,36 @@ def features_materialize(
     ] = False,
 ) -> None:
     """Load the latest feature values into the online store (incremental, idempotent)."""
-    from features.store import materialize
-
-    settings = _settings(ctx)
-    started = time.perf_counter()
-    # Feast prints progress on stdout; keep stdout for this command's JSON answer.
-    with contextlib.redirect_stdout(sys.stderr):
-        result = materialize(settings.feast, settings.feast_dir, settings.snapshot_dir, stock=stock)
-    _echo_json({**result, "seconds": round(time.perf_counter() - started, 2)})
-
-
-MODELS = ["churn", "clv", "nbo"]
-
-
-def _models(model: list[str] | None) -> list[str]:
-    chosen = model or MODELS
-    unknown = [m for m in chosen if m not in MODELS]
-    if unknown:
-        _fail(f"--model: {unknown} unknown; expected some of {MODELS}")
-    return chosen
-
-
-def _client(settings: Settings) -> Any:
-    from serving.registry import configure, default_tracking_uri
-
-    return configure(settings.mlflow_tracking_uri or default_tracking_uri(settings.paths))
-
-
-def _train(settings: Settings, kinds: list[str]) -> list[dict[str, Any]]:
-    from crmscore.settings import PROJECT_ROOT
-    from features.store import open_store
-    from training.tracking import git_commit, settings_json
-    from training.train import train_models
-
-    client = _client(settings)
-    store = open_store(settings.feast, settings.feast_dir)
-    try:
-        # MLflow and Feast print progress on stdout; keep stdout for the JSON answer.
-        with contextlib.redirect_stdout(sys.stderr):
-            return train_models(
-                kinds,
-                store,
-                settings.snapshot_dir,
-                settings.labels,
-                settings.training,
-                settings.report_dir,
-                client,
-                settings.mlflow_artifacts,
-                settings_json(settings),
-                git_commit(PROJECT_ROOT),
-                settings.id_salt.get_secret_value(),
-            )
-    except (FileNotFoundError, ValueError) as exc:
-        _fail(str(exc))
-        raise
+    echo_json(run(steps.materialize, settings_of(ctx), stock))
 
 
 ModelOption = Annotated[
     list[str] | None,
-    typer.Option("--model", help="churn, clv or nbo; repeatable; default: all three."),
+    typer.Option("--model", help=f"{', '.join(MODEL_KINDS)}; repeatable; default: all of them."),
 ]
 
 
 @app.command()
 def train(ctx: typer.Context, model: ModelOption = None) -> None:
     """Train and evaluate models against their baselines; register them as @challenger."""
-    settings = _settings(ctx)
-    started = time.perf_counter()
-    summaries = _train(settings, _models(model))
-    _echo_json(
-        {
-            "models": summaries,
-            "seconds": round(time.perf_counter() - started, 1),
-            "reports": str(settings.report_dir),
-        }
-    )
-
-
-def _promote(settings: Settings, kinds: list[str]) -> list[dict[str, Any]]:
-    from training.tracking import promote as run_promote
-
-    client = _client(settings)
-    return [run_promote(k, settings.training.gate, client).as_dict() for k in kinds]
+    echo_json(run(steps.train, settings_of(ctx), kinds(model)))
 
 
 @app.command()
 def promote(ctx: typer.Context, model: ModelOption = None) -> None:
     """Move @champion to @challenger where the promotion gate passes."""
-    settings = _settings(ctx)
-    _echo_json({"decisions": _promote(settings, _models(model))})
+    echo_json(run(steps.promote, settings_of(ctx), kinds(model)))
 
 
 @app.command()
 def rollback(
-    ctx: typer.Context, model: Annotated[str, typer.Option(help="churn, clv or nbo")]
+    ctx: typer.Context, model: Annotated[str, typer.Option(help=", ".join(MODEL_KINDS))]
 ) -> None:
     """Put the previous champion back."""
-    from training.tracking import rollback as run_rollback
-
-    settings = _settings(ctx)
-    decision = run_rollback(_models([model])[0], _client(settings))
-    _echo_json(decision.as_dict())
-    if not decision.promoted:
+    chosen = kinds([model]) or [model]
+    decision = run(steps.rollback, settings_of(ctx), chosen[0])
+    echo_json(decision)
+    if not decision["promoted"]:
         raise typer.Exit(code=1)
 
 
@@ -287,29 +136,21 @@ def retrain(
 ) -> None:
     """Refresh features (ingest, build, apply, materialize), train, and promote if the gate
     passes."""
+    settings = settings_of(ctx)
     if if_recommended:
-        from crmscore.monitor_cli import decision_path
-        from monitoring.decision import read_decision
-
-        path = decision_path(_settings(ctx))
-        try:
-            decision = read_decision(path)
-        except ValueError as exc:
-            _fail(str(exc))
+        decision = run(steps.retrain_decision, settings)
         if decision is None or not decision.recommended:
             why = "no monitoring decision yet" if decision is None else "monitoring says ok"
-            typer.echo(f"retrain not needed: {why} ({path})")
+            typer.echo(f"retrain not needed: {why} ({settings.paths.decision_file})")
             return
         typer.echo(f"retrain recommended: {'; '.join(decision.reasons)}", err=True)
-        model = model or [m for m in decision.models if m in MODELS] or None
-    ctx.invoke(ingest, ctx=ctx)
-    ctx.invoke(features_build, ctx=ctx, cutoffs=None, workers=1)
-    ctx.invoke(features_apply, ctx=ctx)
-    ctx.invoke(features_materialize, ctx=ctx, stock=False)
-    settings = _settings(ctx)
-    kinds = _models(model)
-    summaries = _train(settings, kinds)
-    _echo_json({"models": summaries, "decisions": _promote(settings, kinds)})
+        model = model or [m for m in decision.models if m in MODEL_KINDS] or None
+    chosen = kinds(model)
+    for step in (steps.ingest, steps.build_features, steps.apply, steps.materialize):
+        echo_json(run(step, settings))
+    trained = run(steps.train, settings, chosen)
+    promoted = run(steps.promote, settings, chosen)
+    echo_json({"models": trained["models"], "decisions": promoted["decisions"]})
 
 
 @app.command()
@@ -322,37 +163,16 @@ def serve(
     ] = False,
 ) -> None:
     """Serve the scoring API (BentoML) with the champion models and the online store."""
-    import os
-
-    from crmscore.settings import PROJECT_ROOT
-    from serving.auth import KEY_FILES, ApiKeys, create_key_files
-    from serving.state import serving_problems
-
-    settings = _settings(ctx)
-    env = dict(os.environ)
-    with contextlib.redirect_stdout(sys.stderr):
-        problems = serving_problems(settings, env)
-    if problems:
-        _fail("cannot serve:\n  " + "\n  ".join(problems))
-    folder = settings.workspace / "serving"
-    configured = ApiKeys.from_env(env).configured
-    if new_keys or not (configured or all((folder / f).exists() for f in KEY_FILES.values())):
-        user, admin = create_key_files(folder)
-        typer.echo(f"API key:   {user}\nadmin key: {admin}\n(only their hashes are kept: {folder})")
-    if not configured:
-        env.update({var: str(folder / name) for var, name in KEY_FILES.items()})
-    state: _State = ctx.obj
-    env["CRMSCORE_HOME"] = str(settings.workspace)
-    env["CRMSCORE_CONFIG"] = str(settings.config_dir)
-    if state.dataset:
-        env["CRMSCORE_DATASET"] = state.dataset
-    address = (host or settings.serving.host, port or settings.serving.port)
-    typer.echo(f"serving on http://{address[0]}:{address[1]} (OpenAPI: /docs)", err=True)
+    launch = run(steps.serve, settings_of(ctx), dict(os.environ), host, port, new_keys)
+    if launch.new_keys:
+        user, admin = launch.new_keys
+        typer.echo(
+            f"API key:   {user}\nadmin key: {admin}\n"
+            f"(only their hashes are kept: {launch.key_folder})"
+        )
+    typer.echo(f"serving on {launch.url} (OpenAPI: /docs)", err=True)
     sys.stdout.flush()
-    command = [sys.executable, "-m", "bentoml", "serve", "serving.service:CrmscoreService"]
-    command += ["--host", address[0], "--port", str(address[1])]
-    command += ["--working-dir", str(PROJECT_ROOT)]
-    os.execvpe(sys.executable, command, env)
+    os.execvpe(launch.command[0], launch.command, launch.env)
 
 
 score_app = typer.Typer(help="Batch scoring of the whole customer base.", no_args_is_help=True)
@@ -368,39 +188,8 @@ def score_batch_command(
     ],
 ) -> None:
     """Score every customer with the @champion models -> parquet and CSV in workspace/scores."""
-    import pandas as pd
-
-    from features.store import open_store
-    from serving.batch import load_champions, score_batch
-
-    settings = _settings(ctx)
-    try:
-        when = pd.Timestamp(date.fromisoformat(as_of))
-    except ValueError as exc:
-        _fail(f"--as-of: {exc} (expected YYYY-MM-DD)")
-    started = time.perf_counter()
-    try:
-        with contextlib.redirect_stdout(sys.stderr):
-            models = load_champions(_client(settings))
-            parquet, csv, rows = score_batch(
-                when,
-                open_store(settings.feast, settings.feast_dir),
-                settings.snapshot_dir,
-                models,
-                settings.workspace / "scores",
-                settings.training,
-            )
-    except (FileNotFoundError, ValueError) as exc:
-        _fail(str(exc))
-    _echo_json(
-        {
-            "customers": rows,
-            "parquet": str(parquet),
-            "csv": str(csv),
-            "model_versions": models.versions,
-            "seconds": round(time.perf_counter() - started, 1),
-        }
-    )
+    settings = settings_of(ctx)
+    echo_json(run(steps.score_batch, settings, parse_date(as_of, "--as-of")))
 
 
 @app.command()
@@ -417,42 +206,8 @@ def target(
     ] = None,
 ) -> None:
     """A campaign target list as CSV for CRM import, with a random control group flagged."""
-    import pandas as pd
-
-    from serving.batch import write_atomic
-    from serving.targets import OBJECTIVE_COLUMNS, target_list
-
-    settings = _settings(ctx)
-    if objective not in OBJECTIVE_COLUMNS:
-        _fail(f"--objective {objective}: expected one of {sorted(OBJECTIVE_COLUMNS)}")
-    folder = settings.workspace / "scores"
-    files = sorted(folder.glob(f"scores_{as_of or '*'}.parquet"))
-    if not files:
-        _fail(
-            f"{folder}: no batch scores{f' for {as_of}' if as_of else ''}; run "
-            "`crmscore score batch --as-of DATE`"
-        )
-    try:
-        chosen = target_list(
-            pd.read_parquet(files[-1]),
-            objective,  # type: ignore[arg-type]
-            budget,
-            control,
-            seed,
-        )
-    except ValueError as exc:
-        _fail(str(exc))
-    out = folder / f"targets_{objective}_{files[-1].stem.removeprefix('scores_')}.csv"
-    write_atomic(chosen, out)
-    _echo_json(
-        {
-            "csv": str(out),
-            "customers": len(chosen),
-            "control": int((chosen["group"] == "control").sum()),
-            "objective_total": round(float(chosen["objective_value"].sum()), 2),
-            "scores": str(files[-1]),
-        }
-    )
+    settings = settings_of(ctx)
+    echo_json(run(steps.target, settings, objective, budget, control, seed, as_of))
 
 
 from crmscore.monitor_cli import monitor_app  # noqa: E402

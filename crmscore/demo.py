@@ -1,97 +1,109 @@
 """`make demo`: the whole pipeline on the embedded Complete Journey data.
 
 ingest -> features -> Feast apply -> materialize -> train -> promote -> batch scores -> a
-campaign target list -> a drift report, each step through the CLI so the demo shows exactly
-what a user runs; then it serves the API on localhost."""
+campaign target list -> a drift report, each step the function its `crmscore` command calls
+(crmscore/steps.py), printed under that command's name; then it serves the API on localhost.
+
+    python -m crmscore.demo [--workspace DIR] [--config DIR] [--dataset NAME] [--no-serve]
+"""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import sys
+from collections.abc import Callable
+from datetime import date
+from functools import partial
 from pathlib import Path
+from typing import Any
 
-from typer.testing import CliRunner
+from crmscore import steps
+from crmscore.settings import Settings, SettingsError, load_settings
 
-from crmscore.cli import app
-from crmscore.settings import Settings, load_settings
-from serving.registry import default_tracking_uri
-
-STEPS = [
-    ("ingest", ["ingest"]),
-    ("features build", ["features", "build"]),
-    ("features apply", ["features", "apply"]),
-    ("features materialize", ["features", "materialize"]),
-    ("train", ["train"]),
-    ("promote", ["promote"]),
-]
+# The pipeline up to trained and promoted models: (command, step).
+STEPS = steps.PIPELINE
 
 
-def _latest_cutoff(settings: Settings) -> str:
-    meta = json.loads((settings.snapshot_dir / "snapshots.json").read_text())
-    return str(meta["cutoffs"][-1])[:10]
+def demo_steps(settings: Settings) -> list[tuple[str, str, Callable[[], dict[str, Any]]]]:
+    """Every step of the demo: (command, its options, the step with those options)."""
+    return [
+        *((title, "", partial(step, settings)) for title, step in STEPS),
+        (
+            "score batch",
+            "--as-of <latest cutoff>",
+            lambda: steps.score_batch(settings, date.fromisoformat(steps.latest_cutoff(settings))),
+        ),
+        (
+            "target",
+            "--objective retention --budget 500 --control 0.1 --seed 1",
+            partial(steps.target, settings, "retention", 500, 0.1, 1),
+        ),
+        ("monitor drift", "--exit-zero", lambda: steps.drift(settings).as_dict()),
+    ]
+
+
+def run_steps(settings: Settings) -> int:
+    """Run every step, printing each one's answer; stop at the first failure with its
+    message. Returns the exit code (0: every step passed)."""
+    for title, options, step in demo_steps(settings):
+        print(f"\n== crmscore {title} {options}".rstrip(), flush=True)
+        try:
+            answer = step()
+        except steps.STEP_ERRORS as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            print(f"demo stopped: `crmscore {title}` failed", file=sys.stderr)
+            return 2
+        print(json.dumps(answer, indent=2, default=str), flush=True)
+    return 0
 
 
 def main(argv: list[str]) -> int:
     """Run every step; stop at the first failure with its message. Ends by serving the API
     unless `--no-serve` is given."""
-    serve = "--no-serve" not in argv
-    argv = [a for a in argv if a != "--no-serve"]
-    runner = CliRunner()
-    settings = load_settings(workspace=_workspace(argv))
-    steps = [
-        *STEPS,
-        ("score batch", ["score", "batch", "--as-of", "{latest}"]),
-        (
-            "target",
-            [
-                "target",
-                "--objective",
-                "retention",
-                "--budget",
-                "500",
-                "--control",
-                "0.1",
-                "--seed",
-                "1",
-            ],
-        ),
-        ("monitor drift", ["monitor", "drift", "--exit-zero"]),
-    ]
-    for title, args in steps:
-        if "{latest}" in args:
-            args = [_latest_cutoff(settings) if a == "{latest}" else a for a in args]
-        print(f"\n== crmscore {' '.join(args)}", flush=True)
-        result = runner.invoke(app, [*argv, *args])
-        print(result.stdout.strip())
-        if result.exit_code != 0:
-            print(f"demo stopped: `crmscore {title}` failed", file=sys.stderr)
-            return result.exit_code or 1
+    parser = argparse.ArgumentParser(prog="python -m crmscore.demo", description=__doc__)
+    parser.add_argument("--workspace", type=Path)
+    parser.add_argument("--config", type=Path)
+    parser.add_argument("--dataset")
+    parser.add_argument("--no-serve", action="store_true")
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings(args.workspace, args.config, args.dataset)
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    code = run_steps(settings)
+    if code:
+        return code
+    paths = settings.paths
     print("\nDone. In the workspace", settings.workspace)
     print("  data/      canonical tables, rejects.csv, ingest_report.json")
     print("  features/  feature snapshots and labels; feast/: the registry and online store")
-    print(f"  reports/   evaluation reports: {settings.report_dir}/<model>/<model>_report.html")
+    print(f"  reports/   evaluation reports: {paths.report_dir}/<model>/<model>_report.html")
     print("  scores/    batch scores (parquet, CSV) and the campaign target list (CSV)")
-    print(
-        f"  monitoring/ drift reports (open in a browser): {settings.workspace}/monitoring/drift/"
-    )
-    uri = settings.mlflow_tracking_uri or default_tracking_uri(settings.paths)
+    print(f"  monitoring/ drift reports (open in a browser): {paths.drift_dir}/")
+    uri = steps.tracking_uri(settings)
     print(f"MLflow UI:   {sys.executable} -m mlflow ui --backend-store-uri {uri}")
-    if serve:
-        _serve(settings, argv)
+    if not args.no_serve:
+        return _serve(settings)
     return 0
 
 
-def _serve(settings: Settings, argv: list[str]) -> None:
+def _serve(settings: Settings) -> int:
     """End by serving the API on localhost, with a new key and a sample request printed."""
     import pandas as pd
 
-    from serving.auth import create_key_files
-
-    user, admin = create_key_files(settings.workspace / "serving")
-    latest = sorted((settings.workspace / "scores").glob("scores_*.parquet"))[-1]
+    try:
+        launch = steps.serve(settings, dict(os.environ), new_keys=True)
+    except steps.STEP_ERRORS as exc:
+        print(f"error: {exc}\ndemo stopped: `crmscore serve` failed", file=sys.stderr)
+        return 2
+    assert launch.new_keys is not None
+    user, admin = launch.new_keys
+    latest = settings.paths.scores_files()[-1]
     customer = str(pd.read_parquet(latest, columns=["customer_id"])["customer_id"].iloc[0])
-    url = f"http://{settings.serving.host}:{settings.serving.port}"
+    url = launch.url
     print(f"\n== crmscore serve: the scoring API on {url} (Ctrl-C stops it)")
     print(f"API key {user}; admin key {admin} (only their hashes are stored)")
     print(f"OpenAPI: {url}/docs   models: {url}/v1/models   ready: {url}/readyz")
@@ -102,11 +114,7 @@ def _serve(settings: Settings, argv: list[str]) -> None:
         f'-d \'{{"customer_id": "{customer}", "explain": true}}\''
     )
     sys.stdout.flush()
-    os.execv(sys.executable, [sys.executable, "-m", "crmscore", *argv, "serve"])
-
-
-def _workspace(argv: list[str]) -> Path | None:
-    return Path(argv[argv.index("--workspace") + 1]) if "--workspace" in argv else None
+    os.execvpe(launch.command[0], launch.command, launch.env)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
-from features.catalog import Workspace
+from features.catalog import DEFAULT_ROOT, Workspace
 from features.config import DatasetConfig, FeastParams, FeatureParams, LabelParams, SegmentParams
 from monitoring.config import MonitoringParams
 from serving.config import ServingParams
@@ -50,27 +50,6 @@ class Settings(BaseModel):
     def paths(self) -> Workspace:
         """Every folder and file of the workspace (features/catalog.py)."""
         return Workspace(self.workspace)
-
-    # Shorthands kept while callers move to `paths` (to be removed).
-    @property
-    def data_dir(self) -> Path:
-        return self.paths.data_dir
-
-    @property
-    def snapshot_dir(self) -> Path:
-        return self.paths.snapshot_dir
-
-    @property
-    def feast_dir(self) -> Path:
-        return self.paths.feast_dir
-
-    @property
-    def report_dir(self) -> Path:
-        return self.paths.report_dir
-
-    @property
-    def mlflow_artifacts(self) -> Path:
-        return self.paths.mlflow_artifacts
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -124,7 +103,7 @@ def load_settings(
     `overrides` (command-line options), environment variables for hosts."""
     env = dict(os.environ) if env is None else env
     config_dir = config_dir or Path(env.get("CRMSCORE_CONFIG", PROJECT_ROOT / "configs"))
-    workspace = workspace or Path(env.get("CRMSCORE_HOME", "workspace"))
+    workspace = workspace or Path(env.get("CRMSCORE_HOME", DEFAULT_ROOT))
     settings_file = config_dir / "settings.yaml"
     raw = _read_yaml(settings_file)
     dataset_file = dataset_path(config_dir, dataset or raw.pop("dataset", "complete_journey"))

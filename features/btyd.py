@@ -14,8 +14,14 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
+import pandas as pd
 from scipy.optimize import minimize
 from scipy.special import betaln, gammaln, hyp2f1
+
+from features.names import CUSTOMER_BTYD, CUSTOMER_ID, EVENT_TIMESTAMP
+
+# Fewer customers than this at a cutoff: the BTYD features stay missing there.
+MIN_CUSTOMERS_TO_FIT = 20
 
 
 @dataclass(frozen=True)
@@ -139,3 +145,56 @@ def fit_gamma_gamma(x: np.ndarray, m: np.ndarray) -> GammaGamma:
     found = minimize(loss, np.log([1.0, 2.0, 1.0]), method="L-BFGS-B", bounds=[(-8, 8)] * 3)
     p, q, gamma = np.exp(found.x)
     return GammaGamma(float(p), float(1 + q), float(gamma * scale))
+
+
+def _summary(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """BG/NBD inputs from point-in-time activity features: repeat orders x, age at the last
+    order t_x, age T (days) and the mean order value m."""
+    orders = frame["frequency_lifetime"].fillna(0).to_numpy(float)
+    T = np.maximum(frame["tenure_days"].fillna(0).to_numpy(float), 1e-3)
+    since_last = frame["recency_days"].to_numpy(float)
+    t_x = np.clip(T - np.where(np.isnan(since_last), T, since_last), 0, None)
+    x = np.clip(orders - 1, 0, None)
+    spend = frame["monetary_lifetime"].fillna(0).to_numpy(float)
+    m = np.where(orders > 0, spend / np.maximum(orders, 1), 0.0)
+    return x, np.where(x > 0, t_x, 0.0), T, m
+
+
+def btyd_features(
+    snapshot: pd.DataFrame, churn_horizon_days: int, clv_horizon_days: int
+) -> pd.DataFrame:
+    """BTYD signals per customer and cutoff: BG/NBD and Gamma-Gamma fitted, per cutoff, on the
+    customers' history before that cutoff only (the activity features), then P(alive),
+    P(no purchase in the churn horizon), expected orders, order value and spend in the CLV
+    horizon. `snapshot` has customer_id, event_timestamp and the activity features."""
+    parts = []
+    for _, rows in snapshot.groupby(EVENT_TIMESTAMP, sort=True):
+        x, t_x, T, m = _summary(rows)
+        bought = rows["frequency_lifetime"].fillna(0).to_numpy(float) > 0
+        out = pd.DataFrame({CUSTOMER_ID: rows[CUSTOMER_ID].to_numpy()})
+        out[EVENT_TIMESTAMP] = rows[EVENT_TIMESTAMP].to_numpy()
+        names = [f.name for f in CUSTOMER_BTYD]
+        values = dict.fromkeys(names, np.full(len(rows), np.nan))
+        if bought.sum() >= MIN_CUSTOMERS_TO_FIT and (x[bought] > 0).any():
+            counts = fit_bgnbd(x[bought], t_x[bought], T[bought])
+            spend = fit_gamma_gamma(x[bought], m[bought])
+            orders = counts.expected_purchases(clv_horizon_days, x, t_x, T)
+            value = spend.expected_spend(x, m)
+            computed = [
+                counts.p_alive(x, t_x, T),
+                counts.p_no_purchase(churn_horizon_days, x, t_x, T),
+                orders,
+                value,
+                orders * np.clip(value, 0, None),
+            ]
+            values = {
+                name: np.where(bought, v, np.nan) for name, v in zip(names, computed, strict=True)
+            }
+        for name in names:
+            out[name] = values[name]
+        parts.append(out)
+    if not parts:
+        return pd.DataFrame(
+            columns=[CUSTOMER_ID, EVENT_TIMESTAMP, *(f.name for f in CUSTOMER_BTYD)]
+        )
+    return pd.concat(parts, ignore_index=True)

@@ -10,20 +10,28 @@ Nothing else builds workspace paths: commands, pipelines, the service and monito
     reports/       evaluation reports and plots, per model
     scores/        batch scores (scores_<date>.parquet/.csv) and target lists
     predictions/   the API's prediction log (date=YYYY-MM-DD/*.parquet)
-    serving/       API key hashes and the reload stamp
+    serving/       API key hashes, the service's settings and the reload stamp
     monitoring/    drift reports, backtests, uplift, the retrain decision, Evidently workspace
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 
+# The workspace when neither --workspace nor CRMSCORE_HOME names one (relative to the cwd).
+DEFAULT_ROOT = Path("workspace")
 # File names of the API key hashes `crmscore serve` creates, by the variable that points to them.
 KEY_FILE_NAMES = {
     "CRMSCORE_API_KEYS_FILE": "api_keys.sha256",
     "CRMSCORE_ADMIN_KEYS_FILE": "admin_keys.sha256",
 }
+
+
+def log_partition(folder: Path, day: date) -> Path:
+    """One day's folder of a prediction log (Hive style: `<folder>/date=YYYY-MM-DD`)."""
+    return folder / f"date={day.isoformat()}"
 
 
 @dataclass(frozen=True)
@@ -142,6 +150,10 @@ class Workspace:
         """The API's prediction log."""
         return self.root / "predictions"
 
+    def prediction_log_day(self, day: date) -> Path:
+        """The prediction log's files of one day."""
+        return log_partition(self.predictions_dir, day)
+
     # serving/
     @property
     def serving_dir(self) -> Path:
@@ -151,6 +163,11 @@ class Workspace:
     def key_files(self) -> dict[str, Path]:
         """API key hash files, by the environment variable that names them."""
         return {var: self.serving_dir / name for var, name in KEY_FILE_NAMES.items()}
+
+    @property
+    def service_settings(self) -> Path:
+        """The resolved settings `crmscore serve` hands to the service (no secrets)."""
+        return self.serving_dir / "service.json"
 
     @property
     def reload_stamp(self) -> Path:
@@ -167,6 +184,12 @@ class Workspace:
     def drift_dir(self) -> Path:
         """Drift reports (HTML and JSON summaries)."""
         return self.monitoring_dir / "drift"
+
+    def drift_report(self, kind: str, current: str) -> tuple[Path, Path]:
+        """HTML report and JSON summary of a drift check of model `kind` on the current data
+        named `current` ("scores_2024-01-01", "log_2024-01-01_2024-01-07")."""
+        stem = f"{kind}_{current}"
+        return self.drift_dir / f"{stem}.html", self.drift_dir / f"{stem}.json"
 
     @property
     def decision_file(self) -> Path:

@@ -7,11 +7,11 @@ services below are the only place where a model's feature list is written.
 from __future__ import annotations
 
 from datetime import timedelta
-from pathlib import Path
 
 from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueType
 from feast.types import Float64, Int64, PrimitiveFeastType, String
 
+from features.catalog import Workspace
 from features.names import (
     CREATED_TIMESTAMP,
     CUSTOMER_ACTIVITY,
@@ -28,15 +28,11 @@ from features.names import (
 
 _TYPES: dict[str, PrimitiveFeastType] = {"float": Float64, "int": Int64, "string": String}
 
+# Each view reads the snapshot output of its name (features.snapshots, `Workspace.snapshot`).
 CUSTOMER_VIEW = "customer_features"
 OFFER_VIEW = "offer_features"
 AFFINITY_VIEW = "customer_offer_features"
-# Snapshot file behind each view (written by features.snapshots).
-VIEW_FILES = {
-    CUSTOMER_VIEW: "customer_features.parquet",
-    OFFER_VIEW: "offer_features.parquet",
-    AFFINITY_VIEW: "customer_offer_features.parquet",
-}
+VIEWS = (CUSTOMER_VIEW, OFFER_VIEW, AFFINITY_VIEW)
 
 # Feature lists of the three models: the only place they are chosen.
 _RFM_AND_ACTIVITY = [f.name for f in CUSTOMER_ACTIVITY] + ["r_score", "f_score", "m_score"]
@@ -69,17 +65,17 @@ def _fields(defs: tuple[FeatureDef, ...]) -> list[Field]:
     return [Field(name=f.name, dtype=_TYPES[f.dtype], description=f.description) for f in defs]
 
 
-def _source(name: str, snapshot_dir: Path) -> FileSource:
+def _source(name: str, paths: Workspace) -> FileSource:
     return FileSource(
         name=f"{name}_source",
-        path=str(snapshot_dir / VIEW_FILES[name]),
+        path=str(paths.snapshot(name)),
         timestamp_field=EVENT_TIMESTAMP,
         created_timestamp_column=CREATED_TIMESTAMP,
     )
 
 
-def definitions(snapshot_dir: Path, ttl_days: int) -> list[object]:
-    """Every Feast object of the repo, with sources in `snapshot_dir`."""
+def definitions(paths: Workspace, ttl_days: int) -> list[object]:
+    """Every Feast object of the repo, with sources in the workspace's snapshots."""
     customer = Entity(
         name="customer",
         join_keys=[CUSTOMER_ID],
@@ -102,7 +98,7 @@ def definitions(snapshot_dir: Path, ttl_days: int) -> list[object]:
             schema=_fields(
                 (*CUSTOMER_ACTIVITY, *CUSTOMER_SEGMENTS, *CUSTOMER_PROFILE, *CUSTOMER_CANDIDATES)
             ),
-            source=_source(CUSTOMER_VIEW, snapshot_dir),
+            source=_source(CUSTOMER_VIEW, paths),
             description="customer activity, segments and profile at each cutoff",
         ),
         OFFER_VIEW: FeatureView(
@@ -111,7 +107,7 @@ def definitions(snapshot_dir: Path, ttl_days: int) -> list[object]:
             ttl=ttl,
             online=True,
             schema=_fields(OFFER_STATS),
-            source=_source(OFFER_VIEW, snapshot_dir),
+            source=_source(OFFER_VIEW, paths),
             description="offer popularity and value at each cutoff",
         ),
         AFFINITY_VIEW: FeatureView(
@@ -120,7 +116,7 @@ def definitions(snapshot_dir: Path, ttl_days: int) -> list[object]:
             ttl=ttl,
             online=True,
             schema=_fields(CUSTOMER_OFFER_AFFINITY),
-            source=_source(AFFINITY_VIEW, snapshot_dir),
+            source=_source(AFFINITY_VIEW, paths),
             description="what each customer bought of each offer in the year before a cutoff",
         ),
     }

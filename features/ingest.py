@@ -21,6 +21,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from features.catalog import Workspace
 from features.config import DatasetConfig, LookupConfig, SourceConfig, TableConfig
 from features.contract import CUSTOMER_ATTRIBUTES, CUSTOMERS, OFFER_EVENT_TYPES, TABLES, TableSpec
 
@@ -426,12 +427,12 @@ def customers_table(
     return base[keep].sort_values("customer_id").reset_index(drop=True)
 
 
-def ingest(dataset: DatasetConfig, base_dir: Path, out_dir: Path) -> dict[str, Any]:
-    """Ingest a dataset into canonical parquet tables under `out_dir`.
+def ingest(dataset: DatasetConfig, base_dir: Path, paths: Workspace) -> dict[str, Any]:
+    """Ingest a dataset into the canonical tables of a workspace.
 
-    Writes `<table>.parquet`, `rejects.csv` and `ingest_report.json`; returns the report.
+    Writes the tables, the rejects file and the ingest report (`paths`); returns the report.
     Relative source paths are resolved against `base_dir`."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+    paths.data_dir.mkdir(parents=True, exist_ok=True)
     reports: dict[str, TableReport] = {}
     accepted: dict[str, pd.DataFrame] = {}
     rejected: list[pd.DataFrame] = []
@@ -448,11 +449,11 @@ def ingest(dataset: DatasetConfig, base_dir: Path, out_dir: Path) -> dict[str, A
     accepted["transactions"] = transactions.drop(columns=tx_cfg.customer_attributes)
 
     for table, frame in accepted.items():
-        _write_parquet_atomic(frame, out_dir / f"{table}.parquet")
+        _write_parquet_atomic(frame, paths.table(table))
     for stale in set(TABLES) - set(accepted):
-        (out_dir / f"{stale}.parquet").unlink(missing_ok=True)
+        paths.table(stale).unlink(missing_ok=True)
     rejects = pd.concat([r for r in rejected if len(r)] or [rejected[0]], ignore_index=True)
-    rejects.to_csv(out_dir / "rejects.csv", index=False)
+    rejects.to_csv(paths.rejects, index=False)
 
     tx = reports["transactions"].as_dict()
     report = {
@@ -473,9 +474,9 @@ def ingest(dataset: DatasetConfig, base_dir: Path, out_dir: Path) -> dict[str, A
             "last": str(transactions["timestamp"].max()),
         },
         "tables": {name: r.as_dict() for name, r in reports.items()},
-        "rejects_file": str(out_dir / "rejects.csv"),
+        "rejects_file": str(paths.rejects),
     }
-    (out_dir / "ingest_report.json").write_text(json.dumps(report, indent=2))
+    paths.ingest_report.write_text(json.dumps(report, indent=2))
     return report
 
 

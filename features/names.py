@@ -114,6 +114,28 @@ CUSTOMER_ACTIVITY: tuple[FeatureDef, ...] = (
     ),
 )
 
+# Buy-till-you-die signals (features/btyd.py): BG/NBD and Gamma-Gamma fitted per cutoff on the
+# history before it; the horizons are the label windows (labels.*_horizon_days).
+CUSTOMER_BTYD: tuple[FeatureDef, ...] = (
+    FeatureDef("btyd_p_alive", "float", "probability the customer is still active (BG/NBD)"),
+    FeatureDef(
+        "btyd_p_no_purchase_churn_horizon",
+        "float",
+        "probability of no purchase in the churn horizon (BG/NBD)",
+    ),
+    FeatureDef(
+        "btyd_expected_orders_clv_horizon",
+        "float",
+        "expected purchases in the CLV horizon (BG/NBD)",
+    ),
+    FeatureDef("btyd_expected_order_value", "float", "expected value of an order (Gamma-Gamma)"),
+    FeatureDef(
+        "btyd_expected_spend_clv_horizon",
+        "float",
+        "expected spend in the CLV horizon (BG/NBD x Gamma-Gamma)",
+    ),
+)
+
 CUSTOMER_SEGMENTS: tuple[FeatureDef, ...] = (
     FeatureDef("r_score", "int", "recency score, 1 (long ago) to 5 (recent)"),
     FeatureDef("f_score", "int", "frequency score, 1 (rare) to 5 (frequent)"),
@@ -167,6 +189,7 @@ ALL_FEATURES: dict[str, FeatureDef] = {
         *CUSTOMER_SEGMENTS,
         *CUSTOMER_PROFILE,
         *CUSTOMER_CANDIDATES,
+        *CUSTOMER_BTYD,
         *OFFER_STATS,
         *CUSTOMER_OFFER_AFFINITY,
     )

@@ -21,6 +21,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from features.catalog import Workspace
 from features.config import FeatureParams, LabelParams, SegmentParams
 from features.contract import CUSTOMER_ATTRIBUTES
 from features.engineering import customer_features_at, prepare_partition
@@ -192,11 +193,11 @@ def build_snapshots(
     features: FeatureParams,
     labels: LabelParams,
     segments: SegmentParams,
-    out_dir: Path,
+    paths: Workspace,
     workers: int = 1,
 ) -> dict[str, Any]:
-    """Features and labels at every cutoff from canonical tables, written to `out_dir` as
-    `<output>.parquet` plus `snapshots.json`. Returns the metadata.
+    """Features and labels at every cutoff from canonical tables, written to the workspace's
+    snapshots (one file per output in OUTPUTS) with their metadata, which is returned.
 
     Customer-level outputs are sorted by (cutoff, keys); pair-level outputs are in partition
     order (deterministic for a given number of partitions)."""
@@ -224,13 +225,11 @@ def build_snapshots(
         for i in range(n)
         if (tx_parts == i).any()
     )
-    out_dir.mkdir(parents=True, exist_ok=True)
+    paths.snapshot_dir.mkdir(parents=True, exist_ok=True)
     created = pd.Timestamp.now(tz="UTC").floor("s")
     writers = {
-        "customer_offer_features": _PairWriter(
-            out_dir / "customer_offer_features.parquet", created
-        ),
-        "labels_offer": _PairWriter(out_dir / "labels_offer.parquet", None),
+        "customer_offer_features": _PairWriter(paths.snapshot("customer_offer_features"), created),
+        "labels_offer": _PairWriter(paths.snapshot("labels_offer"), None),
     }
     kept: dict[str, list[pd.DataFrame]] = {}
     empty: dict[str, pd.DataFrame] = {}
@@ -256,9 +255,10 @@ def build_snapshots(
         "labels_clv": _sorted(merged["labels_clv"], [CUSTOMER_ID]),
     }
     for name, frame in outputs.items():
-        tmp = out_dir / f"{name}.parquet.tmp"
+        path = paths.snapshot(name)
+        tmp = path.with_name(f"{path.name}.tmp")
         frame.to_parquet(tmp, index=False)
-        tmp.replace(out_dir / f"{name}.parquet")
+        tmp.replace(path)
     metadata = {
         "cutoffs": [c.isoformat() for c in cutoffs],
         "category_slots": list(plan.category_slots),
@@ -271,13 +271,20 @@ def build_snapshots(
             **{name: w.rows for name, w in writers.items()},
         },
     }
-    (out_dir / "snapshots.json").write_text(json.dumps(metadata, indent=2))
+    paths.snapshots_meta.write_text(json.dumps(metadata, indent=2))
     return metadata
 
 
-def read_snapshots(out_dir: Path) -> dict[str, pd.DataFrame]:
+def read_snapshots(paths: Workspace) -> dict[str, pd.DataFrame]:
     """Every output written by `build_snapshots`."""
-    return {name: pd.read_parquet(out_dir / f"{name}.parquet") for name in OUTPUTS}
+    return {name: pd.read_parquet(paths.snapshot(name)) for name in OUTPUTS}
+
+
+def snapshots_meta(paths: Workspace) -> dict[str, Any]:
+    """The metadata of the last feature build (cutoffs, catalog, rows)."""
+    if not paths.snapshots_meta.exists():
+        raise FileNotFoundError(f"{paths.snapshots_meta}: not found; run `crmscore features build`")
+    return dict(json.loads(paths.snapshots_meta.read_text()))
 
 
 def add_profile(snapshot: pd.DataFrame, customers: pd.DataFrame | None) -> pd.DataFrame:
@@ -306,9 +313,9 @@ def _finish(frame: pd.DataFrame, keys: list[str], created: pd.Timestamp) -> pd.D
     return out
 
 
-def read_tables(data_dir: Path) -> dict[str, pd.DataFrame]:
+def read_tables(paths: Workspace) -> dict[str, pd.DataFrame]:
     """Canonical tables written by ingest."""
-    tables = {p.stem: pd.read_parquet(p) for p in sorted(data_dir.glob("*.parquet"))}
+    tables = {p.stem: pd.read_parquet(p) for p in paths.tables()}
     if "transactions" not in tables:
-        raise FileNotFoundError(f"{data_dir}: no transactions.parquet; run `crmscore ingest`")
+        raise FileNotFoundError(f"{paths.table('transactions')}: not found; run `crmscore ingest`")
     return tables

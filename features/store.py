@@ -28,8 +28,9 @@ from feast.infra.online_stores.sqlite import SqliteOnlineStore, SqliteOnlineStor
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from feast.protos.feast.types.Value_pb2 import ValueType as ValueTypeProto
 
+from features.catalog import Workspace
 from features.config import FeastParams
-from features.feast_repo import VIEW_FILES, definitions
+from features.feast_repo import CUSTOMER_VIEW, VIEWS, definitions
 
 ENTITY_KEY_VERSION = 3
 _TAG_STRING = 0x12  # ValueProto field 2 (string_val), length-delimited
@@ -37,9 +38,9 @@ _TAG_INT64 = 0x20  # field 4 (int64_val), varint
 _TAG_DOUBLE = 0x29  # field 5 (double_val), fixed64
 
 
-def repo_config(params: FeastParams, feast_dir: Path) -> RepoConfig:
+def repo_config(params: FeastParams, paths: Workspace) -> RepoConfig:
     """Feast configuration for the workspace: file offline store, SQLite or Redis online."""
-    online: dict[str, Any] = {"type": "sqlite", "path": str(feast_dir / "online_store.db")}
+    online: dict[str, Any] = {"type": "sqlite", "path": str(paths.online_store)}
     if params.online_store == "redis":
         if not params.redis_url:
             raise ValueError("feast.online_store is redis but CRMSCORE_REDIS_URL is not set")
@@ -49,31 +50,31 @@ def repo_config(params: FeastParams, feast_dir: Path) -> RepoConfig:
         provider="local",
         registry={
             "registry_type": "file",
-            "path": str(feast_dir / "registry.db"),
+            "path": str(paths.feast_registry),
             "cache_ttl_seconds": 60,
         },
         offline_store={"type": "file"},
         online_store=online,
         entity_key_serialization_version=ENTITY_KEY_VERSION,
-        repo_path=feast_dir,
+        repo_path=paths.feast_dir,
     )
 
 
-def open_store(params: FeastParams, feast_dir: Path) -> FeatureStore:
+def open_store(params: FeastParams, paths: Workspace) -> FeatureStore:
     """The workspace's Feast store (created on first use)."""
-    feast_dir.mkdir(parents=True, exist_ok=True)
-    return FeatureStore(config=repo_config(params, feast_dir))
+    paths.feast_dir.mkdir(parents=True, exist_ok=True)
+    return FeatureStore(config=repo_config(params, paths))
 
 
-def apply_repo(params: FeastParams, feast_dir: Path, snapshot_dir: Path) -> dict[str, list[str]]:
+def apply_repo(params: FeastParams, paths: Workspace) -> dict[str, list[str]]:
     """Register the repo's entities, views and services; the snapshots must exist."""
-    missing = [f for f in VIEW_FILES.values() if not (snapshot_dir / f).exists()]
+    missing = [paths.snapshot(v).name for v in VIEWS if not paths.snapshot(v).exists()]
     if missing:
         raise FileNotFoundError(
-            f"{snapshot_dir}: snapshot(s) {missing} not found; run `crmscore features build`"
+            f"{paths.snapshot_dir}: snapshot(s) {missing} not found; run `crmscore features build`"
         )
-    store = open_store(params, feast_dir)
-    objects = definitions(snapshot_dir, params.ttl_days)
+    store = open_store(params, paths)
+    objects = definitions(paths, params.ttl_days)
     store.apply(objects)  # type: ignore[arg-type]
     return {
         "feature_views": [v.name for v in store.list_feature_views()],
@@ -83,8 +84,7 @@ def apply_repo(params: FeastParams, feast_dir: Path, snapshot_dir: Path) -> dict
 
 def materialize(
     params: FeastParams,
-    feast_dir: Path,
-    snapshot_dir: Path,
+    paths: Workspace,
     stock: bool = False,
     end: datetime | None = None,
 ) -> dict[str, Any]:
@@ -92,8 +92,8 @@ def materialize(
 
     Each view continues from where its last materialization ended; running it again with
     nothing new writes the same values again (idempotent)."""
-    store = open_store(params, feast_dir)
-    end = end or _latest_snapshot(snapshot_dir)
+    store = open_store(params, paths)
+    end = end or _latest_snapshot(paths)
     written: dict[str, int | None] = {}
     fast = not stock and isinstance(store.config.online_store, SqliteOnlineStoreConfig)
     for view in store.list_feature_views():
@@ -118,8 +118,8 @@ def incremental_start(view: FeatureView, end: datetime) -> datetime:
     return end - ttl
 
 
-def _latest_snapshot(snapshot_dir: Path) -> datetime:
-    path = snapshot_dir / VIEW_FILES["customer_features"]
+def _latest_snapshot(paths: Workspace) -> datetime:
+    path = paths.snapshot(CUSTOMER_VIEW)
     if not path.exists():
         raise FileNotFoundError(f"{path}: not found; run `crmscore features build`")
     stamps = pq.read_table(path, columns=["event_timestamp"]).column(0)

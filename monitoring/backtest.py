@@ -3,38 +3,27 @@ snapshots, the realised quality and its gap to the evaluation-time figures.
 
 Outcomes are the label definitions of `features.labels`, read from the label snapshots
 (`features build` writes them for every cutoff whose horizon is inside the data), never
-retyped here. Metrics are `training.metrics`, the ones evaluation used."""
+retyped here. Metrics are `training.metrics`, the ones evaluation used; which of them each
+model tracks, and the setting with its margin, is the model spec's (`features.model_spec`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from features.labels import ACCEPTED, CHURN, CLV
+from features.catalog import Workspace
+from features.labels import ACCEPTED
+from features.model_spec import model_spec
 from features.names import CUSTOMER_ID, EVENT_TIMESTAMP, OFFER_ID
 from monitoring.config import BacktestParams
 from training.metrics import churn_metrics, clv_metrics, ranking_metrics
 from training.tracking import metric_key
 
-LABEL_FILES = {
-    "churn": "labels_churn.parquet",
-    "clv": "labels_clv.parquet",
-    "nbo": "labels_offer.parquet",
-}
-# The realised metric, the evaluation-time MLflow metric it is compared with, and whether
-# higher is better.
-TRACKED: dict[str, list[tuple[str, str, bool]]] = {
-    "churn": [
-        ("roc_auc", "model_roc_auc", True),
-        ("calibration_error", "model_calibration_error", False),
-    ],
-    "clv": [("mae", "model_mae", False), ("top20_capture", "model_top20_capture", True)],
-    "nbo": [("hit@{k}", "model_hit@{k}", True)],
-}
+# Evaluation-time metrics are logged to the model's training run under this prefix.
+EVALUATION_PREFIX = "model_"
 
 
 @dataclass(frozen=True)
@@ -45,11 +34,12 @@ class Outcome:
     as_of: str
     rows: int
     realised: dict[str, float]
+    top_k: int = 0  # the offers per customer that `hit@k` counted (nbo)
 
 
-def labels_at(snapshot_dir: Path, kind: str, as_of: pd.Timestamp) -> pd.DataFrame:
+def labels_at(paths: Workspace, kind: str, as_of: pd.Timestamp) -> pd.DataFrame:
     """The label rows of a cutoff (empty when its horizon has not passed yet)."""
-    path = snapshot_dir / LABEL_FILES[kind]
+    path = paths.snapshot(model_spec(kind).label_output)
     if not path.exists():
         raise FileNotFoundError(f"{path}: label snapshots not found; run `crmscore features build`")
     labels = pd.read_parquet(path)
@@ -60,10 +50,12 @@ def labels_at(snapshot_dir: Path, kind: str, as_of: pd.Timestamp) -> pd.DataFram
 def realised_quality(
     kind: str, scores: pd.DataFrame, labels: pd.DataFrame, top_k: int
 ) -> Outcome | None:
-    """Metrics of the scores against the outcomes; None when no scored customer has one."""
+    """Metrics of the scores against the outcomes; None when no scored customer has one.
+    `top_k`: the offers per customer that count for `hit@k` (training.nbo.top_k)."""
     as_of = str(pd.Timestamp(scores["as_of"].iloc[0]).date()) if len(scores) else ""
+    spec = model_spec(kind)
     if kind in ("churn", "clv"):
-        column, target = ("churn_probability", CHURN) if kind == "churn" else ("clv", CLV)
+        column, target = spec.prediction_column, spec.target
         joined = scores[[CUSTOMER_ID, column]].merge(
             labels[[CUSTOMER_ID, target]].rename(columns={target: "_outcome"}), on=CUSTOMER_ID
         )
@@ -79,7 +71,7 @@ def realised_quality(
         else:
             found = clv_metrics(y, p)
             realised = {k: found[k] for k in ("mae", "top20_capture", "spearman")}
-        return Outcome(kind, as_of, len(joined), realised)
+        return Outcome(kind, as_of, len(joined), realised, top_k)
     offers = [f"offer_{i}" for i in range(1, top_k + 1) if f"offer_{i}" in scores]
     recommended = {
         str(row[0]): [str(o) for o in row[1:] if isinstance(o, str)]
@@ -94,38 +86,33 @@ def realised_quality(
         return None
     catalog = len(set(labels[OFFER_ID].astype(str))) or 1
     found = ranking_metrics(recommended, actual, top_k, catalog)
-    return Outcome(kind, as_of, len(actual), {f"hit@{top_k}": found[f"hit@{top_k}"]})
+    return Outcome(kind, as_of, len(actual), {f"hit@{top_k}": found[f"hit@{top_k}"]}, top_k)
 
 
 def degradation(
     outcome: Outcome, evaluation: dict[str, float], params: BacktestParams
 ) -> tuple[dict[str, Any], list[str]]:
     """Realised against evaluation-time figures: a comparison table and the reasons that
-    cross the configured margins."""
-    k = params.top_k
-    margins = {
-        "roc_auc": params.churn_auc_drop,
-        "calibration_error": params.churn_calibration_rise,
-        "mae": params.clv_mae_rise,
-        "top20_capture": params.clv_capture_drop,
-        f"hit@{k}": params.nbo_hit_drop,
-    }
+    cross the configured margins (the `params` setting each tracked metric names)."""
     table: dict[str, Any] = {}
     reasons = []
-    for name_t, mlflow_t, higher in TRACKED[outcome.kind]:
-        name, key = name_t.format(k=k), metric_key(mlflow_t.format(k=k))
-        now, then = outcome.realised.get(name), evaluation.get(key)
+    for tracked in model_spec(outcome.kind).backtest:
+        metric = tracked.metric
+        name = metric.key(outcome.top_k)
+        margin = float(getattr(params, tracked.margin_setting))
+        now = outcome.realised.get(name)
+        then = evaluation.get(metric_key(EVALUATION_PREFIX + name))
         table[name] = {"realised": now, "evaluation": then}
         if now is None or then is None or not np.isfinite(now):
             continue
-        if name == "mae":
-            worse = now > then * (1 + margins[name])
-        else:
-            worse = (then - now > margins[name]) if higher else (now - then > margins[name])
+        # A relative margin is a share of the evaluation value (realised MAE > (1 + m) x MAE).
+        allowed = margin * abs(then) if tracked.relative else margin
+        # Degraded: worse than the evaluation value by more than the margin.
+        worse = not metric.better(now, then, -allowed)
         table[name]["degraded"] = bool(worse)
         if worse:
             reasons.append(
                 f"{outcome.kind}: realised {name} {now:.4f} on {outcome.as_of} vs {then:.4f} at "
-                f"evaluation (margin {margins[name]})"
+                f"evaluation (margin {margin})"
             )
     return table, reasons

@@ -42,14 +42,14 @@ class QualityParams(_Frozen):
 
 
 class BacktestParams(_Frozen):
-    """How much realised quality may fall short of the evaluation-time figure."""
+    """How much realised quality may fall short of the evaluation-time figure. The model spec
+    (`features.model_spec`) names the setting of each tracked metric."""
 
     churn_auc_drop: float = 0.05
     churn_calibration_rise: float = 0.05
     clv_mae_rise: float = 0.25  # relative: realised MAE > (1 + 0.25) x evaluation MAE
     clv_capture_drop: float = 0.1
-    nbo_hit_drop: float = 0.05
-    top_k: int = 5
+    nbo_hit_drop: float = 0.05  # hit@k, k being training.nbo.top_k
 
 
 class UpliftParams(_Frozen):

@@ -12,12 +12,17 @@ from typing import Any
 
 import pandas as pd
 
+from features.catalog import Workspace
+from features.feast_repo import CUSTOMER_VIEW
+from features.model_spec import model_spec
 from features.names import CUSTOMER_ID, EVENT_TIMESTAMP
 from monitoring.privacy import CUSTOMER_HASH, hash_ids
 
-# The score that is each model's prediction, in batch scores and in the prediction log.
-PREDICTION_COLUMNS = {"churn": "churn_probability", "clv": "clv", "nbo": "offer_1_probability"}
-VERSION_COLUMNS = {k: f"{k}_model_version" for k in PREDICTION_COLUMNS}
+
+def version_column(kind: str) -> str:
+    """The column with the version of `kind` that scored a row, in batch scores and the
+    prediction log ("churn_model_version")."""
+    return f"{model_spec(kind).kind}_model_version"
 
 
 @dataclass(frozen=True)
@@ -45,21 +50,21 @@ def _mode(column: pd.Series) -> str | None:
 
 
 def batch_current(
-    scores_path: Path, snapshot_dir: Path, kind: str, features: list[str], salt: str = ""
+    scores_path: Path, paths: Workspace, kind: str, features: list[str], salt: str = ""
 ) -> CurrentData:
-    """A batch-scoring file with the features of its date from the feature snapshots; ids are
-    replaced by their hash with `salt` (the one serving and training use)."""
+    """A batch-scoring file with the features of its date from the workspace's feature
+    snapshots; ids are replaced by their hash with `salt` (the one serving and training use)."""
     if not scores_path.exists():
         raise FileNotFoundError(f"{scores_path}: no such batch scores file")
     scores = pd.read_parquet(scores_path)
-    prediction = PREDICTION_COLUMNS[kind]
+    prediction = model_spec(kind).prediction_column
     for needed in (CUSTOMER_ID, "as_of", prediction):
         if needed not in scores:
             raise ValueError(f"{scores_path}: column '{needed}' missing (expected batch scores)")
     as_of = _utc(scores["as_of"].iloc[0]) if len(scores) else None
     if as_of is None:
         raise ValueError(f"{scores_path}: no rows")
-    snapshot = snapshot_dir / "customer_features.parquet"
+    snapshot = paths.snapshot(CUSTOMER_VIEW)
     if not snapshot.exists():
         raise FileNotFoundError(f"{snapshot}: feature snapshots not found")
     available = set(_schema_names(snapshot))
@@ -70,13 +75,13 @@ def batch_current(
     frame = scores[[CUSTOMER_ID, prediction]].merge(feats, on=CUSTOMER_ID, how="left")
     frame.insert(0, CUSTOMER_HASH, hash_ids(frame.pop(CUSTOMER_ID), salt))
     frame = frame.rename(columns={prediction: "prediction"})
-    version_column = VERSION_COLUMNS[kind]
+    versions = version_column(kind)
     info = {
         "source": "batch",
         "path": str(scores_path),
         "as_of": as_of.date().isoformat(),
         "rows": len(frame),
-        "model_version": _mode(scores[version_column]) if version_column in scores else None,
+        "model_version": _mode(scores[versions]) if versions in scores else None,
     }
     return CurrentData(frame, info)
 
@@ -85,7 +90,7 @@ def scores_model_version(scores_path: Path, kind: str) -> str | None:
     """The version of `kind` that produced a batch-scores file ("3@champion"), if recorded."""
     if not scores_path.exists():
         raise FileNotFoundError(f"{scores_path}: no such batch scores file")
-    column = VERSION_COLUMNS[kind]
+    column = version_column(kind)
     if column not in _schema_names(scores_path):
         return None
     return _mode(pd.read_parquet(scores_path, columns=[column])[column])
@@ -97,23 +102,25 @@ def _schema_names(path: Path) -> list[str]:
     return list(pq.read_schema(path).names)
 
 
-def log_files(folder: Path, start: date, end: date) -> list[Path]:
-    """Prediction-log parquet files of the days in [start, end] (`date=YYYY-MM-DD/part-*`)."""
+def log_files(paths: Workspace, start: date, end: date) -> list[Path]:
+    """Prediction-log parquet files of the days in [start, end]."""
+    folder = paths.predictions_dir
     if not folder.exists():
         raise FileNotFoundError(f"{folder}: no prediction log (the API writes it)")
     files = []
     for day in pd.date_range(start, end, freq="D"):
-        files += sorted((folder / f"date={day.date().isoformat()}").glob("*.parquet"))
+        files += sorted(paths.prediction_log_day(day.date()).glob("*.parquet"))
     if not files:
         raise FileNotFoundError(f"{folder}: no prediction log files from {start} to {end}")
     return files
 
 
-def log_current(folder: Path, start: date, end: date, kind: str, salt: str = "") -> CurrentData:
+def log_current(paths: Workspace, start: date, end: date, kind: str, salt: str = "") -> CurrentData:
     """The API's prediction log over [start, end]; cold-start answers (no features) are left
     out and counted."""
-    prediction = PREDICTION_COLUMNS[kind]
-    files = log_files(folder, start, end)
+    prediction = model_spec(kind).prediction_column
+    folder = paths.predictions_dir
+    files = log_files(paths, start, end)
     frame = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
     for needed in (CUSTOMER_HASH, prediction):
         if needed not in frame:
@@ -124,7 +131,7 @@ def log_current(folder: Path, start: date, end: date, kind: str, salt: str = "")
     cold_rows = int(cold.sum()) if cold is not None else 0
     if cold is not None:
         frame = frame[~cold.to_numpy()].reset_index(drop=True)
-    version_column = VERSION_COLUMNS[kind]
+    versions = version_column(kind)
     info = {
         "source": "prediction_log",
         "path": str(folder),
@@ -133,7 +140,7 @@ def log_current(folder: Path, start: date, end: date, kind: str, salt: str = "")
         "files": len(files),
         "rows": len(frame),
         "cold_start_rows": cold_rows,
-        "model_version": _mode(frame[version_column]) if version_column in frame else None,
+        "model_version": _mode(frame[versions]) if versions in frame else None,
     }
     frame = frame.rename(columns={prediction: "prediction"})
     return CurrentData(frame, info)

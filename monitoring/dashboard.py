@@ -5,6 +5,7 @@ Open it with `crmscore monitor ui` (Evidently's own UI on that workspace)."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -63,3 +64,14 @@ def add_snapshot(folder: Path, model: str, snapshot: Snapshot) -> str:
     project = project_for(workspace, model)
     ref = workspace.add_run(project.id, snapshot)
     return str(ref.id)
+
+
+def ui_command(folder: Path, host: str = "127.0.0.1", port: int = 8000) -> list[str]:
+    """The command that runs Evidently's UI on the workspace at `folder`; FileNotFoundError
+    when no drift report has stored a snapshot there yet."""
+    if not folder.exists():
+        raise FileNotFoundError(
+            f"{folder}: no monitoring snapshots yet; run `crmscore monitor drift` first"
+        )
+    command = [sys.executable, "-m", "evidently.cli", "ui", "--workspace", str(folder)]
+    return [*command, "--host", host, "--port", str(port)]

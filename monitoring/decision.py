@@ -2,7 +2,8 @@
 
 Each monitoring check (drift of a model, backtest of a model) writes its own entry into one
 JSON file; a new run of a check replaces its entry. The decision is `retrain recommended`
-when any entry has reasons. `crmscore retrain --if-recommended` reads it."""
+when any entry has reasons. `crmscore retrain --if-recommended` reads it. The file is the
+workspace's `decision_file` (features/catalog.py)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,6 @@ from typing import Any
 
 OK = "ok"
 RETRAIN = "retrain recommended"
-DECISION_FILE = "decision.json"
 
 
 @dataclass(frozen=True)

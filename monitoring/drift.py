@@ -226,12 +226,12 @@ def _summary(
     }
 
 
-def write_drift(result: DriftResult, out_dir: Path, stem: str) -> tuple[Path, Path]:
-    """The HTML report and the JSON summary, side by side; returns their paths."""
+def write_drift(result: DriftResult, html: Path, summary: Path) -> tuple[Path, Path]:
+    """The HTML report and the JSON summary (`Workspace.drift_report`); returns their paths."""
     import json
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    html, summary = out_dir / f"{stem}.html", out_dir / f"{stem}.json"
+    html.parent.mkdir(parents=True, exist_ok=True)
+    summary.parent.mkdir(parents=True, exist_ok=True)
     result.snapshot.save_html(str(html))
     summary.write_text(json.dumps(result.summary, indent=2, default=str))
     return html, summary

@@ -15,11 +15,9 @@ import mlflow
 import pandas as pd
 from mlflow import MlflowClient
 
-from features.model_spec import CHALLENGER, CHAMPION
+from features.model_spec import CHALLENGER, CHAMPION, MODEL_KINDS, REFERENCE_ARTIFACT, model_spec
 from monitoring.privacy import CUSTOMER_HASH
-from training.tracking import MODEL_NAMES
 
-REFERENCE_ARTIFACT = "reference/reference.parquet"
 # Columns of the reference that are not features.
 NOT_FEATURES = (CUSTOMER_HASH, "event_timestamp", "prediction", "target", "offer_id")
 
@@ -47,7 +45,7 @@ class Reference:
     def describe(self) -> dict[str, Any]:
         """JSON-ready identity of the reference (no data)."""
         return {
-            "registered_model": MODEL_NAMES[self.kind],
+            "registered_model": model_spec(self.kind).registry_name,
             "version": self.version,
             "alias": self.alias,
             "run_id": self.run_id,
@@ -60,7 +58,7 @@ def resolve_version(
 ) -> tuple[str, str | None]:
     """(version, alias): `version` as given ("3" or "3@champion"), else the alias's version,
     else @challenger's (batch scoring uses it when no champion passed the gate)."""
-    name = MODEL_NAMES[kind]
+    name = model_spec(kind).registry_name
     if version:
         number, _, tag = str(version).partition("@")
         return number, tag or None
@@ -76,10 +74,10 @@ def load_reference(
     client: MlflowClient, kind: str, version: str | None = None, alias: str = CHAMPION
 ) -> Reference:
     """The reference of a registered model version (see `resolve_version`)."""
-    if kind not in MODEL_NAMES:
-        raise ReferenceError(f"model '{kind}': expected one of {sorted(MODEL_NAMES)}")
+    if kind not in MODEL_KINDS:
+        raise ReferenceError(f"model '{kind}': expected one of {list(MODEL_KINDS)}")
     number, tag = resolve_version(client, kind, version, alias)
-    name = MODEL_NAMES[kind]
+    name = model_spec(kind).registry_name
     try:
         run_id = client.get_model_version(name, number).run_id
     except mlflow.exceptions.MlflowException as exc:

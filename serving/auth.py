@@ -9,15 +9,12 @@ kept in memory. With no key configured, `crmscore serve` creates a key pair in t
 from __future__ import annotations
 
 import hashlib
+import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-# Environment variable -> file name of the key hashes `crmscore serve` creates.
-KEY_FILES = {
-    "CRMSCORE_API_KEYS_FILE": "api_keys.sha256",
-    "CRMSCORE_ADMIN_KEYS_FILE": "admin_keys.sha256",
-}
+from features.catalog import Workspace
 
 
 def key_hash(key: str) -> str:
@@ -73,12 +70,17 @@ class ApiKeys:
         return "user" if digest in self.users else None
 
 
-def create_key_files(folder: Path) -> tuple[str, str]:
-    """A new user key and admin key; their hashes are written to `folder` (KEY_FILES).
-    Returns the keys."""
-    folder.mkdir(parents=True, exist_ok=True)
+def create_key_files(paths: Workspace) -> tuple[str, str]:
+    """A new user key and admin key; their hashes are written to the workspace's key files
+    (`Workspace.key_files`), readable by the owner only. Returns the keys."""
+    files = paths.key_files()
     keys = f"crm_{secrets.token_urlsafe(24)}", f"crmadmin_{secrets.token_urlsafe(24)}"
-    for key, name in zip(keys, KEY_FILES.values(), strict=True):
-        (folder / name).write_text(key_hash(key) + "\n")
-        (folder / name).chmod(0o600)
+    for key, var in zip(keys, ("CRMSCORE_API_KEYS_FILE", "CRMSCORE_ADMIN_KEYS_FILE"), strict=True):
+        path = files[var]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Created with owner-only permissions: the hash is never world-readable, even briefly.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(key_hash(key) + "\n")
+        path.chmod(0o600)
     return keys

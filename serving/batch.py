@@ -2,6 +2,8 @@
 
 `score_frame` is a pure function over a partition of customers (features in, scores out);
 `score_batch` gathers the features from Feast, applies it and writes parquet + CSV atomically.
+Both go through the model runtime (`serving.models`) the API uses, so a customer gets the
+same scores, CLV percentile and tier, and offers from either.
 """
 
 from __future__ import annotations
@@ -15,20 +17,34 @@ import numpy as np
 import pandas as pd
 from feast import FeatureStore
 
+from features.catalog import Workspace
+from features.feast_repo import AFFINITY_VIEW, CUSTOMER_VIEW, OFFER_VIEW
+from features.model_spec import model_spec
 from features.names import CUSTOMER_ID, EVENT_TIMESTAMP, OFFER_ID
-from training.config import TrainingParams
-from training.datasets import historical_features
-from training.nbo import candidates
-from training.pipeline import SERVICES
+from features.retrieval import historical_features
+from serving.models import (
+    BundleModel,
+    ModelNotFound,
+    candidates,
+    churn_band,
+    churn_flag,
+    churn_probability,
+    clv_percentile,
+    clv_tier,
+    clv_value,
+    recommend,
+)
+
+SEGMENT_COLUMNS = ["rfm_segment", "value_tier", "lifecycle_stage"]
 
 
 @dataclass(frozen=True)
 class Champions:
-    """The three champion models and their registry versions."""
+    """The three served models and their registry versions ("3@champion")."""
 
-    churn: Any
-    clv: Any
-    nbo: Any
+    churn: BundleModel
+    clv: BundleModel
+    nbo: BundleModel
     versions: dict[str, str]
 
 
@@ -38,36 +54,31 @@ def score_frame(
     clv_features: pd.DataFrame,
     offers: pd.DataFrame,
     models: Champions,
-    high_value_share: float,
 ) -> pd.DataFrame:
     """Scores of one partition: churn, CLV, top offers, segments and retention priority.
 
     `customers` holds customer_id, rfm_segment, value_tier, lifecycle_stage; the feature frames are
     aligned with it row by row; `offers` is the ranked top-k (customer_id, rank, offer_id,
-    probability, expected_value)."""
-    p_churn = models.churn.predict(churn_features)
-    clv = models.clv.predict(clv_features)
+    probability, expected_value: `serving.models.recommend`). The CLV percentile and tier
+    place each CLV among the model's test population (`serving.models.clv_percentile`), as
+    the API does: they do not depend on who else is scored."""
+    p_churn = churn_probability(models.churn, models.churn.frame_matrix(churn_features))
+    clv = clv_value(models.clv, models.clv.frame_matrix(clv_features))
+    percentile = clv_percentile(models.clv, clv)
     out = pd.DataFrame(
         {
             CUSTOMER_ID: customers[CUSTOMER_ID].to_numpy(),
             "churn_probability": np.round(p_churn, 6),
-            "churn_band": models.churn.band(p_churn),
-            "churn_flag": models.churn.flag(p_churn),
+            "churn_band": churn_band(models.churn, p_churn),
+            "churn_flag": churn_flag(models.churn, p_churn),
             "clv": np.round(clv, 2),
-            "clv_percentile": np.round(
-                pd.Series(clv).rank(pct=True, method="average").to_numpy() * 100, 2
-            ),
+            "clv_percentile": np.round(percentile, 1),
             "rfm_segment": customers["rfm_segment"].to_numpy(),
             "value_tier": customers["value_tier"].to_numpy(),
             "lifecycle_stage": customers["lifecycle_stage"].to_numpy(),
             "retention_priority": np.round(p_churn * clv, 2),
+            "clv_tier": clv_tier(models.clv, percentile),
         }
-    )
-    rank = pd.Series(clv).rank(ascending=False, method="first").to_numpy()
-    out["clv_tier"] = np.where(
-        rank <= max(1, round(len(out) * high_value_share)),
-        "high",
-        np.where(rank <= len(out) / 2, "medium", "low"),
     )
     wide = offers.pivot(
         index=CUSTOMER_ID, columns="rank", values=[OFFER_ID, "probability", "expected_value"]
@@ -98,14 +109,10 @@ def write_atomic(frame: pd.DataFrame, path: Path) -> None:
 
 
 def score_batch(
-    as_of: pd.Timestamp,
-    store: FeatureStore,
-    snapshot_dir: Path,
-    models: Champions,
-    out_dir: Path,
-    params: TrainingParams,
+    as_of: pd.Timestamp, store: FeatureStore, paths: Workspace, models: Champions
 ) -> tuple[Path, Path, int]:
-    """Score every customer in the snapshot at `as_of`; returns (parquet, csv, rows)."""
+    """Score every customer in the workspace's snapshot at `as_of`; writes the workspace's
+    scores files of that date and returns (parquet, csv, rows)."""
     as_of = (
         pd.Timestamp(as_of).tz_localize("UTC")
         if pd.Timestamp(as_of).tzinfo is None
@@ -113,8 +120,8 @@ def score_batch(
     )
     filters = [(EVENT_TIMESTAMP, "==", as_of)]
     customers = pd.read_parquet(
-        snapshot_dir / "customer_features.parquet",
-        columns=[CUSTOMER_ID, EVENT_TIMESTAMP, "rfm_segment", "value_tier", "lifecycle_stage"],
+        paths.snapshot(CUSTOMER_VIEW),
+        columns=[CUSTOMER_ID, EVENT_TIMESTAMP, *SEGMENT_COLUMNS],
         filters=filters,
     )
     if customers.empty:
@@ -125,40 +132,48 @@ def score_batch(
     customers = customers.sort_values(CUSTOMER_ID, kind="stable").reset_index(drop=True)
     customers[EVENT_TIMESTAMP] = pd.to_datetime(customers[EVENT_TIMESTAMP], utc=True)
     entities = customers[[CUSTOMER_ID, EVENT_TIMESTAMP]]
-    churn_features = historical_features(store, SERVICES["churn"], entities)
-    clv_features = historical_features(store, SERVICES["clv"], entities)
-    affinity = pd.read_parquet(snapshot_dir / "customer_offer_features.parquet", filters=filters)
-    offer_stats = pd.read_parquet(snapshot_dir / "offer_features.parquet", filters=filters)
+    churn_features = historical_features(store, model_spec("churn").feature_service, entities)
+    clv_features = historical_features(store, model_spec("clv").feature_service, entities)
+    affinity = pd.read_parquet(paths.snapshot(AFFINITY_VIEW), filters=filters)
+    offer_stats = pd.read_parquet(paths.snapshot(OFFER_VIEW), filters=filters)
     for frame in (affinity, offer_stats):
         frame[EVENT_TIMESTAMP] = pd.to_datetime(frame[EVENT_TIMESTAMP], utc=True)
-    pairs = candidates(affinity, offer_stats, entities, params.nbo)
-    pairs = historical_features(store, SERVICES["nbo"], pairs)
-    offers = models.nbo.recommend(pairs)
-    scores = score_frame(
-        customers, churn_features, clv_features, offers, models, params.clv.high_value_share
+    nbo = models.nbo
+    pairs = candidates(
+        affinity,
+        offer_stats,
+        entities,
+        int(nbo.meta["history_candidates"]),
+        int(nbo.meta["popular_candidates"]),
     )
+    pairs = historical_features(store, model_spec("nbo").feature_service, pairs)
+    offers = recommend(nbo, pairs)
+    scores = score_frame(customers, churn_features, clv_features, offers, models)
     scores.insert(1, "as_of", as_of)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    stem = f"scores_{as_of.date().isoformat()}"
-    parquet, csv = out_dir / f"{stem}.parquet", out_dir / f"{stem}.csv"
+    date = as_of.date().isoformat()
+    parquet, csv = paths.scores_file(date), paths.scores_file(date, ".csv")
+    parquet.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(scores, parquet)
     write_atomic(scores, csv)
     return parquet, csv, len(scores)
 
 
 def load_champions(client: Any) -> Champions:
-    """The served version of each model (`serving.models.served_version`: the @champion, else
-    the @challenger), with its version ("3@challenger")."""
-    from serving.models import ModelNotFound
-    from serving.registry import served_version
-    from training.tracking import load_alias
+    """The served version of each model (`serving.registry.load_registered`: the @champion,
+    else the @challenger), with its version ("3@challenger")."""
+    from serving.registry import load_registered
 
-    loaded, versions = {}, {}
+    loaded = {}
     for kind in ("churn", "clv", "nbo"):
         try:
-            version, alias = served_version(kind, client)
+            model = load_registered(kind, client)
         except ModelNotFound as exc:
             raise ValueError(str(exc)) from exc
-        loaded[kind] = load_alias(kind, alias, client)
-        versions[kind] = f"{version.version}@{alias}"
-    return Champions(loaded["churn"], loaded["clv"], loaded["nbo"], versions)
+        model.threads = 0  # a whole base at once: every core
+        loaded[kind] = model
+    return Champions(
+        loaded["churn"],
+        loaded["clv"],
+        loaded["nbo"],
+        {kind: model.version for kind, model in loaded.items()},
+    )

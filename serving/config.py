@@ -1,8 +1,26 @@
-"""Typed serving settings: page and body limits, time-outs, caches and the prediction log."""
+"""Typed serving settings: page and body limits, time-outs, caches and the prediction log; and
+the service's own settings file, which `crmscore serve` writes and the service reads.
+
+The service reads nothing else at start-up: not configs/, not crmscore's settings loader
+(which would pull training code into the serving process). Secrets stay in the environment:
+the id salt (`CRMSCORE_ID_SALT`) and the Redis connection string (`CRMSCORE_REDIS_URL`) are
+never written to the file."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+import json
+import os
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from features.catalog import DEFAULT_ROOT, Workspace
+from features.config import FeastParams
+
+# Names the service's settings file; without it, the file in the workspace of CRMSCORE_HOME.
+SETTINGS_VAR = "CRMSCORE_SERVICE_SETTINGS"
+ID_SALT_VAR = "CRMSCORE_ID_SALT"
+REDIS_URL_VAR = "CRMSCORE_REDIS_URL"
 
 
 class ServingParams(BaseModel):
@@ -27,3 +45,62 @@ class ServingParams(BaseModel):
     prediction_log: bool = True
     prediction_log_rows: int = 5000
     prediction_log_seconds: float = 10.0
+
+
+class ServiceSettings(BaseModel):
+    """Everything the running service needs, resolved by `crmscore serve` (no secrets)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    workspace: Path
+    tracking_uri: str  # the MLflow tracking server / registry
+    feast: FeastParams = Field(default_factory=FeastParams)
+    serving: ServingParams = Field(default_factory=ServingParams)
+
+    @property
+    def paths(self) -> Workspace:
+        """Every folder and file of the workspace."""
+        return Workspace(self.workspace)
+
+
+def write_service_settings(settings: ServiceSettings) -> Path:
+    """Write the settings to the workspace (`Workspace.service_settings`), readable by the
+    owner only; the Redis connection string is left out. Returns the file."""
+    path = settings.paths.service_settings
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = settings.model_dump(mode="json", exclude={"feast": {"redis_url"}})
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(json.dumps(data, indent=2))
+    tmp.replace(path)
+    return path
+
+
+def settings_file(env: dict[str, str]) -> Path:
+    """Where the service's settings are: `CRMSCORE_SERVICE_SETTINGS`, else the file in the
+    workspace of `CRMSCORE_HOME` (default ./workspace)."""
+    if env.get(SETTINGS_VAR):
+        return Path(env[SETTINGS_VAR])
+    return Workspace(Path(env.get("CRMSCORE_HOME") or DEFAULT_ROOT).resolve()).service_settings
+
+
+def load_service_settings(env: dict[str, str]) -> ServiceSettings:
+    """The service's settings from its file (see `settings_file`), with the Redis connection
+    string from the environment. A missing or broken file is a ValueError naming it."""
+    path = settings_file(env)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no service settings; start the API with `crmscore serve`")
+    try:
+        settings = ServiceSettings.model_validate_json(path.read_text())
+    except ValidationError as exc:
+        raise ValueError(f"{path}: not valid service settings: {exc}") from exc
+    if env.get(REDIS_URL_VAR):
+        feast = settings.feast.model_copy(update={"redis_url": env[REDIS_URL_VAR]})
+        settings = settings.model_copy(update={"feast": feast})
+    return settings
+
+
+def id_salt(env: dict[str, str]) -> str:
+    """The salt of the customer-id hashes in the prediction log (environment only)."""
+    return env.get(ID_SALT_VAR, "")

@@ -1,24 +1,48 @@
-"""The models as serving sees them: LightGBM boosters and a JSON bundle per model.
+"""The model runtime: every prediction crmscore makes goes through this module.
 
-Rebuilt from the `serving/` artifact that training logs with every registered version
-(training/export.py), with LightGBM and numpy only: no training class is unpickled, and
-predictions equal the training objects' (tested)."""
+A registered model version is a *bundle*: each LightGBM booster as LightGBM's own text file
+and one `model.json` with the input columns, the categories of string columns, the
+calibrator, the rules and the test population's summary. Training builds a `BundleModel`
+and evaluates through it; MLflow stores the bundle as the registered model (`_load_pyfunc`
+below is its loader); the API, batch scoring and training's champion comparison load it
+with `serving.registry.load_registered`. Only numpy, pandas and LightGBM are needed: no training
+class is ever unpickled.
+
+The math exists once, here:
+- model input, from row dicts (`BundleModel.matrix`, the API) or a DataFrame
+  (`BundleModel.frame_matrix`, batch and training), encoded identically: numbers as float64,
+  categories as their training codes, missing or unknown values as NaN;
+- churn: calibrated probability (isotonic or Platt), risk band and flag;
+- CLV: value (two_part, tweedie or l1), percentile and tier. The percentile places a value
+  among the predicted CLVs of the model's test population at training (the bundle keeps their
+  101 quantiles), so the API and batch scoring give every customer the same percentile and
+  tier whoever else is scored;
+- next-best-offer: candidate pairs, and the ranking with the rules (`rank_offers`);
+- reason codes from LightGBM contributions (`reason_codes`).
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import lightgbm as lgb
 import numpy as np
+import pandas as pd
 
 from features.model_spec import model_spec
-from features.names import ALL_FEATURES, reason_text
+from features.names import ALL_FEATURES, CUSTOMER_ID, EVENT_TIMESTAMP, OFFER_ID, reason_text
 
 # The bundle's description of the model beside its booster files.
 BUNDLE_FILE = "model.json"
+# The pair feature the "exclude recently bought" rule reads, and the offer's value.
+RECENCY = "affinity_recency_days"
+OFFER_VALUE = "offer_value"
+# Quantiles of the test population's predicted CLV kept in a CLV bundle (0, 1, ..., 100 %).
+CLV_QUANTILES = 101
 
 Row = dict[str, Any]
 
@@ -27,9 +51,23 @@ class ModelNotFound(LookupError):
     """No usable registered version of a model."""
 
 
+@dataclass(frozen=True)
+class Reason:
+    """One driver: the feature, its value, its contribution (in the model's raw score) and
+    a sentence for people."""
+
+    feature: str
+    value: object
+    contribution: float
+    text: str
+
+
 @dataclass
 class BundleModel:
-    """One model: its boosters, its input columns and the rest of its bundle."""
+    """One model: its boosters, its input columns and the rest of its bundle (`meta`, the
+    content of model.json). `threads` is LightGBM's threads per predict call: 1 where one
+    row is scored at a time (the API: a thread pool costs milliseconds per call,
+    BENCHMARKS.md), 0 (OpenMP's default) for training and batch scoring."""
 
     kind: str
     columns: list[str]
@@ -38,6 +76,26 @@ class BundleModel:
     meta: dict[str, Any]
     version: str = ""
     info: dict[str, Any] = field(default_factory=dict)
+    threads: int = 1
+
+    @classmethod
+    def create(
+        cls,
+        kind: str,
+        columns: Sequence[str],
+        categories: Mapping[str, Sequence[str]],
+        boosters: Mapping[str, lgb.Booster],
+        **meta: Any,
+    ) -> BundleModel:
+        """A new bundle (at training): `meta` holds the model's own settings."""
+        full = {
+            "kind": kind,
+            "columns": list(columns),
+            "categories": {c: list(v) for c, v in categories.items()},
+            "boosters": sorted(boosters),
+            **meta,
+        }
+        return cls(kind, list(columns), _codes(full["categories"]), dict(boosters), full, threads=0)
 
     @classmethod
     def from_folder(cls, folder: Path, version: str = "") -> BundleModel:
@@ -47,10 +105,27 @@ class BundleModel:
             name: lgb.Booster(model_file=str(folder / f"booster_{name}.txt"))
             for name in meta["boosters"]
         }
-        codes = {c: {v: i for i, v in enumerate(cats)} for c, cats in meta["categories"].items()}
-        return cls(meta["kind"], list(meta["columns"]), codes, boosters, meta, version)
+        return cls(
+            meta["kind"], list(meta["columns"]), _codes(meta["categories"]), boosters, meta, version
+        )
 
-    def matrix(self, rows: list[Row], only: list[int] | None = None) -> np.ndarray:
+    def save(self, folder: Path) -> Path:
+        """Write the bundle (booster text files and model.json) to `folder`; returns it."""
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, booster in self.boosters.items():
+            booster.save_model(str(folder / f"booster_{name}.txt"))
+        meta = {**self.meta, "boosters": sorted(self.boosters)}
+        (folder / BUNDLE_FILE).write_text(json.dumps(meta, indent=1))
+        return folder
+
+    @property
+    def categories(self) -> dict[str, list[str]]:
+        """Categories of each string column, in code order."""
+        return dict(self.meta["categories"])
+
+    def matrix(
+        self, rows: Sequence[Mapping[str, Any]], only: list[int] | None = None
+    ) -> np.ndarray:
         """Model input from feature dicts: numbers as float64, categories as their training
         codes, anything missing or unknown as NaN (what LightGBM saw for missing). With
         `only`, just those column positions are filled (the rest stay NaN)."""
@@ -60,90 +135,290 @@ class BundleModel:
             values = [row.get(name) for row in rows]
             codes = self.codes.get(name)
             if codes is not None:
-                x[:, j] = [codes.get(str(v), np.nan) if v is not None else np.nan for v in values]
+                x[:, j] = [_code(codes, v) for v in values]
             else:
-                x[:, j] = [_number(v) for v in values]
+                x[:, j] = [as_number(v) for v in values]
         return x
+
+    def frame_matrix(self, frame: pd.DataFrame) -> np.ndarray:
+        """Model input from a DataFrame, vectorised, encoded exactly like `matrix`; a column
+        the frame lacks is missing."""
+        return encode(frame, self.columns, self.meta["categories"])
 
     def raw(self, x: np.ndarray, booster: str | None = None) -> np.ndarray:
         """A booster's prediction (the model's only booster by default)."""
         b = self.boosters[booster or self.kind]
-        return np.asarray(b.predict(x, num_threads=1), dtype=float)
+        return np.asarray(b.predict(x, num_threads=self.threads), dtype=float)
 
-    def reasons(
-        self, x: np.ndarray, rows: list[Row], booster: str, target: str, top: int
-    ) -> list[dict[str, list[str]]]:
-        """Each row's top drivers up and down of `target`, in words, from LightGBM
-        contributions."""
-        contrib = np.asarray(
-            self.boosters[booster].predict(x, pred_contrib=True, num_threads=1), dtype=float
-        )[:, :-1]
-        out = []
-        for i, row in enumerate(rows):
-            order = np.argsort(contrib[i], kind="stable")
-            up = [j for j in order[::-1][:top] if contrib[i, j] > 0]
-            down = [j for j in order[:top] if contrib[i, j] < 0]
-            out.append(
-                {
-                    direction: [
-                        reason_text(
-                            self.columns[j], row.get(self.columns[j]), contrib[i, j], target
-                        )
-                        for j in picked
-                    ]
-                    for direction, picked in (("up", up), ("down", down))
-                }
-            )
-        return out
+    def contributions(self, x: np.ndarray, booster: str) -> np.ndarray:
+        """Per-row, per-column contributions to a booster's raw score (bias left out)."""
+        out = self.boosters[booster].predict(x, pred_contrib=True, num_threads=self.threads)
+        return np.asarray(out, dtype=float)[:, :-1]
+
+    def predict(self, frame: pd.DataFrame) -> np.ndarray:
+        """The model's prediction for each row of `frame`: P(churn), the CLV, or P(accept)
+        per (customer, offer) pair. This is what the registered MLflow model predicts."""
+        return predict_matrix(self, self.frame_matrix(frame))
 
 
-def _number(value: Any) -> float:
-    if value is None or isinstance(value, str):
+def _codes(categories: Mapping[str, Sequence[str]]) -> dict[str, dict[str, int]]:
+    return {c: {v: i for i, v in enumerate(cats)} for c, cats in categories.items()}
+
+
+def _code(codes: dict[str, int], value: Any) -> float:
+    if value is None:
+        return np.nan
+    return codes.get(str(value), np.nan)
+
+
+def as_number(value: Any) -> float:
+    """A feature value as a number: None, missing and text are NaN."""
+    if value is None or value is pd.NA or isinstance(value, str):
         return np.nan
     return float(value)
 
 
-def churn_probability(model: BundleModel, x: np.ndarray) -> np.ndarray:
-    """Calibrated P(churn)."""
-    raw = model.raw(x)
-    cal = model.meta["calibrator"]
-    if cal["method"] == "isotonic":
-        return np.interp(raw, cal["x"], cal["y"])
-    p = np.clip(raw, 1e-6, 1 - 1e-6)
-    z = cal["coef"] * np.log(p / (1 - p)) + cal["intercept"]
+def encode(
+    frame: pd.DataFrame, columns: Sequence[str], categories: Mapping[str, Sequence[str]]
+) -> np.ndarray:
+    """Model input from a DataFrame (see `BundleModel.matrix` for the encoding)."""
+    x = np.full((len(frame), len(columns)), np.nan)
+    for j, name in enumerate(columns):
+        if name not in frame:
+            continue
+        column = frame[name]
+        if name in categories:
+            # Like `str(value)` of a row dict; missing values stay missing.
+            codes = pd.Categorical(column.astype("string"), categories=list(categories[name]))
+            x[:, j] = np.where(codes.codes >= 0, codes.codes, np.nan)
+        else:
+            x[:, j] = numbers(column)
+    return x
+
+
+def numbers(column: pd.Series) -> np.ndarray:
+    """A column as float64: numbers as they are, anything else (text, missing) as NaN."""
+    if pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
+        return np.asarray(column.to_numpy(dtype="float64", na_value=np.nan), dtype=float)
+    return np.fromiter((as_number(v) for v in column), dtype=float, count=len(column))
+
+
+def predict_matrix(model: BundleModel, x: np.ndarray) -> np.ndarray:
+    """The model's prediction from its input matrix (see `BundleModel.predict`)."""
+    if model.kind == "churn":
+        return churn_probability(model, x)
+    if model.kind == "clv":
+        return clv_value(model, x)
+    return model.raw(x)
+
+
+def set_population(model: BundleModel, predictions: np.ndarray) -> None:
+    """Record the model's predictions on its test rows: their mean is the prior of a
+    cold-start answer, and a CLV model keeps their quantiles to place a CLV among them."""
+    p = np.asarray(predictions, dtype=float)
+    model.meta["prior"] = float(np.mean(p)) if len(p) else 0.0
+    if model.kind == "clv":
+        grid = np.linspace(0, 1, CLV_QUANTILES)
+        model.meta["quantiles"] = (np.quantile(p, grid) if len(p) else np.zeros_like(grid)).tolist()
+
+
+# Churn
+
+
+def calibrate(calibrator: Mapping[str, Any], raw: np.ndarray) -> np.ndarray:
+    """Probabilities from raw scores with a fitted calibrator: isotonic (thresholds, clipped
+    at the ends) or Platt (logistic on the logit of the raw score)."""
+    if calibrator["method"] == "isotonic":
+        return np.asarray(np.interp(raw, calibrator["x"], calibrator["y"]), dtype=float)
+    if calibrator["method"] != "platt":
+        raise ValueError(f"calibration '{calibrator['method']}': expected isotonic or platt")
+    z = calibrator["coef"] * logit(raw) + calibrator["intercept"]
     return np.asarray(1 / (1 + np.exp(-z)), dtype=float)
 
 
-def churn_band(model: BundleModel, p: float) -> str:
-    """low / medium / high risk."""
+def logit(p: np.ndarray) -> np.ndarray:
+    """log(p / (1 - p)), with p clipped to [1e-6, 1 - 1e-6]."""
+    p = np.clip(p, 1e-6, 1 - 1e-6)
+    return np.asarray(np.log(p / (1 - p)), dtype=float)
+
+
+def churn_probability(model: BundleModel, x: np.ndarray) -> np.ndarray:
+    """Calibrated P(churn)."""
+    return calibrate(model.meta["calibrator"], model.raw(x))
+
+
+def churn_band(model: BundleModel, p: np.ndarray) -> np.ndarray:
+    """low / medium / high risk at the bundle's band edges."""
     low, high = model.meta["band_edges"]
-    return "high" if p >= high else "medium" if p >= low else "low"
+    return np.where(p >= high, "high", np.where(p >= low, "medium", "low"))
+
+
+def churn_flag(model: BundleModel, p: np.ndarray) -> np.ndarray:
+    """True where P(churn) reaches the decision threshold."""
+    return np.asarray(p >= model.meta["threshold"], dtype=bool)
+
+
+# CLV
 
 
 def clv_value(model: BundleModel, x: np.ndarray) -> np.ndarray:
-    """Expected net revenue in the horizon (never negative)."""
+    """Expected net revenue in the horizon (never negative): P(buy) x E[spend | buy] for the
+    two-part model (spend fitted on log revenue), the booster's value otherwise."""
     if model.meta["formulation"] == "two_part":
-        return np.clip(model.raw(x, "buy") * np.expm1(model.raw(x, "spend")), 0, None)
-    return np.clip(model.raw(x, "value"), 0, None)
+        return np.asarray(
+            np.clip(model.raw(x, "buy") * np.expm1(model.raw(x, "spend")), 0, None), dtype=float
+        )
+    return np.asarray(np.clip(model.raw(x, "value"), 0, None), dtype=float)
 
 
-def clv_reason_booster(model: BundleModel) -> str:
-    """The booster whose contributions explain a CLV (the spend part of a two-part model)."""
-    return "spend" if model.meta["formulation"] == "two_part" else "value"
+def clv_percentile(model: BundleModel, values: np.ndarray) -> np.ndarray:
+    """Where each CLV falls among the test population's predicted CLVs at training (0-100):
+    the mid-rank of the value among the bundle's quantiles, so ties sit in the middle."""
+    q = np.asarray(model.meta["quantiles"], dtype=float)
+    v = np.asarray(values, dtype=float)
+    below = np.searchsorted(q, v, side="left")
+    at_or_below = np.searchsorted(q, v, side="right")
+    return np.asarray(np.clip((below + at_or_below) / 2 / (len(q) - 1) * 100, 0, 100), dtype=float)
 
 
-def clv_percentile(model: BundleModel, value: float) -> float:
-    """Where a CLV falls among the test population's predicted CLVs at training (0-100)."""
-    q = np.asarray(model.meta["quantiles"])
-    below = np.searchsorted(q, value, side="left")
-    at_or_below = np.searchsorted(q, value, side="right")
-    return float(np.clip((below + at_or_below) / 2 / (len(q) - 1) * 100, 0, 100))
-
-
-def clv_tier(model: BundleModel, percentile: float) -> str:
-    """high (top `high_value_share`), medium (top half) or low."""
+def clv_tier(model: BundleModel, percentile: np.ndarray) -> np.ndarray:
+    """high (top `high_value_share` of the test population), medium (the rest of the top
+    half) or low, from the percentile."""
     high = 100 * (1 - model.meta["high_value_share"])
-    return "high" if percentile >= high else "medium" if percentile >= 50 else "low"
+    return np.where(percentile >= high, "high", np.where(percentile >= 50, "medium", "low"))
+
+
+# Reason codes
+
+
+def reason_booster(model: BundleModel) -> str:
+    """The booster whose contributions explain the model (for a two-part CLV: the spend)."""
+    if model.kind == "clv":
+        return "spend" if model.meta["formulation"] == "two_part" else "value"
+    return model.kind
+
+
+def reason_codes(
+    model: BundleModel, x: np.ndarray, rows: Sequence[Mapping[str, Any]], top: int
+) -> list[dict[str, list[Reason]]]:
+    """Each row's `top` drivers up and down of the model's score, in words, from LightGBM
+    contributions. `rows` give the values shown in the words (row dicts of `x`)."""
+    contrib = model.contributions(x, reason_booster(model))
+    target = model_spec(model.kind).explains
+    out = []
+    for i, row in enumerate(rows):
+        order = np.argsort(contrib[i], kind="stable")
+        up = [j for j in order[::-1][:top] if contrib[i, j] > 0]
+        down = [j for j in order[:top] if contrib[i, j] < 0]
+        reasons: dict[str, list[Reason]] = {}
+        for direction, picked in (("up", up), ("down", down)):
+            reasons[direction] = []
+            for j in picked:
+                name, c = model.columns[j], float(contrib[i, j])
+                value = row.get(name)
+                text = reason_text(name, value, c, target)
+                reasons[direction].append(Reason(name, value, c, text))
+        out.append(reasons)
+    return out
+
+
+# Next-best-offer
+
+
+def candidates(
+    affinity: pd.DataFrame,
+    offers: pd.DataFrame,
+    customers: pd.DataFrame,
+    history_candidates: int,
+    popular_candidates: int,
+) -> pd.DataFrame:
+    """(customer, offer, cutoff) pairs to rank: each customer's `history_candidates` most
+    bought offers in the last year plus the cutoff's `popular_candidates` most popular offers.
+    `customers` has customer_id, event_timestamp."""
+    keys = [CUSTOMER_ID, EVENT_TIMESTAMP]
+    history = affinity.merge(customers[keys], on=keys)
+    history = history.sort_values(
+        [*keys, "affinity_orders_365d", RECENCY],
+        ascending=[True, True, False, True],
+        kind="stable",
+    )
+    history = history.groupby(keys, sort=False).head(history_candidates)[[*keys, OFFER_ID]]
+    popular = offers.sort_values(
+        [EVENT_TIMESTAMP, "offer_buyers_30d", OFFER_ID],
+        ascending=[True, False, True],
+        kind="stable",
+    )
+    popular = popular.groupby(EVENT_TIMESTAMP).head(popular_candidates)
+    popular = customers[keys].merge(popular[[EVENT_TIMESTAMP, OFFER_ID]], on=EVENT_TIMESTAMP)
+    pairs = pd.concat([history, popular], ignore_index=True).drop_duplicates()
+    return pairs.sort_values([*keys, OFFER_ID], kind="stable").reset_index(drop=True)
+
+
+def rank_offers(
+    groups: np.ndarray,
+    offer_ids: np.ndarray,
+    probability: np.ndarray,
+    value: np.ndarray,
+    recency: np.ndarray,
+    k: int,
+    exclude_bought_within_days: int | None = None,
+    allowed: Collection[str] | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The offer ranking with its rules, over candidate pairs of many customers at once.
+
+    Pair i belongs to customer `groups[i]` (integers; the output is ordered by them). Rules:
+    only `allowed` offers when given (catalog filter, eligibility); no offer bought within
+    `exclude_bought_within_days` days (`recency`; NaN = never bought, kept). The top `k` per
+    customer by probability, ties by offer id. Returns the chosen pairs' positions, their
+    ranks (1..k) and expected values (probability x offer value, a missing value as 0)."""
+    keep = np.ones(len(offer_ids), dtype=bool)
+    if allowed is not None:
+        keep &= np.isin(offer_ids, list(allowed))
+    if exclude_bought_within_days is not None:
+        keep &= ~(recency < exclude_bought_within_days)
+    idx = np.flatnonzero(keep)
+    if not len(idx):
+        empty = np.empty(0, dtype=int)
+        return empty, empty, np.empty(0)
+    _, offer_order = np.unique(offer_ids[idx], return_inverse=True)
+    order = idx[np.lexsort((offer_order, -probability[idx], groups[idx]))]
+    g = groups[order]
+    starts = np.flatnonzero(np.r_[True, g[1:] != g[:-1]])
+    rank = np.arange(len(g)) - np.repeat(starts, np.diff(np.r_[starts, len(g)])) + 1
+    chosen = order[rank <= k]
+    expected = probability[chosen] * np.nan_to_num(value[chosen], nan=0.0)
+    return chosen, rank[rank <= k], expected
+
+
+def recommend(
+    model: BundleModel,
+    pairs: pd.DataFrame,
+    k: int | None = None,
+    allowed: Collection[str] | None = None,
+) -> pd.DataFrame:
+    """Top-k offers (default: the bundle's top_k) per customer and cutoff of candidate
+    `pairs` with their features: customer_id, event_timestamp, rank, offer_id, probability
+    and expected value, with the bundle's rules (`rank_offers`)."""
+    probability = model.raw(model.frame_matrix(pairs))
+    keys = [CUSTOMER_ID, EVENT_TIMESTAMP]
+    groups = pairs.groupby(keys, sort=True).ngroup().to_numpy()
+    missing = np.full(len(pairs), np.nan)
+    chosen, rank, expected = rank_offers(
+        groups,
+        pairs[OFFER_ID].astype(str).to_numpy(dtype=object),
+        probability,
+        numbers(pairs[OFFER_VALUE]) if OFFER_VALUE in pairs else missing,
+        numbers(pairs[RECENCY]) if RECENCY in pairs else missing,
+        int(k or model.meta["top_k"]),
+        model.meta.get("exclude_bought_within_days"),
+        allowed,
+    )
+    out = pairs.iloc[chosen][keys].reset_index(drop=True)
+    out["rank"] = rank
+    out[OFFER_ID] = pairs[OFFER_ID].iloc[chosen].to_numpy()
+    out["probability"] = probability[chosen]
+    out["expected_value"] = expected
+    return out
 
 
 def _ensure_features_known(model: BundleModel) -> None:
@@ -153,3 +428,11 @@ def _ensure_features_known(model: BundleModel) -> None:
             f"{model_spec(model.kind).registry_name} v{model.version} reads features "
             f"{unknown} this version of crmscore does not define: retrain it"
         )
+
+
+def _load_pyfunc(data_path: str) -> BundleModel:
+    """MLflow's loader of the registered model (`loader_module="serving.models"`): the
+    bundle in the model's data folder; its `predict(DataFrame)` is the model's prediction."""
+    model = BundleModel.from_folder(Path(data_path))
+    model.threads = 0
+    return model

@@ -17,6 +17,7 @@ from typing import Any
 
 import pandas as pd
 
+from features.catalog import log_partition
 from features.privacy import CUSTOMER_HASH, hash_id
 
 LOG = logging.getLogger("crmscore.predictions")
@@ -91,7 +92,7 @@ class PredictionLog:
             for column in frame.select_dtypes(include="object").columns:
                 frame[column] = frame[column].astype("string")
             now = datetime.now(UTC)
-            folder = self.folder / f"date={now.date().isoformat()}"
+            folder = log_partition(self.folder, now.date())
             folder.mkdir(parents=True, exist_ok=True)
             name = f"part-{now.strftime('%H%M%S')}-{uuid.uuid4().hex[:8]}.parquet"
             tmp = folder / f".{name}.tmp"

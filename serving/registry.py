@@ -1,7 +1,10 @@
-"""The MLflow model registry as serving, batch scoring and monitoring read it: where the
-store is, which version serves a model, and loading that version's bundle.
+"""The MLflow model registry as serving, batch scoring, monitoring and training read it: where
+the store is, which version serves a model, and loading a version.
 
-Training writes to the same registry (training/tracking.py) through these helpers."""
+A registered version *is* the model's bundle (`serving.models`): training logs it as an
+MLflow model whose loader is `serving.models` and whose data folder holds the bundle
+(training/tracking.py). `load_registered` is the one loader: the API, batch scoring and
+training's champion comparison all call it."""
 
 from __future__ import annotations
 
@@ -14,8 +17,9 @@ from features.catalog import Workspace
 from features.model_spec import CHALLENGER, CHAMPION, model_spec
 from serving.models import BundleModel, ModelNotFound, _ensure_features_known
 
-# Run artifact with the serving bundle (until the registered model itself is the bundle).
-SERVING_ARTIFACTS = "serving"
+# The MLflow model's description, and the loader a crmscore bundle names in it.
+MLMODEL_FILE = "MLmodel"
+LOADER_MODULE = "serving.models"
 
 
 def default_tracking_uri(paths: Workspace) -> str:
@@ -55,24 +59,45 @@ def served_version(kind: str, client: Any) -> tuple[Any, str]:
     raise ModelNotFound(f"no registered version of {name}: run `crmscore train` first")
 
 
-def load_registered(kind: str, client: Any) -> BundleModel:
-    """The served version of a model (`served_version`) from its serving bundle; the version
-    says which alias it came by: "3@challenger"."""
+def bundle_folder(model_dir: Path) -> Path:
+    """The bundle inside a downloaded MLflow model: the python_function flavor's `data`
+    folder (ModelNotFound when the model is not a crmscore bundle)."""
+    from mlflow.models import Model
+
+    flavor = Model.load(str(model_dir / MLMODEL_FILE)).flavors.get("python_function", {})
+    if flavor.get("loader_module") != LOADER_MODULE or not flavor.get("data"):
+        raise ModelNotFound(f"loaded by {flavor.get('loader_module')!r}, not {LOADER_MODULE}")
+    return model_dir / str(flavor["data"])
+
+
+def load_registered(kind: str, client: Any, alias: str | None = None) -> BundleModel:
+    """A registered version of a model as its bundle: the version behind `alias`, or by
+    default the one that serves (`served_version`). The version says which alias it came
+    by ("3@challenger"); `info` has the registry and training details of the version."""
     import mlflow
+    from mlflow.exceptions import MlflowException
 
     name = model_spec(kind).registry_name
-    version, alias = served_version(kind, client)
+    if alias is None:
+        version, alias = served_version(kind, client)
+    else:
+        try:
+            version = client.get_model_version_by_alias(name, alias)
+        except MlflowException as exc:
+            raise ModelNotFound(f"{name} has no @{alias} version") from exc
     run = client.get_run(version.run_id)
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            folder = mlflow.artifacts.download_artifacts(
-                run_id=version.run_id, artifact_path=SERVING_ARTIFACTS, dst_path=tmp
+            local = mlflow.artifacts.download_artifacts(
+                artifact_uri=f"models:/{name}/{version.version}", dst_path=tmp
             )
-        except (OSError, mlflow.exceptions.MlflowException) as exc:
+            model = BundleModel.from_folder(
+                bundle_folder(Path(local)), f"{version.version}@{alias}"
+            )
+        except (OSError, KeyError, ValueError, ModelNotFound, MlflowException) as exc:
             raise ModelNotFound(
-                f"{name} v{version.version} has no serving bundle: retrain it ({exc})"
+                f"{name} v{version.version} is not a crmscore model bundle: retrain it ({exc})"
             ) from exc
-        model = BundleModel.from_folder(Path(folder), f"{version.version}@{alias}")
     params = run.data.params
     model.info = {
         "name": name,

@@ -24,14 +24,18 @@ from features.names import (
 )
 from features.online import OnlineFeatures
 from serving.models import (
+    RECENCY,
     BundleModel,
     Row,
+    as_number,
     churn_band,
+    churn_flag,
     churn_probability,
     clv_percentile,
-    clv_reason_booster,
     clv_tier,
     clv_value,
+    rank_offers,
+    reason_codes,
 )
 
 SEGMENT_FEATURES = ("rfm_segment", "value_tier", "lifecycle_stage")
@@ -101,9 +105,12 @@ class Scorer:
         columns = models.nbo.columns
         self._customer_cols = [j for j, c in enumerate(columns) if c not in PAIR_FEATURES]
         self._affinity_cols = [j for j, c in enumerate(columns) if c in AFFINITY_FEATURES]
-        recency = "affinity_recency_days"
-        self._recency_col = columns.index(recency) if recency in columns else None
         self.catalog = self._read_catalog()
+        # A cold-start answer: the population priors, scored like any customer.
+        self._prior_scores = self._scores(
+            np.array([float(models.churn.meta["prior"])]),
+            np.array([float(models.clv.meta["prior"])]),
+        )[0]
 
     def _read_catalog(self) -> OfferCatalog:
         rows = self.online.scan(OFFER_VIEW, OFFER_FEATURES)
@@ -170,13 +177,14 @@ class Scorer:
         x_churn, x_clv = models.churn.matrix(feats), models.clv.matrix(feats)
         p_churn = churn_probability(models.churn, x_churn) if known else np.empty(0)
         clv = clv_value(models.clv, x_clv) if known else np.empty(0)
+        scores = self._scores(p_churn, clv)
         reasons: dict[str, list[dict[str, list[str]]]] = {}
         if explain and known:
-            top = self.explain_top
-            reasons["churn"] = models.churn.reasons(x_churn, feats, "churn", "the churn risk", top)
-            reasons["clv"] = models.clv.reasons(
-                x_clv, feats, clv_reason_booster(models.clv), "the expected value", top
-            )
+            for kind, model, x in (("churn", models.churn, x_churn), ("clv", models.clv, x_clv)):
+                reasons[kind] = [
+                    {d: [r.text for r in found[d]] for d in ("up", "down")}
+                    for found in reason_codes(model, x, feats, self.explain_top)
+                ]
         offers = self._offers(customers, top_k or int(models.nbo.meta["top_k"]))
         now = datetime.now(UTC)
         out, position = [], {id(c): i for i, c in enumerate(known)}
@@ -185,21 +193,21 @@ class Scorer:
             if i is None:
                 out.append(self._cold_start(customer, offers[n]))
                 continue
-            answer = self._answer(customer, float(p_churn[i]), float(clv[i]), offers[n], now)
+            answer = self._answer(customer, scores[i], offers[n], now)
             if explain:
                 answer["reasons"] = {kind: reasons[kind][i] for kind in reasons}
             out.append(answer)
         return out
 
     def _answer(
-        self, c: Customer, p: float, clv: float, offers: list[dict[str, Any]], now: datetime
+        self, c: Customer, scores: dict[str, Any], offers: list[dict[str, Any]], now: datetime
     ) -> dict[str, Any]:
         f = c.features or {}
         return {
             "customer_id": c.customer_id,
             "as_of": c.as_of.isoformat() if c.as_of else None,
             "feature_age_seconds": round((now - c.as_of).total_seconds()) if c.as_of else None,
-            **self._scores(p, clv),
+            **scores,
             "offers": offers,
             "segment": {name: f.get(name) for name in SEGMENT_FEATURES},
             "cold_start": False,
@@ -208,12 +216,11 @@ class Scorer:
         }
 
     def _cold_start(self, c: Customer, offers: list[dict[str, Any]]) -> dict[str, Any]:
-        meta = self.models.churn.meta, self.models.clv.meta
         return {
             "customer_id": c.customer_id,
             "as_of": None,
             "feature_age_seconds": None,
-            **self._scores(float(meta[0]["prior"]), float(meta[1]["prior"])),
+            **self._prior_scores,
             "offers": offers,
             "segment": {"rfm_segment": None, "value_tier": None, "lifecycle_stage": "new"},
             "cold_start": True,
@@ -221,32 +228,53 @@ class Scorer:
             "_features": {},
         }
 
-    def _scores(self, p: float, clv: float) -> dict[str, Any]:
-        """Churn and CLV answers, retention priority and model versions."""
+    def _scores(self, p: np.ndarray, clv: np.ndarray) -> list[dict[str, Any]]:
+        """Churn and CLV answers, retention priority and model versions of each customer
+        (`serving.models` gives bands, flags, percentiles and tiers, as in batch scoring)."""
         models = self.models
+        band, flag = churn_band(models.churn, p), churn_flag(models.churn, p)
         percentile = clv_percentile(models.clv, clv)
-        return {
-            "churn": {
-                "probability": round(p, 6),
-                "band": churn_band(models.churn, p),
-                "flag": p >= models.churn.meta["threshold"],
-            },
-            "clv": {
-                "value": round(clv, 2),
-                "percentile": round(percentile, 1),
-                "tier": clv_tier(models.clv, percentile),
-            },
-            "retention_priority": round(p * clv, 2),
-            "model_versions": models.versions,
-        }
+        tier = clv_tier(models.clv, percentile)
+        return [
+            {
+                "churn": {
+                    "probability": round(float(p[i]), 6),
+                    "band": str(band[i]),
+                    "flag": bool(flag[i]),
+                },
+                "clv": {
+                    "value": round(float(clv[i]), 2),
+                    "percentile": round(float(percentile[i]), 1),
+                    "tier": str(tier[i]),
+                },
+                "retention_priority": round(float(p[i] * clv[i]), 2),
+                "model_versions": models.versions,
+            }
+            for i in range(len(p))
+        ]
 
     def _offers(self, customers: list[Customer], k: int) -> list[list[dict[str, Any]]]:
-        """Top-k offers per customer: the customer's history candidates (most bought first,
-        as in training) plus the popular offers, scored as pairs, with the rules applied."""
+        """`ranked_offers`, rounded for the answer."""
+        return [
+            [
+                {
+                    **offer,
+                    "probability": round(offer["probability"], 6),
+                    "expected_value": round(offer["expected_value"], 4),
+                }
+                for offer in offers
+            ]
+            for offers in self.ranked_offers(customers, k)
+        ]
+
+    def ranked_offers(self, customers: list[Customer], k: int) -> list[list[dict[str, Any]]]:
+        """Top-k offers per customer (rank, offer_id, probability, expected_value): the
+        customer's history candidates (most bought first, as in training) plus the popular
+        offers, scored as pairs and ranked with the rules by `serving.models.rank_offers`
+        (what batch scoring and training use)."""
         nbo, catalog = self.models.nbo, self.catalog
         history_n = int(nbo.meta["history_candidates"])
-        exclude_days = nbo.meta.get("exclude_bought_within_days")
-        blocks, offer_ids = [], []
+        blocks, offer_ids, recency = [], [], []
         for c in customers:
             # Store customers list their history offers; a caller's what-if rows all are.
             f = c.features or {}
@@ -260,7 +288,7 @@ class Scorer:
                 listed,
                 key=lambda o: (
                     -float(c.affinity[o].get("affinity_orders_365d") or 0),
-                    _or_inf(c.affinity[o].get("affinity_recency_days")),
+                    _or_inf(c.affinity[o].get(RECENCY)),
                     o,
                 ),
             )[:history_n]
@@ -272,30 +300,31 @@ class Scorer:
                 :, self._affinity_cols
             ]
             blocks.append(x)
-            offer_ids.append(ids)
+            offer_ids += ids
+            recency += [as_number(pair.get(RECENCY)) for pair in pairs]
         out: list[list[dict[str, Any]]] = [[] for _ in customers]
-        if not any(len(ids) for ids in offer_ids):
+        if not offer_ids:
             return out
-        p_all = nbo.raw(np.vstack(blocks))
-        start = 0
-        for n, (x, ids) in enumerate(zip(blocks, offer_ids, strict=True)):
-            p = p_all[start : start + len(ids)]
-            start += len(ids)
-            keep = np.ones(len(ids), dtype=bool)
-            if exclude_days is not None and self._recency_col is not None:
-                recency = x[:, self._recency_col]
-                keep = ~(recency < exclude_days)  # NaN (never bought) is kept
-            value = catalog.value[[catalog.position.get(o, -1) for o in ids]]
-            ranked = sorted(np.flatnonzero(keep).tolist(), key=lambda i: (-p[i], ids[i]))[:k]
-            out[n] = [
+        groups = np.repeat(np.arange(len(customers)), [len(b) for b in blocks])
+        p = nbo.raw(np.vstack(blocks))
+        chosen, rank, expected = rank_offers(
+            groups,
+            np.asarray(offer_ids, dtype=object),
+            p,
+            catalog.value[[catalog.position.get(o, -1) for o in offer_ids]],
+            np.asarray(recency, dtype=float),
+            k,
+            nbo.meta.get("exclude_bought_within_days"),
+        )
+        for i, r, ev in zip(chosen.tolist(), rank.tolist(), expected.tolist(), strict=True):
+            out[int(groups[i])].append(
                 {
-                    "rank": r + 1,
-                    "offer_id": ids[i],
-                    "probability": round(float(p[i]), 6),
-                    "expected_value": round(float(p[i] * value[i]), 4),
+                    "rank": r,
+                    "offer_id": offer_ids[i],
+                    "probability": float(p[i]),
+                    "expected_value": ev,
                 }
-                for r, i in enumerate(ranked)
-            ]
+            )
         return out
 
 

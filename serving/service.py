@@ -1,14 +1,14 @@
 """The BentoML service: the crmscore API (serving/api.py) mounted on BentoML's server.
 
-Run with `crmscore serve` (or `bentoml serve serving.service:CrmscoreService` with
-CRMSCORE_HOME and the API key variables set). BentoML answers `/healthz` (alive) and
-`/readyz` (ready: `__is_ready__` below); the API answers `/v1/*` and its OpenAPI document is at
-`/openapi.json`, browsable at `/docs`."""
+Run with `crmscore serve`, which writes the service's settings (serving/config.py) and starts
+`bentoml serve serving.service:CrmscoreService` with CRMSCORE_SERVICE_SETTINGS and the API key
+variables set. The service reads those settings only: it imports neither `crmscore` nor
+`training`. BentoML answers `/healthz` (alive) and `/readyz` (ready: `__is_ready__` below);
+the API answers `/v1/*` and its OpenAPI document is at `/openapi.json`, browsable at `/docs`."""
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import bentoml
 
@@ -36,15 +36,11 @@ class CrmscoreService:
     """Loads the champion models and the online store when the worker starts."""
 
     def __init__(self) -> None:
-        from crmscore.settings import load_settings
+        from serving.config import load_service_settings
         from serving.state import build_state
 
         env = dict(os.environ)
-        settings = load_settings(
-            workspace=Path(env["CRMSCORE_HOME"]) if env.get("CRMSCORE_HOME") else None,
-            dataset=env.get("CRMSCORE_DATASET"),
-        )
-        self.state = build_state(settings, env)
+        self.state = build_state(load_service_settings(env), env)
         app.state.serving = self.state
 
     def __is_ready__(self) -> bool:

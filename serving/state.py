@@ -1,6 +1,7 @@
 """What a running API holds: the current scorer, keys, limits and the prediction log.
 
-Settings are read when the service starts, never at import."""
+Built from the service's own settings (serving/config.py) when the service starts, never at
+import."""
 
 from __future__ import annotations
 
@@ -15,20 +16,20 @@ from typing import Any
 
 from feast import FeatureStore
 
+from features.model_spec import MODEL_KINDS
 from features.online import OnlineFeatures
 from serving.auth import ApiKeys
-from serving.config import ServingParams
-from serving.models import ModelNotFound
+from serving.config import ServiceSettings, ServingParams, id_salt
 from serving.predlog import PredictionLog
-from serving.registry import load_registered, served_version
+from serving.registry import configure, load_registered
 from serving.scoring import Models, Scorer
 
 LOG = logging.getLogger("crmscore.serving")
-MODEL_KINDS = ("churn", "clv", "nbo")  # in the order of `Models`
 
 
 def load_scorer(client: Any, store: FeatureStore, explain_top: int) -> Scorer:
-    """The three registered models (champions) with the online store."""
+    """The registered models (champions) of every kind, in the model spec's order (that of
+    `Models`), with the online store."""
     models = Models(*(load_registered(kind, client) for kind in MODEL_KINDS))
     return Scorer(models, OnlineFeatures(store), explain_top)
 
@@ -103,42 +104,16 @@ class ServingState:
             self.prediction_log.close()
 
 
-def serving_problems(settings: Any, env: dict[str, str]) -> list[str]:
-    """What would stop the service from starting, in words (empty when nothing): no online
-    store, no registered model, unreadable API key files."""
-    from serving.registry import configure, default_tracking_uri
-
-    problems = []
-    if not (settings.feast_dir / "registry.db").exists():
-        problems.append(
-            f"{settings.feast_dir}: no Feast registry; run `crmscore features apply` and "
-            "`crmscore features materialize`"
-        )
-    client = configure(settings.mlflow_tracking_uri or default_tracking_uri(settings.paths))
-    for kind in MODEL_KINDS:
-        try:
-            served_version(kind, client)
-        except ModelNotFound as exc:
-            problems.append(str(exc))
-    try:
-        ApiKeys.from_env(env)
-    except (OSError, ValueError) as exc:
-        problems.append(f"API keys: {exc}")
-    return problems
-
-
-def build_state(settings: Any, env: dict[str, str]) -> ServingState:
-    """The state of a service from crmscore settings, with the models loaded."""
+def build_state(settings: ServiceSettings, env: dict[str, str]) -> ServingState:
+    """The state of a service from its settings, with the models loaded; API keys and the id
+    salt come from `env`."""
     from features.store import open_store
-    from serving.registry import configure, default_tracking_uri
 
-    client = configure(settings.mlflow_tracking_uri or default_tracking_uri(settings.paths))
-    params: ServingParams = settings.serving
+    paths = settings.paths
+    params = settings.serving
     log = (
         PredictionLog(
-            Path(settings.workspace) / "predictions",
-            params.prediction_log_rows,
-            params.prediction_log_seconds,
+            paths.predictions_dir, params.prediction_log_rows, params.prediction_log_seconds
         )
         if params.prediction_log
         else None
@@ -146,11 +121,11 @@ def build_state(settings: Any, env: dict[str, str]) -> ServingState:
     state = ServingState(
         params=params,
         keys=ApiKeys.from_env(env),
-        client=client,
-        store=open_store(settings.feast, settings.feast_dir),
-        id_salt=settings.id_salt.get_secret_value(),
+        client=configure(settings.tracking_uri),
+        store=open_store(settings.feast, paths),
+        id_salt=id_salt(env),
         prediction_log=log,
-        reload_stamp=Path(settings.workspace) / "serving" / "reload.stamp",
+        reload_stamp=paths.reload_stamp,
     )
     state.load()
     state.watch()

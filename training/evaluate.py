@@ -17,10 +17,8 @@ import pandas as pd
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import roc_curve
 
+from features.model_spec import Metric
 from training.metrics import bootstrap_interval, decile_table
-
-# The metric each model is graded and gated on, and whether higher is better.
-PRIMARY = {"churn": ("roc_auc", True), "clv": ("mae", False), "nbo": ("hit@5", True)}
 
 
 @dataclass
@@ -52,10 +50,11 @@ def _one(metric_fn: Callable[[np.ndarray], dict[str, float]], key: str, idx: np.
     return metric_fn(idx)[key]
 
 
-def grade(model: Scored, baselines: list[Scored], kind: str) -> tuple[str, str, str]:
-    """A: clearly better than the best baseline (its interval clears the baseline's value),
+def grade(model: Scored, baselines: list[Scored], metric: Metric, key: str) -> tuple[str, str, str]:
+    """A: clearly better than the best baseline on the model's primary `metric` (named `key`:
+    "hit@5" for hit@{k} with top-k 5) with its interval clear of the baseline's value,
     B: better, C: not better. Returns (grade, best baseline name, explanation)."""
-    key, higher = PRIMARY[kind]
+    higher = metric.higher_is_better
     best = (max if higher else min)(baselines, key=lambda s: s.metrics[key])
     value, ref = model.metrics[key], best.metrics[key]
     margin = value - ref if higher else ref - value

@@ -1,8 +1,8 @@
-"""Feature matrices for LightGBM: fixed column order and categories learned at training."""
+"""Fitting LightGBM on the model input that serving computes (`serving.models.encode`)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import lightgbm as lgb
@@ -10,43 +10,33 @@ import numpy as np
 import pandas as pd
 
 from features.names import ALL_FEATURES
+from serving.models import encode
 
 
-@dataclass(frozen=True)
-class FeatureSpec:
-    """Columns a model reads and the categories of its string columns (unknown -> missing)."""
+def fit_categories(frame: pd.DataFrame, columns: Sequence[str]) -> dict[str, list[str]]:
+    """The categories of the string columns, learned from training rows (sorted; a category
+    never seen in training is missing at scoring time)."""
+    return {
+        c: sorted(frame[c].dropna().astype(str).unique())
+        for c in columns
+        if ALL_FEATURES[c].dtype == "string"
+    }
 
-    columns: tuple[str, ...]
-    categories: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
-    @classmethod
-    def fit(cls, frame: pd.DataFrame, columns: list[str]) -> FeatureSpec:
-        """Learn the categories of the string columns from training rows."""
-        categories = {
-            c: tuple(sorted(frame[c].dropna().astype(str).unique()))
-            for c in columns
-            if ALL_FEATURES[c].dtype == "string"
-        }
-        return cls(tuple(columns), categories)
-
-    def matrix(self, frame: pd.DataFrame) -> pd.DataFrame:
-        """The model input: numbers as float64, strings as pandas categoricals."""
-        out: dict[str, object] = {}
-        for c in self.columns:
-            if c in self.categories:
-                values = (
-                    frame[c].astype("string")
-                    if c in frame
-                    else pd.Series(pd.NA, index=frame.index, dtype="string")
-                )
-                out[c] = pd.Categorical(values, categories=list(self.categories[c]))
-            else:
-                out[c] = (
-                    pd.to_numeric(frame[c], errors="coerce").astype("float64")
-                    if c in frame
-                    else pd.Series(float("nan"), index=frame.index)
-                )
-        return pd.DataFrame(out, index=frame.index)
+def fit_frame(
+    frame: pd.DataFrame, columns: Sequence[str], categories: Mapping[str, Sequence[str]]
+) -> pd.DataFrame:
+    """What LightGBM is fitted on: the serving encoding of `frame`, with string columns as
+    pandas categoricals of their codes (so LightGBM treats them as categorical)."""
+    x = encode(frame, columns, categories)
+    out: dict[str, Any] = {}
+    for j, c in enumerate(columns):
+        if c in categories:
+            codes = np.where(np.isnan(x[:, j]), -1, x[:, j]).astype(np.int64)
+            out[c] = pd.Categorical.from_codes(codes, categories=pd.Index(list(categories[c])))
+        else:
+            out[c] = x[:, j]
+    return pd.DataFrame(out)
 
 
 def fit_early_stopped(

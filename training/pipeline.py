@@ -1,7 +1,12 @@
-"""Train, evaluate and compare each model with its baselines on the same time-based test set."""
+"""Train, evaluate and compare each model with its baselines on the same time-based test set.
+
+Every prediction of the model here (test metrics, reasons, the reference sample, the
+champion's score on the same test rows) goes through its bundle (`serving.models`), the
+code that serves it."""
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -12,14 +17,25 @@ import numpy as np
 import pandas as pd
 from feast import FeatureStore
 
+from features.catalog import Workspace
 from features.config import LabelParams
-from features.labels import ACCEPTED, CHURN, CLV
+from features.feast_repo import AFFINITY_VIEW, OFFER_VIEW
+from features.labels import ACCEPTED
+from features.model_spec import ModelSpec, model_spec
 from features.names import CUSTOMER_ID, EVENT_TIMESTAMP, OFFER_ID
+from features.retrieval import historical_features, service_features
+from serving.models import (
+    BundleModel,
+    candidates,
+    reason_codes,
+    recommend,
+    set_population,
+)
 from training import baselines
 from training.churn import train_churn
 from training.clv import train_clv
 from training.config import TrainingParams
-from training.datasets import TimeSplit, historical_features, service_features, time_split
+from training.datasets import TimeSplit, time_split
 from training.evaluate import (
     Scored,
     grade,
@@ -29,9 +45,8 @@ from training.evaluate import (
     score_with_intervals,
 )
 from training.metrics import churn_metrics, clv_metrics, ranking_metrics
-from training.nbo import candidates, train_nbo, with_labels
+from training.nbo import train_nbo, with_labels
 
-SERVICES = {"churn": "churn_v1", "clv": "clv_v1", "nbo": "nbo_v1"}
 BGNBD_MISSING = "skipped: the optional `bgnbd` extra (pymc-marketing) is not installed"
 
 
@@ -49,7 +64,21 @@ class TrainResult:
     importance: pd.Series
     input_example: pd.DataFrame
     rows: dict[str, int]
-    test_frame: pd.DataFrame  # test rows with the features, to re-score a champion
+    test_frame: pd.DataFrame  # test rows with the features
+    test_predictions: np.ndarray  # the model's prediction on each test row
+    primary_key: str  # the primary metric's name ("roc_auc", "hit@5")
+    # The primary metric of any model of this kind on the same test rows (the champion's).
+    primary_metric: Callable[[BundleModel], float]
+
+
+Runner = Callable[[FeatureStore, Workspace, LabelParams, TrainingParams, Path], TrainResult]
+
+
+def runner(kind: str) -> Runner:
+    """The function that trains and evaluates a model kind (its spec's `trainer`)."""
+    module, _, name = model_spec(kind).trainer.partition(":")
+    found: Runner = getattr(importlib.import_module(module), name)
+    return found
 
 
 def _parts(frame: pd.DataFrame, split: TimeSplit) -> tuple[pd.DataFrame, ...]:
@@ -58,9 +87,15 @@ def _parts(frame: pd.DataFrame, split: TimeSplit) -> tuple[pd.DataFrame, ...]:
 
 
 def _labelled(
-    path: Path, horizon_days: int, params: TrainingParams, max_train: int | None = None
+    spec: ModelSpec,
+    paths: Workspace,
+    labels_params: LabelParams,
+    params: TrainingParams,
+    max_train: int | None = None,
 ) -> tuple[pd.DataFrame, TimeSplit]:
-    labels = pd.read_parquet(path)
+    """The label rows of the model's cutoffs that fall in the split, and the split."""
+    horizon_days = int(getattr(labels_params, spec.horizon_setting))
+    labels = pd.read_parquet(paths.snapshot(spec.label_output))
     stamps = sorted(pd.to_datetime(labels[EVENT_TIMESTAMP], utc=True).unique())
     split_params = params.split
     if max_train is not None:
@@ -70,32 +105,36 @@ def _labelled(
     return labels[split.part(labels[EVENT_TIMESTAMP]) != ""].reset_index(drop=True), split
 
 
-def _importance(booster: Any, columns: tuple[str, ...]) -> pd.Series:
-    return pd.Series(booster.feature_importance("gain"), index=list(columns)).sort_values(
+def _importance(model: BundleModel) -> pd.Series:
+    """Gain of each feature in the model's first booster (a two-part CLV's P(buy))."""
+    booster = next(iter(model.boosters.values()))
+    return pd.Series(booster.feature_importance("gain"), index=model.columns).sort_values(
         ascending=False
     )
 
 
 def run_churn(
     store: FeatureStore,
-    snapshot_dir: Path,
+    paths: Workspace,
     labels: LabelParams,
     params: TrainingParams,
     out_dir: Path,
 ) -> TrainResult:
     """Churn model vs the best recency rule and logistic regression on RFM."""
-    rows, split = _labelled(
-        snapshot_dir / "labels_churn.parquet", labels.churn_horizon_days, params
-    )
-    frame = historical_features(store, SERVICES["churn"], rows)
+    spec = model_spec("churn")
+    rows, split = _labelled(spec, paths, labels, params)
+    frame = historical_features(store, spec.feature_service, rows)
     train, valid, test = _parts(frame, split)
-    features = service_features(SERVICES["churn"])
-    y_tr, y_va, y = (f[CHURN].to_numpy(int) for f in (train, valid, test))
+    features = service_features(spec.feature_service)
+    y_tr, y_va, y = (f[spec.target].to_numpy(int) for f in (train, valid, test))
     model, info = train_churn(train, y_tr, valid, y_va, features, params.churn, params.seed)
+    p_test = model.predict(test)
+    set_population(model, p_test)
+    key = spec.primary_key(params.nbo.top_k)
     rule_days = baselines.recency_rule(valid, y_va)
     logistic = baselines.rfm_logistic(train, y_tr)
     predictions = {
-        "lightgbm": model.predict(test),
+        "lightgbm": p_test,
         f"recency rule ({rule_days} days)": baselines.recency_rule_predict(test, rule_days),
         "logistic regression on RFM": baselines.rfm_logistic_predict(logistic, test),
     }
@@ -107,9 +146,9 @@ def run_churn(
         info["bgnbd"] = BGNBD_MISSING
     scored = _score_all(churn_metrics, y, predictions, params, ["roc_auc", "pr_auc", "brier"])
     info["recency_rule_days"] = rule_days
-    info["example_reasons_highest_risk"] = _example_reasons(model, test, predictions["lightgbm"])
+    info["example_reasons_highest_risk"] = _example_reasons(model, test, p_test)
     plots = plot_churn(y, predictions, out_dir)
-    importance = _importance(model.booster, model.spec.columns)
+    importance = _importance(model)
     plots.append(plot_importance(importance, out_dir, "churn"))
     return TrainResult(
         "churn",
@@ -117,33 +156,40 @@ def run_churn(
         info,
         split,
         scored,
-        grade(scored[0], scored[1:], "churn"),
+        grade(scored[0], scored[1:], spec.primary, key),
         plots,
         importance,
         test[features].head(5),
         _sizes(train, valid, test),
         test,
+        p_test,
+        key,
+        lambda m: churn_metrics(y, m.predict(test))[key],
     )
 
 
 def run_clv(
     store: FeatureStore,
-    snapshot_dir: Path,
+    paths: Workspace,
     labels: LabelParams,
     params: TrainingParams,
     out_dir: Path,
 ) -> TrainResult:
     """CLV model vs average monthly spend x months x retention (and BG/NBD x Gamma-Gamma
     when the optional `pymc-marketing` extra is installed)."""
-    rows, split = _labelled(snapshot_dir / "labels_clv.parquet", labels.clv_horizon_days, params)
-    frame = historical_features(store, SERVICES["clv"], rows)
+    spec = model_spec("clv")
+    rows, split = _labelled(spec, paths, labels, params)
+    frame = historical_features(store, spec.feature_service, rows)
     train, valid, test = _parts(frame, split)
-    features = service_features(SERVICES["clv"])
-    y_tr, y_va, y = (f[CLV].to_numpy(float) for f in (train, valid, test))
+    features = service_features(spec.feature_service)
+    y_tr, y_va, y = (f[spec.target].to_numpy(float) for f in (train, valid, test))
     model, info = train_clv(train, y_tr, valid, y_va, features, params.clv, params.seed)
+    p_test = model.predict(test)
+    set_population(model, p_test)
+    key = spec.primary_key(params.nbo.top_k)
     retention = baselines.retention_rate(np.concatenate([y_tr, y_va]))
     predictions = {
-        "lightgbm": model.predict(test),
+        "lightgbm": p_test,
         "monthly spend x months x retention": baselines.monthly_spend_clv(
             test, labels.clv_horizon_days, retention
         ),
@@ -156,9 +202,9 @@ def run_clv(
         info["bgnbd"] = BGNBD_MISSING
     scored = _score_all(clv_metrics, y, predictions, params, ["mae", "spearman", "top20_capture"])
     info["retention_rate"] = retention
-    info["example_reasons_highest_value"] = _example_reasons(model, test, predictions["lightgbm"])
-    plots = plot_clv(y, predictions["lightgbm"], out_dir)
-    importance = _importance(next(iter(model.boosters.values())), model.spec.columns)
+    info["example_reasons_highest_value"] = _example_reasons(model, test, p_test)
+    plots = plot_clv(y, p_test, out_dir)
+    importance = _importance(model)
     plots.append(plot_importance(importance, out_dir, "clv"))
     return TrainResult(
         "clv",
@@ -166,76 +212,88 @@ def run_clv(
         info,
         split,
         scored,
-        grade(scored[0], scored[1:], "clv"),
+        grade(scored[0], scored[1:], spec.primary, key),
         plots,
         importance,
         test[features].head(5),
         _sizes(train, valid, test),
         test,
+        p_test,
+        key,
+        lambda m: clv_metrics(y, m.predict(test))[key],
     )
 
 
 def _nbo_pairs(
-    store: FeatureStore, snapshot_dir: Path, rows: pd.DataFrame, params: TrainingParams
+    store: FeatureStore, paths: Workspace, rows: pd.DataFrame, params: TrainingParams
 ) -> pd.DataFrame:
     """Candidate pairs for the customers in `rows`, with Feast features and labels."""
     keys = [CUSTOMER_ID, EVENT_TIMESTAMP]
     stamps = set(rows[EVENT_TIMESTAMP])
     filters = [(EVENT_TIMESTAMP, "in", sorted(stamps))]
     affinity = pd.read_parquet(
-        snapshot_dir / "customer_offer_features.parquet",
+        paths.snapshot(AFFINITY_VIEW),
         columns=[*keys, OFFER_ID, "affinity_orders_365d", "affinity_recency_days"],
         filters=filters,
     )
-    offers = pd.read_parquet(snapshot_dir / "offer_features.parquet", filters=filters)
+    offers = pd.read_parquet(paths.snapshot(OFFER_VIEW), filters=filters)
     for f in (affinity, offers):
         f[EVENT_TIMESTAMP] = pd.to_datetime(f[EVENT_TIMESTAMP], utc=True)
     customers = rows[keys].drop_duplicates()
-    pairs = candidates(affinity, offers, customers, params.nbo)
-    pairs = historical_features(store, SERVICES["nbo"], pairs)
+    pairs = candidates(
+        affinity,
+        offers,
+        customers,
+        params.nbo.history_candidates,
+        params.nbo.popular_candidates,
+    )
+    pairs = historical_features(store, model_spec("nbo").feature_service, pairs)
     pairs[ACCEPTED] = with_labels(pairs, rows)
     return pairs
 
 
+def _ranked(model: BundleModel, pairs: pd.DataFrame, k: int) -> dict[str, list[str]]:
+    """Each customer's top-k offers as the bundle recommends them (rules applied)."""
+    top = recommend(model, pairs, k=k)
+    return {str(c): list(g[OFFER_ID]) for c, g in top.groupby(CUSTOMER_ID, sort=False)}
+
+
 def run_nbo(
     store: FeatureStore,
-    snapshot_dir: Path,
+    paths: Workspace,
     labels: LabelParams,
     params: TrainingParams,
     out_dir: Path,
 ) -> TrainResult:
     """Offer ranker vs popularity, buy-again and a history/popularity blend, on the customers
     who bought something in the test horizon."""
-    rows, split = _labelled(
-        snapshot_dir / "labels_offer.parquet",
-        labels.offer_horizon_days,
-        params,
-        params.nbo.max_train_cutoffs,
-    )
-    pairs = _nbo_pairs(store, snapshot_dir, rows, params)
+    spec = model_spec("nbo")
+    rows, split = _labelled(spec, paths, labels, params, params.nbo.max_train_cutoffs)
+    pairs = _nbo_pairs(store, paths, rows, params)
     train, valid, test = _parts(pairs, split)
-    features = service_features(SERVICES["nbo"])
+    features = service_features(spec.feature_service)
     model, info = train_nbo(
         train,
-        train[ACCEPTED].to_numpy(),
+        train[spec.target].to_numpy(),
         valid,
-        valid[ACCEPTED].to_numpy(),
+        valid[spec.target].to_numpy(),
         features,
         params.nbo,
         params.seed,
     )
+    p_test = model.predict(test)
+    set_population(model, p_test)
     k = params.nbo.top_k
+    key = spec.primary_key(k)
     test_rows = rows[rows[EVENT_TIMESTAMP] == split.test]
     actual = {str(c): set(g[OFFER_ID]) for c, g in test_rows.groupby(CUSTOMER_ID)}
     customers = sorted(actual)
-    top = model.recommend(test, k=max(k, 10))
-    ranked = {str(c): list(g[OFFER_ID]) for c, g in top.groupby(CUSTOMER_ID, sort=False)}
+    ranked = _ranked(model, test, max(k, 10))
     test_offers = pd.read_parquet(
-        snapshot_dir / "offer_features.parquet", filters=[(EVENT_TIMESTAMP, "==", split.test)]
+        paths.snapshot(OFFER_VIEW), filters=[(EVENT_TIMESTAMP, "==", split.test)]
     )
     test_affinity = pd.read_parquet(
-        snapshot_dir / "customer_offer_features.parquet",
-        filters=[(EVENT_TIMESTAMP, "==", split.test)],
+        paths.snapshot(AFFINITY_VIEW), filters=[(EVENT_TIMESTAMP, "==", split.test)]
     )
     test_affinity = test_affinity[test_affinity[CUSTOMER_ID].isin(actual)]
     top_popular = baselines.popularity(test_offers, max(k, 10))
@@ -265,36 +323,41 @@ def run_nbo(
             len(customers),
             params.bootstrap,
             params.seed,
-            [f"hit@{k}", "recall@10"],
+            [key, "recall@10"],
         )
         for name, r in recs.items()
     ]
-    importance = _importance(model.booster, model.spec.columns)
+    importance = _importance(model)
     plots = [plot_importance(importance, out_dir, "nbo")]
     info["test_buyers"] = len(customers)
-    info["candidate_recall"] = float(test[ACCEPTED].sum() / max(1, len(test_rows)))
+    info["candidate_recall"] = float(test[spec.target].sum() / max(1, len(test_rows)))
+    everybody = np.arange(len(customers))
     return TrainResult(
         "nbo",
         model,
         info,
         split,
         scored,
-        grade(scored[0], scored[1:], "nbo"),
+        grade(scored[0], scored[1:], spec.primary, key),
         plots,
         importance,
         test[features].head(5),
         _sizes(train, valid, test),
         test,
+        p_test,
+        key,
+        lambda m: metrics(everybody, _ranked(m, test, max(k, 10)))[key],
     )
 
 
-def _example_reasons(model: Any, test: pd.DataFrame, scores: np.ndarray) -> list[dict[str, Any]]:
+def _example_reasons(
+    model: BundleModel, test: pd.DataFrame, scores: np.ndarray
+) -> list[dict[str, Any]]:
     """Reason codes of the three highest-scored test customers (no ids: reports are shared)."""
     top = test.iloc[np.argsort(-scores, kind="stable")[:3]]
-    return [
-        {"up": [r.text for r in reasons["up"]], "down": [r.text for r in reasons["down"]]}
-        for reasons in model.explain(top)
-    ]
+    values = [{str(k): v for k, v in row.items()} for row in top.to_dict("records")]
+    reasons = reason_codes(model, model.frame_matrix(top), values, 3)
+    return [{d: [r.text for r in found[d]] for d in ("up", "down")} for found in reasons]
 
 
 def _score_all(
@@ -324,19 +387,3 @@ def _on_rows(
 
 def _sizes(train: pd.DataFrame, valid: pd.DataFrame, test: pd.DataFrame) -> dict[str, int]:
     return {"train": len(train), "valid": len(valid), "test": len(test)}
-
-
-def primary_metric(kind: str, model: Any, test: pd.DataFrame) -> float:
-    """A model's gate metric on a test frame (to score the champion on the challenger's test)."""
-    if kind == "churn":
-        return churn_metrics(test[CHURN].to_numpy(int), model.predict(test))["roc_auc"]
-    if kind == "clv":
-        return clv_metrics(test[CLV].to_numpy(float), model.predict(test))["mae"]
-    top = test.assign(_p=model.predict(test)).sort_values(
-        [CUSTOMER_ID, "_p", OFFER_ID], ascending=[True, False, True], kind="stable"
-    )
-    top = top.groupby(CUSTOMER_ID, sort=False).head(model.top_k)
-    return float(top.groupby(CUSTOMER_ID)[ACCEPTED].max().mean())
-
-
-RUNNERS = {"churn": run_churn, "clv": run_clv, "nbo": run_nbo}

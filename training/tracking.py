@@ -1,11 +1,16 @@
 """MLflow: one experiment per model, runs with everything needed to reproduce them, the model
-registry with @challenger / @champion aliases, the promotion gate and rollback."""
+registry with @challenger / @champion aliases, the promotion gate and rollback.
+
+The registered model version is the model's bundle (`serving.models`): LightGBM's text
+files and model.json in the MLflow model's data folder, loaded by `serving.models`
+(`loader_module`); nothing is pickled. `serving.registry.load_registered` reads it back."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,26 +20,19 @@ import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
 from mlflow.models import infer_signature
-from mlflow.pyfunc import PythonModel
 
-from features.model_spec import CHALLENGER, CHAMPION, MODEL_SPECS
-from training.config import GateParams
-from training.evaluate import PRIMARY
+from features.model_spec import CHALLENGER, CHAMPION, model_spec
+from serving.models import BundleModel
+from training.config import GateParams, NboParams
 
-MODEL_NAMES = {kind: spec.registry_name for kind, spec in MODEL_SPECS.items()}
 PREVIOUS_CHAMPION_TAG = "previous_champion_version"
-# Installed with crmscore itself; listing them avoids MLflow's slow requirement inference.
-MODEL_REQUIREMENTS = ["lightgbm==4.7.0", "scikit-learn", "pandas", "numpy"]
-
-
-class CrmscorePyfunc(PythonModel):
-    """MLflow wrapper: `predict` is the model's own (P(churn), CLV, or P(accept) per pair)."""
-
-    def __init__(self, model: Any) -> None:
-        self.model = model
-
-    def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> np.ndarray:
-        return np.asarray(self.model.predict(model_input))
+# Run tag with the name of the primary metric the run was graded on ("hit@5").
+PRIMARY_METRIC_TAG = "primary_metric"
+# The bundle's folder inside the MLflow model's data.
+BUNDLE_FOLDER = "bundle"
+# What `serving.models` needs beside crmscore itself; listing them avoids MLflow's slow
+# requirement inference.
+MODEL_REQUIREMENTS = ["lightgbm==4.7.0", "pandas", "numpy"]
 
 
 def data_fingerprint(paths: list[Path]) -> str:
@@ -73,6 +71,7 @@ def _experiment(name: str, artifact_root: Path) -> str:
 class RunRecord:
     """What the gate needs from a training run, as logged metrics."""
 
+    key: str  # the primary metric ("roc_auc", "hit@5")
     model: float
     best_baseline: float
     champion: float | None
@@ -80,7 +79,7 @@ class RunRecord:
 
 def log_run(
     kind: str,
-    model: Any,
+    model: BundleModel,
     metrics: dict[str, float],
     params: dict[str, Any],
     tags: dict[str, str],
@@ -91,10 +90,12 @@ def log_run(
     artifact_root: Path,
     client: MlflowClient,
 ) -> str:
-    """Log one training run, register the model and give the new version @challenger.
+    """Log one training run, register the model's bundle as a new version and give it
+    @challenger.
 
     `artifacts` are logged under report/, each folder of `artifact_dirs` under its key.
     Returns the new version number."""
+    name = model_spec(kind).registry_name
     experiment_id = _experiment(f"crmscore-{kind}", artifact_root)
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"{kind}-{tags['test_cutoff']}"):
         mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
@@ -103,40 +104,35 @@ def log_run(
         mlflow.log_text(settings_json, "settings.json")
         for path in artifacts:
             mlflow.log_artifact(str(path), artifact_path="report")
-        for name, folder in artifact_dirs.items():
-            mlflow.log_artifacts(str(folder), artifact_path=name)
+        for artifact_path, folder in artifact_dirs.items():
+            mlflow.log_artifacts(str(folder), artifact_path=artifact_path)
         # Integers as floats: a missing value at scoring time must not break the signature.
         example = input_example.head(3).apply(
             lambda c: c.astype("float64") if pd.api.types.is_integer_dtype(c) else c
         )
-        info = mlflow.pyfunc.log_model(
-            name="model",
-            python_model=CrmscorePyfunc(model),
-            signature=infer_signature(example, model.predict(example)),
-            input_example=example,
-            pip_requirements=MODEL_REQUIREMENTS,
-            registered_model_name=MODEL_NAMES[kind],
-        )
+        with tempfile.TemporaryDirectory() as tmp:
+            bundle = model.save(Path(tmp) / BUNDLE_FOLDER)
+            info = mlflow.pyfunc.log_model(
+                name="model",
+                loader_module="serving.models",
+                data_path=str(bundle),
+                signature=infer_signature(example, model.predict(example)),
+                input_example=example,
+                pip_requirements=MODEL_REQUIREMENTS,
+                registered_model_name=name,
+            )
     version = str(info.registered_model_version)
-    client.set_registered_model_alias(MODEL_NAMES[kind], CHALLENGER, version)
+    client.set_registered_model_alias(name, CHALLENGER, version)
     return version
-
-
-def load_alias(kind: str, alias: str, client: MlflowClient) -> Any | None:
-    """The model object behind an alias, or None when the alias is not set."""
-    try:
-        version = client.get_model_version_by_alias(MODEL_NAMES[kind], alias)
-    except mlflow.exceptions.MlflowException:
-        return None
-    loaded = mlflow.pyfunc.load_model(f"models:/{MODEL_NAMES[kind]}/{version.version}")
-    return loaded.unwrap_python_model().model
 
 
 def _record(kind: str, version: Any, client: MlflowClient) -> RunRecord:
     run = client.get_run(version.run_id)
-    key, _ = PRIMARY[kind]
+    # Runs name the metric they were graded on; older ones used the default top-k.
+    key = run.data.tags.get(PRIMARY_METRIC_TAG) or model_spec(kind).primary_key(NboParams().top_k)
     m = run.data.metrics
     return RunRecord(
+        key,
         m[metric_key(f"model_{key}")],
         m[metric_key(f"best_baseline_{key}")],
         m.get(metric_key(f"champion_{key}")),
@@ -169,18 +165,14 @@ class GateDecision:
 
 def gate_passes(kind: str, record: RunRecord, gate: GateParams) -> tuple[bool, str]:
     """Beat the best baseline and the current champion (same test window) by the margins."""
-    key, higher = PRIMARY[kind]
-    margin = {
-        "churn": gate.churn_auc_margin,
-        "clv": gate.clv_mae_margin,
-        "nbo": gate.nbo_hit_margin,
-    }[kind]
+    spec = model_spec(kind)
+    key = record.key
+    margin = float(getattr(gate, spec.gate_margin_setting))
     rivals = {"best baseline": record.best_baseline}
     if record.champion is not None:
         rivals["champion"] = record.champion
     for name, value in rivals.items():
-        better = (record.model >= value + margin) if higher else (record.model <= value - margin)
-        if not better:
+        if not spec.primary.better(record.model, value, margin):
             return False, (
                 f"{key} {record.model:.4f} does not beat the {name} ({value:.4f}) by "
                 f"the margin {margin}"
@@ -192,7 +184,7 @@ def gate_passes(kind: str, record: RunRecord, gate: GateParams) -> tuple[bool, s
 
 def promote(kind: str, gate: GateParams, client: MlflowClient) -> GateDecision:
     """Move @champion to the @challenger version when the gate passes."""
-    name = MODEL_NAMES[kind]
+    name = model_spec(kind).registry_name
     try:
         challenger = client.get_model_version_by_alias(name, CHALLENGER)
     except mlflow.exceptions.MlflowException:
@@ -213,7 +205,7 @@ def promote(kind: str, gate: GateParams, client: MlflowClient) -> GateDecision:
 
 def rollback(kind: str, client: MlflowClient) -> GateDecision:
     """Put the previous champion back as @champion."""
-    name = MODEL_NAMES[kind]
+    name = model_spec(kind).registry_name
     previous = client.get_registered_model(name).tags.get(PREVIOUS_CHAMPION_TAG)
     if not previous:
         return GateDecision(kind, False, None, "no previous champion to roll back to")

@@ -9,29 +9,24 @@ from typing import Any
 from feast import FeatureStore
 from mlflow import MlflowClient
 
+from features.catalog import Workspace
 from features.config import LabelParams
-from serving.registry import SERVING_ARTIFACTS
+from features.feast_repo import AFFINITY_VIEW, CUSTOMER_VIEW, OFFER_VIEW
+from features.model_spec import CHAMPION, ModelSpec, check_kinds, model_spec
+from serving.models import BundleModel, ModelNotFound
+from serving.registry import load_registered
 from training.config import TrainingParams
-from training.evaluate import PRIMARY
-from training.export import write_bundle, write_reference
-from training.pipeline import RUNNERS, SERVICES, TrainResult, primary_metric
+from training.export import REFERENCE_DIR, write_reference
+from training.pipeline import TrainResult, runner
 from training.report import write_report
-from training.tracking import CHAMPION, data_fingerprint, load_alias, log_run, metric_key
+from training.tracking import PRIMARY_METRIC_TAG, data_fingerprint, log_run, metric_key
 
-LABEL_FILES = {
-    "churn": "labels_churn.parquet",
-    "clv": "labels_clv.parquet",
-    "nbo": "labels_offer.parquet",
-}
-FEATURE_FILES = [
-    "customer_features.parquet",
-    "offer_features.parquet",
-    "customer_offer_features.parquet",
-]
+# Snapshot outputs every model's data fingerprint covers, beside its labels.
+FEATURE_OUTPUTS = (CUSTOMER_VIEW, OFFER_VIEW, AFFINITY_VIEW)
 
 
-def _metrics(result: TrainResult, champion: float | None) -> dict[str, float]:
-    key, higher = PRIMARY[result.kind]
+def _metrics(result: TrainResult, spec: ModelSpec, champion: float | None) -> dict[str, float]:
+    key, higher = result.primary_key, spec.primary.higher_is_better
     model, baselines = result.scored[0], result.scored[1:]
     out = {f"model_{k}": v for k, v in model.metrics.items()}
     for k, (lo, hi) in model.intervals.items():
@@ -46,73 +41,77 @@ def _metrics(result: TrainResult, champion: float | None) -> dict[str, float]:
     return {metric_key(k): v for k, v in out.items()}
 
 
+def _champion(kind: str, client: MlflowClient) -> BundleModel | None:
+    """The current @champion (None when there is none, or it is not a bundle)."""
+    try:
+        model = load_registered(kind, client, CHAMPION)
+    except ModelNotFound:
+        return None
+    model.threads = 0
+    return model
+
+
 def train_models(
     kinds: list[str],
     store: FeatureStore,
-    snapshot_dir: Path,
+    paths: Workspace,
     labels: LabelParams,
     params: TrainingParams,
-    report_dir: Path,
     client: MlflowClient,
-    artifact_root: Path,
     settings_json: str,
     commit: str,
     id_salt: str = "",
 ) -> list[dict[str, Any]]:
     """Train each model, compare it with its baselines and the champion, log and register it
-    as @challenger. Returns one summary per model."""
+    as @challenger. Reads the snapshots of the workspace `paths`, writes reports to its
+    reports folder. Returns one summary per model."""
     summaries = []
-    for kind in kinds:
-        out_dir = report_dir / kind
-        result = RUNNERS[kind](store, snapshot_dir, labels, params, out_dir)
-        champion_model = load_alias(kind, CHAMPION, client)
-        champion = (
-            primary_metric(kind, champion_model, result.test_frame)
-            if champion_model is not None
-            else None
-        )
-        key = PRIMARY[kind][0]
+    for kind in check_kinds(kinds):
+        spec = model_spec(kind)
+        out_dir = paths.model_reports(kind)
+        result = runner(kind)(store, paths, labels, params, out_dir)
+        key = result.primary_key
+        champion_model = _champion(kind, client)
+        champion = result.primary_metric(champion_model) if champion_model is not None else None
         reports = write_report(result, out_dir, {key: champion} if champion is not None else None)
         fingerprint = data_fingerprint(
-            [snapshot_dir / LABEL_FILES[kind], *(snapshot_dir / f for f in FEATURE_FILES)]
+            [paths.snapshot(spec.label_output), *(paths.snapshot(o) for o in FEATURE_OUTPUTS)]
         )
         params_logged = {
             **{f"split_{k}": ",".join(v) for k, v in result.split.as_dict().items()},
             **{k: v for k, v in result.info.items()},
             "rows": result.rows,
-            "feature_service": SERVICES[kind],
+            "feature_service": spec.feature_service,
             "seed": params.seed,
         }
         tags = {
             "test_cutoff": result.split.test.date().isoformat(),
             "git_commit": commit,
             "data_fingerprint": fingerprint,
-            "feature_service": SERVICES[kind],
+            "feature_service": spec.feature_service,
             "grade": result.grade[0],
+            PRIMARY_METRIC_TAG: key,
         }
-        predictions = result.model.predict(result.test_frame)
         with tempfile.TemporaryDirectory() as tmp:
-            bundle = write_bundle(kind, result.model, predictions, params, Path(tmp) / "s")
             reference = write_reference(
-                kind,
                 result.model,
                 result.test_frame,
-                predictions,
-                Path(tmp) / "r",
+                result.test_predictions,
+                Path(tmp) / "reference",
                 id_salt,
                 params.seed,
             ).parent
             version = log_run(
                 kind,
                 result.model,
-                _metrics(result, champion),
+                _metrics(result, spec, champion),
                 params_logged,
                 tags,
                 [*reports, *result.plots],
-                {SERVING_ARTIFACTS: bundle, "reference": reference},
+                {REFERENCE_DIR: reference},
                 result.input_example,
                 settings_json,
-                artifact_root,
+                paths.mlflow_artifacts,
                 client,
             )
         model_scored = result.scored[0]

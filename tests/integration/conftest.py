@@ -16,8 +16,9 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
+from crmscore import steps
 from crmscore.cli import app
-from crmscore.demo import STEPS
+from crmscore.settings import load_settings
 from features.synthetic import dataset_yaml, synthetic_export, write_export
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -65,13 +66,22 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
     )
     dataset = root / "synthetic.yaml"
     dataset.write_text(dataset_yaml(csv) + SERVING_SETTINGS)
-    done = Trained(root / "ws", dataset, "")
-    for _, step in STEPS:  # the demo's pipeline: ingest ... train, promote
-        cli(*done.base, *step)
-    meta = json.loads((done.workspace / "features" / "snapshots.json").read_text())
-    latest = meta["cutoffs"][-1][:10]
-    cli(*done.base, "score", "batch", "--as-of", latest)
-    return Trained(done.workspace, dataset, latest)
+    settings = load_settings(root / "ws", dataset=str(dataset))
+    for _, step in steps.PIPELINE:  # the demo's pipeline: ingest ... train, promote
+        step(settings)
+    latest = steps.latest_cutoff(settings)
+    # Batch scores through the command line, as a user runs it.
+    cli(
+        "--workspace",
+        str(settings.workspace),
+        "--dataset",
+        str(dataset),
+        "score",
+        "batch",
+        "--as-of",
+        latest,
+    )
+    return Trained(settings.workspace, dataset, latest)
 
 
 def _free_port() -> int:

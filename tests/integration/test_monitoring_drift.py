@@ -19,6 +19,7 @@ from features.catalog import Workspace
 from features.config import FeatureParams
 from features.feast_repo import SERVICE_FEATURES
 from features.ingest import ingest
+from features.model_spec import model_spec
 from features.names import CUSTOMER_ID, EVENT_TIMESTAMP
 from features.snapshots import build_snapshots, read_tables
 from monitoring.config import MonitoringParams
@@ -26,7 +27,6 @@ from monitoring.decision import RETRAIN, read_decision
 from monitoring.drift import drift_check
 from monitoring.privacy import hash_ids
 from serving.registry import configure, default_tracking_uri
-from training.tracking import MODEL_NAMES
 
 pytestmark = pytest.mark.realdata
 
@@ -39,16 +39,12 @@ def snapshot(shared_datasets: Path, tmp_path_factory: pytest.TempPathFactory) ->
     """Online Retail ingested and featurised at one cutoff: a workspace's features folder."""
     ws = tmp_path_factory.mktemp("ws")
     settings = load_settings(workspace=ws, dataset="online_retail", env={})
-    ingest(settings.dataset, settings.data_root, settings.data_dir)
+    ingest(settings.dataset, settings.data_root, settings.paths)
     params = FeatureParams(cutoffs=[CUTOFF.date()], partitions=settings.features.partitions)
     build_snapshots(
-        read_tables(settings.data_dir),
-        params,
-        settings.labels,
-        settings.segments,
-        settings.snapshot_dir,
+        read_tables(settings.paths), params, settings.labels, settings.segments, settings.paths
     )
-    return settings.snapshot_dir
+    return settings.paths.snapshot_dir
 
 
 def _score(frame: pd.DataFrame) -> np.ndarray:
@@ -139,7 +135,7 @@ def _register_reference(client: mlflow.MlflowClient, ws: Path, reference: pd.Dat
         reference.to_parquet(path, index=False)
         mlflow.log_artifact(str(path), artifact_path="reference")
         mlflow.log_metrics({"model_mae": 500.0, "model_top20_capture": 0.6})
-    name = MODEL_NAMES["clv"]
+    name = model_spec("clv").registry_name
     client.create_registered_model(name)
     run_id = run.info.run_id
     version = client.create_model_version(name, f"runs:/{run_id}/reference", run_id)

@@ -23,9 +23,9 @@ def _same(a: object, b: object) -> bool:
 
 def test_reader_equals_feast_get_online_features(trained: Trained) -> None:
     settings = load_settings(trained.workspace, dataset=str(trained.dataset))
-    store = open_store(settings.feast, settings.feast_dir)
+    store = open_store(settings.feast, settings.paths)
     reader = OnlineFeatures(store)
-    affinity = pd.read_parquet(trained.workspace / "features" / "customer_offer_features.parquet")
+    affinity = pd.read_parquet(settings.paths.snapshot(AFFINITY_VIEW))
     pairs = list(affinity[["customer_id", "offer_id"]].astype(str).itertuples(index=False))[:40]
     customers = sorted({c for c, _ in pairs})[:20]
     offers = sorted(reader.scan(OFFER_VIEW, []))

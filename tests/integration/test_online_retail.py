@@ -19,8 +19,8 @@ def ingested(shared_datasets: Path, tmp_path_factory: pytest.TempPathFactory) ->
     settings = load_settings(
         workspace=tmp_path_factory.mktemp("ws"), dataset="online_retail", env={}
     )
-    out = settings.workspace / "data"
-    return ingest(settings.dataset, settings.data_root, out), out
+    out = settings.paths.data_dir
+    return ingest(settings.dataset, settings.data_root, settings.paths), out
 
 
 def test_overlap_is_loaded_once(ingested: tuple[dict, Path]) -> None:

@@ -16,11 +16,11 @@ from typer.testing import CliRunner
 from crmscore.cli import app
 from crmscore.settings import load_settings
 from features.feast_repo import SERVICE_FEATURES
+from features.model_spec import CHALLENGER, REFERENCE_ARTIFACT, model_spec
+from features.retrieval import historical_features
 from features.store import open_store
 from features.synthetic import dataset_yaml, synthetic_export, write_export
-from serving.registry import configure
-from training.datasets import historical_features
-from training.tracking import CHALLENGER, MODEL_NAMES
+from serving.registry import configure, load_registered
 
 runner = CliRunner()
 
@@ -106,8 +106,8 @@ def test_online_values_equal_offline_values(workspace: tuple[Path, Path], tmp_pa
     shutil.copytree(ws, copy)
     _cli("--workspace", str(copy), "--dataset", str(config), "features", "materialize")
     settings = load_settings(workspace=copy, dataset=str(config))
-    store = open_store(settings.feast, settings.feast_dir)
-    snapshot = pd.read_parquet(settings.snapshot_dir / "customer_features.parquet")
+    store = open_store(settings.feast, settings.paths)
+    snapshot = pd.read_parquet(settings.paths.snapshot("customer_features"))
     latest = snapshot["event_timestamp"].max()
     ids = sorted(snapshot.loc[snapshot["event_timestamp"] == latest, "customer_id"])[:50]
     service = store.get_feature_service("churn_v1")
@@ -156,11 +156,11 @@ def test_cli_reports_bad_dataset_config_without_traceback(tmp_path: Path) -> Non
 def test_training_sets_see_only_the_snapshot_at_their_cutoff(workspace: tuple[Path, Path]) -> None:
     ws, config = workspace
     settings = load_settings(workspace=ws, dataset=str(config))
-    store = open_store(settings.feast, settings.feast_dir)
-    labels = pd.read_parquet(settings.snapshot_dir / "labels_churn.parquet")
+    store = open_store(settings.feast, settings.paths)
+    labels = pd.read_parquet(settings.paths.snapshot("labels_churn"))
     rows = labels.groupby("event_timestamp").head(30)
     fetched = historical_features(store, "churn_v1", rows)
-    snapshot = pd.read_parquet(settings.snapshot_dir / "customer_features.parquet")
+    snapshot = pd.read_parquet(settings.paths.snapshot("customer_features"))
     expected = rows.merge(snapshot, on=["customer_id", "event_timestamp"], how="left")
     for name in ("recency_days", "monetary_90d", "frequency_365d"):
         np.testing.assert_allclose(
@@ -182,7 +182,7 @@ def test_train_registers_challengers_with_reports(
         assert Path(summary["report"]).exists()
         assert (copy / "reports" / kind / f"{kind}_report.md").read_text().count("|") > 10
     client = configure(f"sqlite:///{copy / 'mlflow' / 'mlflow.db'}")
-    version = client.get_model_version_by_alias(MODEL_NAMES["churn"], CHALLENGER)
+    version = client.get_model_version_by_alias(model_spec("churn").registry_name, CHALLENGER)
     run = client.get_run(version.run_id)
     for tag in ("git_commit", "data_fingerprint", "feature_service", "test_cutoff"):
         assert run.data.tags[tag], tag
@@ -209,3 +209,35 @@ def test_train_registers_challengers_with_reports(
     targets = _cli(*base, "target", "--objective", "retention", "--budget", "100", "--seed", "3")
     listed = pd.read_csv(targets["csv"])
     assert len(listed) == 100 and (listed["group"] == "control").sum() == 10
+
+
+def test_nbo_trains_and_promotes_with_another_top_k(
+    workspace: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """`training.nbo.top_k: 3`: graded, logged and gated on hit@3; the registered bundle is
+    the model, with its reference sample beside it."""
+    from training.tracking import promote, settings_json
+    from training.train import train_models
+
+    ws, config = workspace
+    copy = tmp_path / "ws"
+    shutil.copytree(ws, copy)
+    settings = load_settings(workspace=copy, dataset=str(config))
+    nbo = settings.training.nbo.model_copy(update={"top_k": 3})
+    params = settings.training.model_copy(update={"nbo": nbo, "bootstrap": 10})
+    client = configure(f"sqlite:///{copy / 'mlflow' / 'mlflow.db'}")
+    store = open_store(settings.feast, settings.paths)
+    (summary,) = train_models(
+        ["nbo"], store, settings.paths, settings.labels, params, client, settings_json(settings),
+        "test",
+    )  # fmt: skip
+    assert summary["hit@3"] >= 0 and "champion_hit@3" in summary
+    decision = promote("nbo", params.gate, client)
+    assert "hit@3" in decision.reason
+    model = load_registered("nbo", client)
+    assert model.meta["top_k"] == 3 and model.version.startswith(summary["version"])
+    run = client.get_run(client.get_model_version(model.info["name"], summary["version"]).run_id)
+    assert "model_hit_at_3" in run.data.metrics and "model_hit_at_5" not in run.data.metrics
+    reference = client.list_artifacts(run.info.run_id, REFERENCE_ARTIFACT.split("/")[0])
+    assert [a.path for a in reference] == [REFERENCE_ARTIFACT]
+    assert not client.list_artifacts(run.info.run_id, "serving")

@@ -14,10 +14,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from features.model_spec import CHAMPION, model_spec
 from features.privacy import hash_id
 from serving.registry import configure
 from tests.integration.conftest import ADMIN_KEY, USER_KEY, Server
-from training.tracking import CHAMPION, MODEL_NAMES
 
 pytestmark = pytest.mark.slow
 
@@ -32,18 +32,34 @@ def _post(client: httpx.Client, body: dict, path: str = "/v1/score") -> httpx.Re
 
 
 def test_score_answers_the_contract_and_equals_batch_scores(server: Server) -> None:
+    """Every customer of the batch, page by page: the same churn, CLV with its percentile and
+    tier (one definition: among the model's test population), offers and segments."""
     batch = _scores(server).set_index("customer_id")
-    ids = list(batch.index[:20])
+    all_ids = list(batch.index)
+    answers = []
     with server.client() as client:
-        response = _post(client, {"customer_ids": ids, "explain": True})
-    assert response.status_code == 200, response.text
-    answers = response.json()["scores"]
-    assert [a["customer_id"] for a in answers] == ids
+        for start in range(0, len(all_ids), 50):
+            page = all_ids[start : start + 50]
+            response = _post(client, {"customer_ids": page, "explain": start == 0})
+            assert response.status_code == 200, response.text
+            assert [a["customer_id"] for a in response.json()["scores"]] == page
+            answers += response.json()["scores"]
+    assert len(answers) == len(batch) > 100
     for a in answers:
         expected = batch.loc[a["customer_id"]]
         assert a["churn"]["probability"] == pytest.approx(expected["churn_probability"], abs=1e-6)
         assert a["churn"]["band"] == expected["churn_band"]
+        assert a["churn"]["flag"] == bool(expected["churn_flag"])
         assert a["clv"]["value"] == pytest.approx(expected["clv"], abs=0.01)
+        assert a["clv"]["percentile"] == pytest.approx(expected["clv_percentile"], abs=1e-9)
+        assert a["clv"]["tier"] == expected["clv_tier"]
+        for o in a["offers"]:
+            k = o["rank"]
+            assert o["offer_id"] == expected[f"offer_{k}"]
+            assert o["probability"] == pytest.approx(expected[f"offer_{k}_probability"], abs=1e-6)
+            assert o["expected_value"] == pytest.approx(
+                expected[f"offer_{k}_expected_value"], abs=1e-4
+            )
         assert [o["offer_id"] for o in a["offers"]] == [
             expected[f"offer_{k}"] for k in range(1, len(a["offers"]) + 1)
         ]
@@ -57,6 +73,8 @@ def test_score_answers_the_contract_and_equals_batch_scores(server: Server) -> N
         assert a["feature_age_seconds"] > 0
         assert set(a["model_versions"]) == {"churn", "clv", "nbo"}
         assert not a["cold_start"] and a["warnings"] == []
+    assert batch["clv_tier"].nunique() > 1
+    for a in answers[:50]:
         assert a["reasons"]["churn"]["up"] or a["reasons"]["churn"]["down"]
         assert all(
             isinstance(t, str) and " the churn risk" in t for t in a["reasons"]["churn"]["up"]
@@ -167,7 +185,7 @@ def server_features(server: Server, customer: str) -> dict:
     from serving.scoring import AFFINITY_FEATURES
 
     settings = load_settings(server.trained.workspace, dataset=str(server.trained.dataset))
-    online = OnlineFeatures(open_store(settings.feast, settings.feast_dir))
+    online = OnlineFeatures(open_store(settings.feast, settings.paths))
     names = [n for service in SERVICE_FEATURES.values() for n in service[CUSTOMER_VIEW]]
     row = online.read(CUSTOMER_VIEW, [(customer,)], [*dict.fromkeys(names), "history_offers"])[0]
     assert row is not None
@@ -220,7 +238,7 @@ def test_reload_under_load_drops_no_request(server: Server) -> None:
     ids = [str(c) for c in _scores(server)["customer_id"].iloc[:50]]
     ws = server.trained.workspace
     client = configure(f"sqlite:///{ws / 'mlflow' / 'mlflow.db'}")
-    name = MODEL_NAMES["churn"]
+    name = model_spec("churn").registry_name
     current = client.get_model_version_by_alias(name, "challenger")
     # A second registered version of the same run: a "newly promoted champion".
     new = client.create_model_version(name, str(current.source), current.run_id)

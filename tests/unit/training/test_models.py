@@ -6,11 +6,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from features.retrieval import service_features
+from serving.models import churn_band, reason_codes
 from training.churn import train_churn
 from training.clv import train_clv
 from training.config import ChurnParams, ClvParams, SplitParams
-from training.datasets import service_features, time_split
-from training.explain import contributions
+from training.datasets import time_split
 from training.metrics import (
     clv_metrics,
     lift_top_decile,
@@ -62,7 +63,7 @@ def test_churn_model_learns_and_is_deterministic() -> None:
     from sklearn.metrics import roc_auc_score
 
     assert roc_auc_score(y_test, p) > 0.75
-    assert set(first.band(p)) <= {"low", "medium", "high"}
+    assert set(churn_band(first, p)) <= {"low", "medium", "high"}
 
 
 def test_more_recent_purchase_never_raises_churn_probability() -> None:
@@ -79,7 +80,7 @@ def test_customer_id_never_changes_a_score() -> None:
     test, _, _ = _customers(500, 5)
     renamed = test.assign(customer_id=[f"other-{i}" for i in range(len(test))])
     np.testing.assert_array_equal(model.predict(test), model.predict(renamed))
-    assert "customer_id" not in model.spec.columns
+    assert "customer_id" not in model.columns
 
 
 def test_clv_model_beats_the_mean_and_never_goes_negative() -> None:
@@ -109,8 +110,9 @@ def test_metrics_on_known_values() -> None:
 def test_reason_codes_name_the_drivers_in_words() -> None:
     model = _churn_model()
     test, _, _ = _customers(200, 11)
-    lapsed = test.assign(recency_days=400.0, frequency_365d=0.0)
-    reasons = model.explain(lapsed.head(5), top=3)
+    lapsed = test.assign(recency_days=400.0, frequency_365d=0.0).head(5)
+    x = model.frame_matrix(lapsed)
+    reasons = reason_codes(model, x, lapsed.to_dict("records"), 3)
     assert len(reasons) == 5
     for r in reasons:
         up = [x.feature for x in r["up"]]
@@ -118,9 +120,9 @@ def test_reason_codes_name_the_drivers_in_words() -> None:
         assert all(x.contribution > 0 for x in r["up"])
         assert all(x.contribution < 0 for x in r["down"])
         assert "raises the churn risk" in r["up"][0].text
-    contrib = contributions(model.booster, model.spec, lapsed.head(5))
+    contrib = model.contributions(x, "churn")
     np.testing.assert_allclose(
-        contrib.sum(axis=1),
-        model.booster.predict(model.spec.matrix(lapsed.head(5)), raw_score=True),
+        contrib.sum(axis=1) + model.boosters["churn"].predict(x, pred_contrib=True)[:, -1],
+        model.boosters["churn"].predict(x, raw_score=True),
         rtol=1e-6,
     )

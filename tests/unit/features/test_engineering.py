@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from features.catalog import Workspace
 from features.config import FeatureParams, LabelParams, SegmentParams
 from features.snapshots import build_snapshots, monthly_cutoffs, read_snapshots
 from tests.conftest import tx
@@ -54,9 +55,9 @@ def _build(
             labels
             or LabelParams(churn_horizon_days=30, clv_horizon_days=30, offer_horizon_days=30),
             SegmentParams(),
-            Path(out),
+            Workspace(Path(out)),
         )
-        outputs = read_snapshots(Path(out))
+        outputs = read_snapshots(Workspace(Path(out)))
     keys = ["event_timestamp", "customer_id", "offer_id"]
     return {
         name: f.sort_values([k for k in keys if k in f], kind="stable").reset_index(drop=True)

@@ -1,0 +1,366 @@
+"""One function per pipeline step, from crmscore's settings to a JSON-ready summary.
+
+Each unpacks `Settings` (workspace, parameters, MLflow store) and calls the package function
+that does the work; the command line and the demo both call these. Errors are raised with
+their message (ValueError, FileNotFoundError and their kinds): the caller decides how to
+report them. Libraries that print progress (Feast, MLflow, Evidently) print to stderr, so
+that stdout carries only the caller's answer."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import time
+from collections.abc import Callable, Iterator
+from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from crmscore.settings import PROJECT_ROOT, Settings
+from features.model_spec import MODEL_KINDS, check_kinds
+
+if TYPE_CHECKING:
+    from monitoring.checks import BacktestRun, DriftRun
+    from monitoring.decision import Decision
+    from serving.bootstrap import Launch
+    from serving.config import ServiceSettings
+
+# Errors a step reports with their message (anything else is a bug, with its traceback).
+STEP_ERRORS: tuple[type[Exception], ...] = (ValueError, FileNotFoundError)
+
+
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """Send what libraries print on stdout to stderr."""
+    with contextlib.redirect_stdout(sys.stderr):
+        yield
+
+
+def _seconds(started: float, digits: int = 1) -> float:
+    return round(time.perf_counter() - started, digits)
+
+
+def tracking_uri(settings: Settings) -> str:
+    """The MLflow tracking server / registry: the configured one, else the workspace's."""
+    from serving.registry import default_tracking_uri
+
+    return settings.mlflow_tracking_uri or default_tracking_uri(settings.paths)
+
+
+def mlflow_client(settings: Settings) -> Any:
+    """An MLflow client on the settings' store (MLflow configured to use it)."""
+    from serving.registry import configure
+
+    return configure(tracking_uri(settings))
+
+
+def kinds_or_all(kinds: list[str] | None) -> list[str]:
+    """The model kinds asked for (checked), or every kind."""
+    return check_kinds(kinds or MODEL_KINDS)
+
+
+# --- features ------------------------------------------------------------------------------
+
+
+def ingest(settings: Settings) -> dict[str, Any]:
+    """Validate and normalise the dataset's exports into the workspace's canonical tables."""
+    from features.ingest import ingest as run_ingest
+
+    started = time.perf_counter()
+    report = run_ingest(settings.dataset, settings.data_root, settings.paths)
+    summary = {
+        k: report[k]
+        for k in (
+            "dataset",
+            "input_rows",
+            "accepted_rows",
+            "rejected_rows",
+            "rejected_by_reason",
+            "duplicate_rows",
+            "customers",
+        )
+    }
+    summary["seconds"] = _seconds(started)
+    summary["report"] = str(settings.paths.ingest_report)
+    return summary
+
+
+def build_features(settings: Settings, workers: int = 1) -> dict[str, Any]:
+    """Point-in-time features and labels at every cutoff (`settings.features.cutoffs`)."""
+    from features.snapshots import build_snapshots, read_tables
+
+    paths = settings.paths
+    started = time.perf_counter()
+    metadata = build_snapshots(
+        read_tables(paths),
+        settings.features,
+        settings.labels,
+        settings.segments,
+        paths,
+        workers=workers,
+    )
+    return {
+        "cutoffs": len(metadata["cutoffs"]),
+        "offer_catalog": metadata["offer_catalog"],
+        "rows": metadata["rows"],
+        "seconds": _seconds(started),
+        "folder": str(paths.snapshot_dir),
+    }
+
+
+def latest_cutoff(settings: Settings) -> str:
+    """The latest cutoff of the feature snapshots (YYYY-MM-DD)."""
+    from features.snapshots import snapshots_meta
+
+    return str(snapshots_meta(settings.paths)["cutoffs"][-1])[:10]
+
+
+def apply(settings: Settings) -> dict[str, Any]:
+    """Register entities, feature views and feature services in the Feast registry."""
+    from features.store import apply_repo
+
+    with quiet():
+        names = apply_repo(settings.feast, settings.paths)
+    return {"registry": str(settings.paths.feast_dir), **names}
+
+
+def materialize(settings: Settings, stock: bool = False) -> dict[str, Any]:
+    """Load the latest feature values into the online store (incremental, idempotent)."""
+    from features.store import materialize as run_materialize
+
+    started = time.perf_counter()
+    with quiet():
+        result = run_materialize(settings.feast, settings.paths, stock=stock)
+    return {**result, "seconds": _seconds(started, 2)}
+
+
+# --- models --------------------------------------------------------------------------------
+
+
+def train(settings: Settings, kinds: list[str] | None = None) -> dict[str, Any]:
+    """Train and evaluate models against their baselines; register them as @challenger."""
+    from features.store import open_store
+    from training.tracking import git_commit, settings_json
+    from training.train import train_models
+
+    kinds = kinds_or_all(kinds)
+    paths = settings.paths
+    started = time.perf_counter()
+    client = mlflow_client(settings)
+    with quiet():
+        store = open_store(settings.feast, paths)
+        summaries = train_models(
+            kinds,
+            store,
+            paths,
+            settings.labels,
+            settings.training,
+            client,
+            settings_json(settings),
+            git_commit(PROJECT_ROOT),
+            settings.id_salt.get_secret_value(),
+        )
+    return {"models": summaries, "seconds": _seconds(started), "reports": str(paths.report_dir)}
+
+
+def promote(settings: Settings, kinds: list[str] | None = None) -> dict[str, Any]:
+    """Move @champion to @challenger where the promotion gate passes."""
+    from training.tracking import promote as run_promote
+
+    kinds = kinds_or_all(kinds)
+    client = mlflow_client(settings)
+    with quiet():
+        return {
+            "decisions": [run_promote(k, settings.training.gate, client).as_dict() for k in kinds]
+        }
+
+
+def rollback(settings: Settings, kind: str) -> dict[str, Any]:
+    """Put the previous champion back; "promoted" says whether it could."""
+    from training.tracking import rollback as run_rollback
+
+    (kind,) = check_kinds([kind])
+    with quiet():
+        decision: dict[str, Any] = run_rollback(kind, mlflow_client(settings)).as_dict()
+    return decision
+
+
+def retrain_decision(settings: Settings) -> Decision | None:
+    """Monitoring's retrain decision (None when monitoring has not written one)."""
+    from monitoring.decision import read_decision
+
+    return read_decision(settings.paths.decision_file)
+
+
+# --- scores --------------------------------------------------------------------------------
+
+
+def score_batch(settings: Settings, as_of: date) -> dict[str, Any]:
+    """Score every customer of the snapshot at `as_of` with the served models."""
+    import pandas as pd
+
+    from features.store import open_store
+    from serving.batch import load_champions
+    from serving.batch import score_batch as run_score_batch
+
+    paths = settings.paths
+    started = time.perf_counter()
+    with quiet():
+        models = load_champions(mlflow_client(settings))
+        parquet, csv, rows = run_score_batch(
+            pd.Timestamp(as_of), open_store(settings.feast, paths), paths, models
+        )
+    return {
+        "customers": rows,
+        "parquet": str(parquet),
+        "csv": str(csv),
+        "model_versions": models.versions,
+        "seconds": _seconds(started),
+    }
+
+
+def target(
+    settings: Settings,
+    objective: str,
+    budget: int,
+    control: float = 0.1,
+    seed: int = 0,
+    as_of: str | None = None,
+) -> dict[str, Any]:
+    """A campaign target list (CSV) from the latest batch scores (of `as_of` when given)."""
+    import pandas as pd
+
+    from serving.batch import write_atomic
+    from serving.targets import OBJECTIVE_COLUMNS, target_list
+
+    paths = settings.paths
+    if objective not in OBJECTIVE_COLUMNS:
+        raise ValueError(f"--objective {objective}: expected one of {sorted(OBJECTIVE_COLUMNS)}")
+    files = paths.scores_files(as_of)
+    if not files:
+        raise FileNotFoundError(
+            f"{paths.scores_dir}: no batch scores{f' for {as_of}' if as_of else ''}; run "
+            "`crmscore score batch --as-of DATE`"
+        )
+    chosen = target_list(
+        pd.read_parquet(files[-1]),
+        objective,  # type: ignore[arg-type]
+        budget,
+        control,
+        seed,
+    )
+    out = paths.targets_file(objective, paths.scores_date(files[-1]))
+    write_atomic(chosen, out)
+    return {
+        "csv": str(out),
+        "customers": len(chosen),
+        "control": int((chosen["group"] == "control").sum()),
+        "objective_total": round(float(chosen["objective_value"].sum()), 2),
+        "scores": str(files[-1]),
+    }
+
+
+# --- monitoring ----------------------------------------------------------------------------
+
+
+def drift(
+    settings: Settings,
+    kinds: list[str] | None = None,
+    scores: str | None = None,
+    start: date | None = None,
+    end: date | None = None,
+    alias: str | None = None,
+    dashboard: bool = True,
+) -> DriftRun:
+    """Drift and data-quality reports of current data against each model's reference."""
+    from monitoring.checks import run_drift
+
+    with quiet():
+        return run_drift(
+            settings.paths,
+            mlflow_client(settings),
+            settings.monitoring,
+            kinds,
+            scores=scores,
+            start=start,
+            end=end,
+            alias=alias,
+            dashboard=dashboard,
+            salt=settings.id_salt.get_secret_value(),
+        )
+
+
+def backtest(settings: Settings, kinds: list[str] | None = None) -> BacktestRun:
+    """Realised quality of earlier batch scores whose horizons have passed."""
+    from monitoring.checks import run_backtest
+
+    with quiet():
+        return run_backtest(
+            settings.paths,
+            mlflow_client(settings),
+            settings.monitoring.backtest,
+            settings.training.nbo.top_k,
+            kinds,
+        )
+
+
+def uplift(settings: Settings, targets: Path) -> dict[str, Any]:
+    """Campaign uplift of a target list against its control group."""
+    from monitoring.checks import run_uplift
+
+    return run_uplift(settings.paths, targets, settings.monitoring.uplift, settings.labels)
+
+
+def dashboard_command(settings: Settings, host: str, port: int) -> list[str]:
+    """The command that opens Evidently's UI on the workspace's monitoring snapshots."""
+    from monitoring.dashboard import ui_command
+
+    return ui_command(settings.paths.evidently_dir, host, port)
+
+
+# --- serving -------------------------------------------------------------------------------
+
+
+def service_settings(settings: Settings) -> ServiceSettings:
+    """What the scoring service needs of the settings (written to its own file)."""
+    from serving.config import ServiceSettings
+
+    return ServiceSettings(
+        workspace=settings.workspace,
+        tracking_uri=tracking_uri(settings),
+        feast=settings.feast,
+        serving=settings.serving,
+    )
+
+
+def serve(
+    settings: Settings,
+    env: dict[str, str],
+    host: str | None = None,
+    port: int | None = None,
+    new_keys: bool = False,
+) -> Launch:
+    """Everything to start the scoring API (serving.bootstrap.prepare); ServeError (a
+    ValueError) lists what stops it."""
+    from serving.bootstrap import prepare
+
+    with quiet():
+        return prepare(
+            service_settings(settings),
+            env,
+            settings.id_salt.get_secret_value(),
+            host,
+            port,
+            new_keys,
+        )
+
+
+# The demo's pipeline up to trained and promoted models: (command, step).
+PIPELINE: list[tuple[str, Callable[[Settings], dict[str, Any]]]] = [
+    ("ingest", ingest),
+    ("features build", build_features),
+    ("features apply", apply),
+    ("features materialize", materialize),
+    ("train", train),
+    ("promote", promote),
+]
