@@ -23,11 +23,29 @@ from training.metrics import bootstrap_interval, decile_table
 
 @dataclass
 class Scored:
-    """One contender's metrics on the test set, with 95% bootstrap intervals."""
+    """One contender's metrics on the test set, with 95% bootstrap intervals; `fn` recomputes
+    the metrics on any resample of the n test rows (for paired differences)."""
 
     name: str
     metrics: dict[str, float]
     intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
+    fn: Callable[[np.ndarray], dict[str, float]] | None = field(default=None, repr=False)
+    n: int = 0
+
+
+@dataclass(frozen=True)
+class Paired:
+    """The model minus one baseline on the same test customers, oriented so that positive
+    means the model is better, with the 95% bootstrap interval of that difference."""
+
+    baseline: str
+    difference: float
+    low: float
+    high: float
+
+    def as_text(self, key: str) -> str:
+        """ "+0.0123 (95% interval +0.0040..+0.0200)"."""
+        return f"{self.difference:+.4f} (95% interval {self.low:+.4f}..{self.high:+.4f})"
 
 
 def score_with_intervals(
@@ -43,29 +61,63 @@ def score_with_intervals(
     intervals = {
         key: bootstrap_interval(partial(_one, metric_fn, key), n, rounds, seed) for key in keys
     }
-    return Scored(name, full, intervals)
+    return Scored(name, full, intervals, metric_fn, n)
 
 
 def _one(metric_fn: Callable[[np.ndarray], dict[str, float]], key: str, idx: np.ndarray) -> float:
     return metric_fn(idx)[key]
 
 
-def grade(model: Scored, baselines: list[Scored], metric: Metric, key: str) -> tuple[str, str, str]:
-    """A: clearly better than the best baseline on the model's primary `metric` (named `key`:
-    "hit@5" for hit@{k} with top-k 5) with its interval clear of the baseline's value,
-    B: better, C: not better. Returns (grade, best baseline name, explanation)."""
-    higher = metric.higher_is_better
-    best = (max if higher else min)(baselines, key=lambda s: s.metrics[key])
-    value, ref = model.metrics[key], best.metrics[key]
-    margin = value - ref if higher else ref - value
-    lo, hi = model.intervals.get(key, (value, value))
-    clear = lo > ref if higher else hi < ref
-    letter = "A" if margin > 0 and clear else ("B" if margin > 0 else "C")
+def _difference(model: Scored, other: Scored, key: str, sign: float, idx: np.ndarray) -> float:
+    assert model.fn is not None and other.fn is not None
+    return sign * (model.fn(idx)[key] - other.fn(idx)[key])
+
+
+def paired_differences(
+    model: Scored, baselines: list[Scored], metric: Metric, key: str, rounds: int, seed: int
+) -> list[Paired]:
+    """Model minus each baseline on `key`, resampling the same customers for both (so the
+    interval is that of the difference, not of two separate figures)."""
+    sign = 1.0 if metric.higher_is_better else -1.0
+    out = []
+    for other in baselines:
+        diff = sign * (model.metrics[key] - other.metrics[key])
+        lo, hi = bootstrap_interval(
+            partial(_difference, model, other, key, sign), model.n, rounds, seed
+        )
+        out.append(Paired(other.name, float(diff), lo, hi))
+    return out
+
+
+def grade(
+    model: Scored, paired: list[Paired], key: str, caveat: str | None = None
+) -> tuple[str, str, str]:
+    """Graded against the strongest baseline (smallest paired difference): A when the 95%
+    interval of the difference is above 0, B when the model is ahead but the interval
+    includes 0 (a tie within noise, not a win), C when it is not ahead. `caveat` (a reason
+    the figure misleads, e.g. a biased total) caps the grade at B. Returns (grade, strongest
+    baseline, explanation)."""
+    best = min(paired, key=lambda p: p.difference)
+    if best.low > 0:
+        letter = "A"
+    elif best.difference > 0:
+        letter = "B"
+    else:
+        letter = "C"
+    verdict = {
+        "A": "better than every baseline",
+        "B": "ahead, but not distinguishable from",
+        "C": "not better than",
+    }[letter]
     text = (
-        f"{key} {value:.4f} vs best baseline '{best.name}' {ref:.4f}: margin "
-        f"{margin:+.4f} (model 95% interval {lo:.4f}..{hi:.4f})"
+        f"{key} {model.metrics[key]:.4f}: {verdict} the strongest baseline '{best.baseline}'; "
+        f"paired difference {best.as_text(key)}"
     )
-    return letter, best.name, text
+    if caveat and letter == "A":
+        letter, text = "B", f"{text}; capped at B: {caveat}"
+    elif caveat:
+        text = f"{text}; {caveat}"
+    return letter, best.baseline, text
 
 
 def plot_churn(y: np.ndarray, curves: dict[str, np.ndarray], out: Path) -> list[Path]:

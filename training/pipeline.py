@@ -21,7 +21,7 @@ from features.catalog import Workspace
 from features.config import LabelParams
 from features.feast_repo import AFFINITY_VIEW, OFFER_VIEW
 from features.labels import ACCEPTED
-from features.model_spec import ModelSpec, model_spec
+from features.model_spec import Metric, ModelSpec, model_spec
 from features.names import CUSTOMER_ID, EVENT_TIMESTAMP, OFFER_ID
 from features.retrieval import historical_features, service_features
 from serving.models import (
@@ -37,8 +37,10 @@ from training.clv import train_clv
 from training.config import TrainingParams
 from training.datasets import TimeSplit, time_split
 from training.evaluate import (
+    Paired,
     Scored,
     grade,
+    paired_differences,
     plot_churn,
     plot_clv,
     plot_importance,
@@ -60,6 +62,7 @@ class TrainResult:
     split: TimeSplit
     scored: list[Scored]  # the model first, then the baselines
     grade: tuple[str, str, str]
+    paired: list[Paired]  # the model minus each baseline on the primary metric
     plots: list[Path]
     importance: pd.Series
     input_example: pd.DataFrame
@@ -156,7 +159,7 @@ def run_churn(
         info,
         split,
         scored,
-        grade(scored[0], scored[1:], spec.primary, key),
+        *_judge(scored, spec.primary, key, params),
         plots,
         importance,
         test[features].head(5),
@@ -200,7 +203,15 @@ def run_clv(
         )
     else:
         info["bgnbd"] = BGNBD_MISSING
+    predictions["predict zero"] = np.zeros(len(y))
     scored = _score_all(clv_metrics, y, predictions, params, ["mae", "spearman", "top20_capture"])
+    bias = scored[0].metrics["total_bias"]
+    caveat = (
+        f"its total predicted value is {bias:+.0%} off the actual total "
+        f"(more than ±{params.clv.max_total_bias:.0%})"
+        if abs(bias) > params.clv.max_total_bias
+        else None
+    )
     info["retention_rate"] = retention
     info["example_reasons_highest_value"] = _example_reasons(model, test, p_test)
     plots = plot_clv(y, p_test, out_dir)
@@ -212,7 +223,7 @@ def run_clv(
         info,
         split,
         scored,
-        grade(scored[0], scored[1:], spec.primary, key),
+        *_judge(scored, spec.primary, key, params, caveat),
         plots,
         importance,
         test[features].head(5),
@@ -338,7 +349,7 @@ def run_nbo(
         info,
         split,
         scored,
-        grade(scored[0], scored[1:], spec.primary, key),
+        *_judge(scored, spec.primary, key, params),
         plots,
         importance,
         test[features].head(5),
@@ -358,6 +369,18 @@ def _example_reasons(
     values = [{str(k): v for k, v in row.items()} for row in top.to_dict("records")]
     reasons = reason_codes(model, model.frame_matrix(top), values, 3)
     return [{d: [r.text for r in found[d]] for d in ("up", "down")} for found in reasons]
+
+
+def _judge(
+    scored: list[Scored],
+    metric: Metric,
+    key: str,
+    params: TrainingParams,
+    caveat: str | None = None,
+) -> tuple[tuple[str, str, str], list[Paired]]:
+    """The grade and the paired differences of the model (first) against every baseline."""
+    paired = paired_differences(scored[0], scored[1:], metric, key, params.bootstrap, params.seed)
+    return grade(scored[0], paired, key, caveat), paired
 
 
 def _score_all(

@@ -29,8 +29,21 @@ def markdown(result: TrainResult, champion: dict[str, float] | None = None) -> s
         f"({len(result.split.train)} cutoffs). Rows: {json.dumps(result.rows)}.",
         "",
         f"**Grade {result.grade[0]}** — {result.grade[2]}.",
-        "A: better than the best baseline with the model's 95% bootstrap interval clear of it; "
-        "B: better; C: not better.",
+        "Grades compare the model with the strongest baseline on the same test customers: "
+        "A when the 95% bootstrap interval of the paired difference is above 0, B when the "
+        "model is ahead but the interval includes 0 (a tie within noise), C when it is not "
+        "ahead.",
+        "",
+        f"Paired differences on {result.primary_key} (positive: the model is better):",
+        "",
+        "| baseline | model minus baseline | 95% interval |",
+        "|---|---|---|",
+        *(
+            f"| {p.baseline} | {p.difference:+.4f} | {p.low:+.4f}..{p.high:+.4f} |"
+            for p in result.paired
+        ),
+        "",
+        "All contenders on the test cutoff:",
         "",
         "| contender | " + " | ".join(keys) + " |",
         "|---|" + "---|" * len(keys),

@@ -25,6 +25,10 @@ from training.tracking import PRIMARY_METRIC_TAG, data_fingerprint, log_run, met
 FEATURE_OUTPUTS = (CUSTOMER_VIEW, OFFER_VIEW, AFFINITY_VIEW)
 
 
+def _slug(name: str) -> str:
+    return "".join(ch if ch.isalnum() else "_" for ch in name.lower()).strip("_")
+
+
 def _metrics(result: TrainResult, spec: ModelSpec, champion: float | None) -> dict[str, float]:
     key, higher = result.primary_key, spec.primary.higher_is_better
     model, baselines = result.scored[0], result.scored[1:]
@@ -32,8 +36,10 @@ def _metrics(result: TrainResult, spec: ModelSpec, champion: float | None) -> di
     for k, (lo, hi) in model.intervals.items():
         out[f"model_{k}_ci_low"], out[f"model_{k}_ci_high"] = lo, hi
     for b in baselines:
-        slug = "".join(ch if ch.isalnum() else "_" for ch in b.name.lower()).strip("_")
-        out.update({f"baseline_{slug}_{k}": v for k, v in b.metrics.items()})
+        out.update({f"baseline_{_slug(b.name)}_{k}": v for k, v in b.metrics.items()})
+    for p in result.paired:  # model minus baseline on the primary metric, positive = better
+        slug = f"paired_{_slug(p.baseline)}_{key}"
+        out[slug], out[f"{slug}_ci_low"], out[f"{slug}_ci_high"] = p.difference, p.low, p.high
     values = [b.metrics[key] for b in baselines]
     out[f"best_baseline_{key}"] = max(values) if higher else min(values)
     if champion is not None:

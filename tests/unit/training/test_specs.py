@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+from functools import partial
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ from features.retrieval import service_features
 from serving.models import recommend
 from tests.unit.training.data import NBO_FEATURES, pairs_frame
 from training.config import GateParams, NboParams
-from training.evaluate import Scored, grade
+from training.evaluate import grade, paired_differences, score_with_intervals
 from training.metrics import ranking_metrics
 from training.pipeline import runner
 from training.tracking import RunRecord, gate_passes
@@ -54,12 +55,25 @@ def test_nbo_trains_grades_and_gates_with_top_3() -> None:
     actual = {str(c): set(g["offer_id"]) for c, g in bought.groupby("customer_id")}
     found = ranking_metrics(ranked, actual, 3, 20)
     popular = {c: ["o00", "o01", "o02"] for c in actual}
+    customers = sorted(actual)
+
+    def on(recs: dict[str, list[str]], idx: np.ndarray) -> dict[str, float]:
+        chosen = {f"{j}:{customers[i]}": i for j, i in enumerate(idx)}
+        return ranking_metrics(
+            {k: recs.get(customers[i], []) for k, i in chosen.items()},
+            {k: actual[customers[i]] for k, i in chosen.items()},
+            3,
+            20,
+        )
+
     scored = [
-        Scored("lightgbm", found),
-        Scored("popularity", ranking_metrics(popular, actual, 3, 20)),
+        score_with_intervals(name, partial(on, recs), len(customers), 50, 0, [key])
+        for name, recs in (("lightgbm", ranked), ("popularity", popular))
     ]
-    letter, best, text = grade(scored[0], scored[1:], spec.primary, key)
+    paired = paired_differences(scored[0], scored[1:], spec.primary, key, 50, 0)
+    letter, best, text = grade(scored[0], paired, key)
     assert letter in "ABC" and best == "popularity" and text.startswith("hit@3")
+    assert scored[0].metrics[key] == pytest.approx(found[key])
     record = RunRecord(key, found[key], scored[1].metrics[key], None)
     passed, reason = gate_passes("nbo", record, GateParams())
     assert passed == (found[key] >= scored[1].metrics[key]) and "hit@3" in reason
