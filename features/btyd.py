@@ -22,6 +22,8 @@ from features.names import CUSTOMER_BTYD, CUSTOMER_ID, EVENT_TIMESTAMP
 
 # Fewer customers than this at a cutoff: the BTYD features stay missing there.
 MIN_CUSTOMERS_TO_FIT = 20
+# The activity features the BTYD summaries are computed from.
+BTYD_INPUTS = ("frequency_lifetime", "tenure_days", "recency_days", "monetary_lifetime")
 
 
 @dataclass(frozen=True)
@@ -169,6 +171,8 @@ def btyd_features(
     horizon. `snapshot` has customer_id, event_timestamp and the activity features."""
     parts = []
     for _, rows in snapshot.groupby(EVENT_TIMESTAMP, sort=True):
+        # The fit sums over customers: a fixed order makes it independent of row order.
+        rows = rows.sort_values(CUSTOMER_ID, kind="stable")
         x, t_x, T, m = _summary(rows)
         bought = rows["frequency_lifetime"].fillna(0).to_numpy(float) > 0
         out = pd.DataFrame({CUSTOMER_ID: rows[CUSTOMER_ID].to_numpy()})

@@ -21,6 +21,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from features.btyd import BTYD_INPUTS, btyd_features
 from features.catalog import Workspace
 from features.config import FeatureParams, LabelParams, SegmentParams
 from features.contract import CUSTOMER_ATTRIBUTES
@@ -47,6 +48,7 @@ from features.segments import add_segments
 
 OUTPUTS = (
     "customer_features",
+    "customer_btyd",
     "offer_features",
     "customer_offer_features",
     "labels_churn",
@@ -249,6 +251,15 @@ def build_snapshots(
     outputs = {
         "customer_features": _finish(
             snapshot[[CUSTOMER_ID, EVENT_TIMESTAMP, *CUSTOMER_FEATURES]], [CUSTOMER_ID], created
+        ),
+        "customer_btyd": _finish(
+            btyd_features(
+                snapshot[[CUSTOMER_ID, EVENT_TIMESTAMP, *BTYD_INPUTS]],
+                labels.churn_horizon_days,
+                labels.clv_horizon_days,
+            ),
+            [CUSTOMER_ID],
+            created,
         ),
         "offer_features": _finish(offer_stats(merged["offer_partials"]), [OFFER_ID], created),
         "labels_churn": _sorted(merged["labels_churn"], [CUSTOMER_ID]),

@@ -15,8 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from features.feast_repo import AFFINITY_VIEW, CUSTOMER_VIEW, OFFER_VIEW
+from features.feast_repo import AFFINITY_VIEW, BTYD_VIEW, CUSTOMER_VIEW, OFFER_VIEW
 from features.names import (
+    CUSTOMER_BTYD,
     CUSTOMER_OFFER_AFFINITY,
     HISTORY_OFFERS,
     HISTORY_OFFERS_SEPARATOR,
@@ -41,6 +42,7 @@ from serving.models import (
 SEGMENT_FEATURES = ("rfm_segment", "value_tier", "lifecycle_stage")
 OFFER_FEATURES = tuple(f.name for f in OFFER_STATS)
 AFFINITY_FEATURES = tuple(f.name for f in CUSTOMER_OFFER_AFFINITY)
+BTYD_FEATURES = frozenset(f.name for f in CUSTOMER_BTYD)
 PAIR_FEATURES = OFFER_FEATURES + AFFINITY_FEATURES  # what the offer model reads per pair
 COLD_START_WARNING = (
     "unknown customer: cold-start answer from population priors (no features in the store)"
@@ -100,7 +102,10 @@ class Scorer:
         self.models = models
         self.online = online
         self.explain_top = explain_top
-        self._customer_names = [*models.customer_features, *SEGMENT_FEATURES, HISTORY_OFFERS]
+        wanted = [*models.customer_features, *SEGMENT_FEATURES, HISTORY_OFFERS]
+        # Customer features come from two views: activity and segments, and the BTYD signals.
+        self._btyd_names = [n for n in wanted if n in BTYD_FEATURES]
+        self._customer_names = [n for n in wanted if n not in BTYD_FEATURES]
         self._lock = threading.Lock()
         columns = models.nbo.columns
         self._customer_cols = [j for j, c in enumerate(columns) if c not in PAIR_FEATURES]
@@ -136,7 +141,15 @@ class Scorer:
 
     def lookup(self, customer_ids: list[str]) -> list[Customer]:
         """Customers' features and customer x offer rows from the online store."""
-        rows = self.online.read(CUSTOMER_VIEW, [(c,) for c in customer_ids], self._customer_names)
+        keys_1 = [(c,) for c in customer_ids]
+        rows = self.online.read(CUSTOMER_VIEW, keys_1, self._customer_names)
+        if self._btyd_names:
+            btyd = self.online.read(BTYD_VIEW, keys_1, self._btyd_names)
+            for row, extra in zip(rows, btyd, strict=True):
+                if row is not None:
+                    row.values.update(
+                        extra.values if extra is not None else dict.fromkeys(self._btyd_names)
+                    )
         # Every candidate pair is looked up, popular offers included: like Feast's
         # point-in-time join in training, a pair the customer bought before the latest
         # snapshot's year keeps its last values until they expire (the views' ttl).

@@ -159,9 +159,11 @@ def test_changing_the_future_does_not_move_features(cutoff: date) -> None:
     )  # events exactly at the cutoff
     changed = pd.concat([changed, extra], ignore_index=True)
     before, after = _build(base, CUTOFFS, LABELS), _build(changed, CUTOFFS, LABELS)
-    for name in ("customer_features", "customer_offer_features"):
+    for name in ("customer_features", "customer_btyd", "customer_offer_features"):
         pd.testing.assert_frame_equal(_at(before[name], cutoff), _at(after[name], cutoff))
     assert not _at(before["labels_clv"], cutoff).equals(_at(after["labels_clv"], cutoff))
+    # The BTYD fit at the cutoff saw only the past, and it did fit (values, not all missing).
+    assert _at(before["customer_btyd"], cutoff)["btyd_p_alive"].between(0, 1).mean() > 0.9
 
 
 @pytest.mark.parametrize("cutoff", CUTOFFS[:2])
