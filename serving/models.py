@@ -262,21 +262,13 @@ def churn_flag(model: BundleModel, p: np.ndarray) -> np.ndarray:
 
 
 def clv_value(model: BundleModel, x: np.ndarray) -> np.ndarray:
-    """Expected net revenue in the horizon (never negative).
-
-    Two-part model: P(buy) x E[spend | buy], with the spend fitted on log(1 + revenue); the
-    mean of a log-normal spend is exp(mu + sigma^2 / 2), so the model's residual variance
-    (`spend_variance`, from validation) is added back; predicting exp(mu) alone is a median
-    that undershoots the total by a third. Other formulations: the booster's value. Either
-    way times `scale`, the ratio of actual to predicted total on validation (1 when absent)."""
-    meta = model.meta
-    if meta["formulation"] == "two_part":
-        half_variance = float(meta.get("spend_variance", 0.0)) / 2
-        spend = np.expm1(model.raw(x, "spend") + half_variance)
-        value = model.raw(x, "buy") * spend
-    else:
-        value = model.raw(x, "value")
-    return np.asarray(np.clip(value * float(meta.get("scale", 1.0)), 0, None), dtype=float)
+    """Expected net revenue in the horizon (never negative): P(buy) x E[spend | buy] for the
+    two-part model (spend fitted on log revenue), the booster's value otherwise."""
+    if model.meta["formulation"] == "two_part":
+        return np.asarray(
+            np.clip(model.raw(x, "buy") * np.expm1(model.raw(x, "spend")), 0, None), dtype=float
+        )
+    return np.asarray(np.clip(model.raw(x, "value"), 0, None), dtype=float)
 
 
 def clv_percentile(model: BundleModel, values: np.ndarray) -> np.ndarray:

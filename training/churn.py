@@ -15,7 +15,7 @@ from sklearn.metrics import log_loss
 
 from serving.models import BundleModel, calibrate, logit
 from training.config import ChurnParams
-from training.frames import fit_categories, fit_early_stopped, fit_frame
+from training.frames import fit_categories, fit_on_frames
 
 # Feature whose effect is constrained: a more recent last purchase never raises P(churn).
 MONOTONE_UP = {"recency_days": 1}
@@ -85,15 +85,8 @@ def train_churn(
     lgbm = {**DEFAULT_LGBM, **params.lgbm}
     rounds = int(lgbm.pop("n_estimators"))
     lgbm["monotone_constraints"] = [MONOTONE_UP.get(c, 0) for c in features]
-    booster = fit_early_stopped(
-        lgbm,
-        fit_frame(train, features, categories),
-        y_train,
-        fit_frame(valid, features, categories),
-        y_valid,
-        seed,
-        rounds,
-        patience=100,
+    booster = fit_on_frames(
+        lgbm, features, categories, train, y_train, valid, y_valid, seed, rounds, 100
     )
     model = BundleModel.create(
         "churn",

@@ -57,7 +57,6 @@ def fit_formulation(
     """Fit one formulation with early stopping on validation."""
     x, xv = fit_frame(train, features, categories), fit_frame(valid, features, categories)
     boosters: dict[str, lgb.Booster]
-    extra: dict[str, float] = {}
     if name == "two_part":
         buy = _fit(
             {"objective": "binary", **params.lgbm},
@@ -77,9 +76,6 @@ def fit_formulation(
             seed,
         )
         boosters = {"buy": buy, "spend": spend}
-        # Residual variance of log spend on validation buyers: the log-normal mean's term.
-        residual = np.log1p(yv[pos_v]) - spend.predict(xv[pos_v])
-        extra["spend_variance"] = float(np.var(residual)) if pos_v.sum() > 1 else 0.0
     else:
         objectives: dict[str, dict[str, Any]] = {
             "tweedie": {"objective": "tweedie", "tweedie_variance_power": 1.3},
@@ -97,7 +93,6 @@ def fit_formulation(
         boosters,
         formulation=name,
         high_value_share=params.high_value_share,
-        **extra,
     )
 
 
@@ -110,9 +105,7 @@ def train_clv(
     params: ClvParams,
     seed: int,
 ) -> tuple[BundleModel, dict[str, Any]]:
-    """Fit every configured formulation; keep the one with the lowest validation MAE, then
-    calibrate its mean: a scale that makes its total on validation equal the actual total
-    (a CLV that wins MAE by predicting too little is no use for planning)."""
+    """Fit every configured formulation; keep the one with the lowest validation MAE."""
     categories = fit_categories(train, features)
     fitted, mae = {}, {}
     for name in params.formulations:
@@ -122,14 +115,4 @@ def train_clv(
         fitted[name] = model
         mae[name] = float(np.mean(np.abs(clv_value(model, model.frame_matrix(valid)) - y_valid)))
     best = min(mae, key=lambda n: mae[n])
-    model = fitted[best]
-    predicted = float(clv_value(model, model.frame_matrix(valid)).sum())
-    actual = float(np.clip(y_valid, 0, None).sum())
-    scale = actual / predicted if predicted > 0 and actual > 0 else 1.0
-    model.meta["scale"] = float(np.clip(scale, *params.scale_bounds))
-    return model, {
-        "formulation": best,
-        "validation_mae": mae,
-        "validation_total_scale": model.meta["scale"],
-        "spend_variance": model.meta.get("spend_variance"),
-    }
+    return fitted[best], {"formulation": best, "validation_mae": mae}

@@ -38,8 +38,6 @@ class ClvParams(_Frozen):
     lgbm: dict[str, Any] = Field(default_factory=dict)
     formulations: list[str] = Field(default_factory=lambda: ["two_part", "tweedie", "l1"])
     high_value_share: float = 0.2
-    # The validation total calibrates the mean within these bounds (1 = no change).
-    scale_bounds: tuple[float, float] = (0.5, 2.0)
     # A model whose total predicted value is off the actual total by more than this share
     # on the test cutoff is not graded A, whatever its MAE.
     max_total_bias: float = 0.1

@@ -61,3 +61,28 @@ def fit_early_stopped(
         valid_sets=[valid_set],
         callbacks=[lgb.early_stopping(patience, verbose=False)],
     )
+
+
+def fit_on_frames(
+    params: dict[str, Any],
+    features: Sequence[str],
+    categories: Mapping[str, Sequence[str]],
+    train: pd.DataFrame,
+    y: np.ndarray,
+    valid: pd.DataFrame,
+    yv: np.ndarray,
+    seed: int,
+    rounds: int,
+    patience: int,
+) -> lgb.Booster:
+    """`fit_early_stopped` on the model inputs of training and validation frames."""
+    return fit_early_stopped(
+        params,
+        fit_frame(train, features, categories),
+        y,
+        fit_frame(valid, features, categories),
+        yv,
+        seed,
+        rounds,
+        patience,
+    )

@@ -13,7 +13,7 @@ from features.labels import ACCEPTED
 from features.names import CUSTOMER_ID, EVENT_TIMESTAMP, OFFER_ID
 from serving.models import BundleModel
 from training.config import NboParams
-from training.frames import fit_categories, fit_early_stopped, fit_frame
+from training.frames import fit_categories, fit_on_frames
 
 DEFAULT_LGBM: dict[str, Any] = {
     "objective": "binary",
@@ -49,15 +49,8 @@ def train_nbo(
     the candidate counts, top-k and rules that serving applies."""
     categories = fit_categories(train, features)
     lgbm = {**DEFAULT_LGBM, **params.lgbm}
-    booster = fit_early_stopped(
-        lgbm,
-        fit_frame(train, features, categories),
-        y_train,
-        fit_frame(valid, features, categories),
-        y_valid,
-        seed,
-        ROUNDS,
-        patience=50,
+    booster = fit_on_frames(
+        lgbm, features, categories, train, y_train, valid, y_valid, seed, ROUNDS, 50
     )
     model = BundleModel.create(
         "nbo",

@@ -179,7 +179,13 @@ def test_what_if_features_score_like_the_store_and_are_validated(server: Server)
 def server_features(server: Server, customer: str) -> dict:
     """The customer's features and every customer x offer row the online store holds."""
     from crmscore.settings import load_settings
-    from features.feast_repo import AFFINITY_VIEW, CUSTOMER_VIEW, OFFER_VIEW, SERVICE_FEATURES
+    from features.feast_repo import (
+        AFFINITY_VIEW,
+        BTYD_VIEW,
+        CUSTOMER_VIEW,
+        OFFER_VIEW,
+        SERVICE_FEATURES,
+    )
     from features.online import OnlineFeatures
     from features.store import open_store
     from serving.scoring import AFFINITY_FEATURES
@@ -188,7 +194,9 @@ def server_features(server: Server, customer: str) -> dict:
     online = OnlineFeatures(open_store(settings.feast, settings.paths))
     names = [n for service in SERVICE_FEATURES.values() for n in service[CUSTOMER_VIEW]]
     row = online.read(CUSTOMER_VIEW, [(customer,)], [*dict.fromkeys(names), "history_offers"])[0]
-    assert row is not None
+    btyd_names = [n for service in SERVICE_FEATURES.values() for n in service.get(BTYD_VIEW, [])]
+    btyd = online.read(BTYD_VIEW, [(customer,)], list(dict.fromkeys(btyd_names)))[0]
+    assert row is not None and btyd is not None
     offers = sorted(online.scan(OFFER_VIEW, []))
     pairs = online.read(AFFINITY_VIEW, [(customer, o) for o in offers], AFFINITY_FEATURES)
     rows = [
@@ -196,7 +204,7 @@ def server_features(server: Server, customer: str) -> dict:
         for o, p in zip(offers, pairs, strict=True)
         if p is not None
     ]
-    return {"features": row.values, "offers": rows}
+    return {"features": {**row.values, **btyd.values}, "offers": rows}
 
 
 def test_models_health_and_readiness(server: Server) -> None:
