@@ -68,6 +68,8 @@ class TrainingParams(_Frozen):
 
     seed: int = 42
     bootstrap: int = 200
+    # Each of the training, validation and test parts needs this many labelled customers.
+    min_customers: int = 100
     split: SplitParams = Field(default_factory=SplitParams)
     churn: ChurnParams = Field(default_factory=ChurnParams)
     clv: ClvParams = Field(default_factory=ClvParams)

@@ -105,7 +105,26 @@ def _labelled(
         split_params = split_params.model_copy(update={"max_train_cutoffs": max_train})
     split = time_split(list(stamps), horizon_days, split_params)
     labels[EVENT_TIMESTAMP] = pd.to_datetime(labels[EVENT_TIMESTAMP], utc=True)
-    return labels[split.part(labels[EVENT_TIMESTAMP]) != ""].reset_index(drop=True), split
+    rows = labels[split.part(labels[EVENT_TIMESTAMP]) != ""].reset_index(drop=True)
+    check_enough(spec, rows, split, params.min_customers)
+    return rows, split
+
+
+def check_enough(spec: ModelSpec, rows: pd.DataFrame, split: TimeSplit, minimum: int) -> None:
+    """Refuse data too small to train and judge a model on: every part of the split needs
+    `minimum` distinct customers (a model fitted on a handful is constant, and its test
+    figures are noise). ValueError naming the counts and the setting otherwise."""
+    part = split.part(rows[EVENT_TIMESTAMP])
+    counts = {
+        p: int(rows.loc[part == p, CUSTOMER_ID].nunique()) for p in ("train", "valid", "test")
+    }
+    if min(counts.values()) < minimum:
+        found = ", ".join(f"{n} in {p}" for p, n in counts.items())
+        raise ValueError(
+            f"{spec.kind}: too little data to train: distinct customers with a label {found}; "
+            f"each part needs at least {minimum} (training.min_customers). Bring a longer "
+            "history or more customers."
+        )
 
 
 def _importance(model: BundleModel) -> pd.Series:

@@ -6,6 +6,7 @@ import inspect
 from functools import partial
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from features.model_spec import MODEL_SPECS, model_spec
@@ -78,3 +79,20 @@ def test_nbo_trains_grades_and_gates_with_top_3() -> None:
     passed, reason = gate_passes("nbo", record, GateParams())
     assert passed == (found[key] >= scored[1].metrics[key]) and "hit@3" in reason
     assert np.isfinite(found[key])
+
+
+def test_too_little_data_is_refused_with_the_minimum_named() -> None:
+    from training.datasets import TimeSplit
+    from training.pipeline import check_enough
+
+    cutoffs = [pd.Timestamp(f"2021-0{m}-01", tz="UTC") for m in (1, 4, 7)]
+    split = TimeSplit((cutoffs[0],), (cutoffs[1],), cutoffs[2])
+    rows = pd.DataFrame(
+        {
+            "customer_id": [f"c{i}" for i in range(20)] * 3,
+            "event_timestamp": np.repeat(cutoffs, 20),
+        }
+    )
+    with pytest.raises(ValueError, match=r"20 in train, 20 in valid, 20 in test.*at least 100"):
+        check_enough(model_spec("churn"), rows, split, 100)
+    check_enough(model_spec("churn"), rows, split, 20)  # enough: no error
