@@ -149,7 +149,7 @@ def fit_gamma_gamma(x: np.ndarray, m: np.ndarray) -> GammaGamma:
     return GammaGamma(float(p), float(1 + q), float(gamma * scale))
 
 
-def _summary(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def btyd_inputs(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """BG/NBD inputs from point-in-time activity features: repeat orders x, age at the last
     order t_x, age T (days) and the mean order value m."""
     orders = frame["frequency_lifetime"].fillna(0).to_numpy(float)
@@ -173,7 +173,7 @@ def btyd_features(
     for _, rows in snapshot.groupby(EVENT_TIMESTAMP, sort=True):
         # The fit sums over customers: a fixed order makes it independent of row order.
         rows = rows.sort_values(CUSTOMER_ID, kind="stable")
-        x, t_x, T, m = _summary(rows)
+        x, t_x, T, m = btyd_inputs(rows)
         bought = rows["frequency_lifetime"].fillna(0).to_numpy(float) > 0
         out = pd.DataFrame({CUSTOMER_ID: rows[CUSTOMER_ID].to_numpy()})
         out[EVENT_TIMESTAMP] = rows[EVENT_TIMESTAMP].to_numpy()

@@ -9,6 +9,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from features.btyd import btyd_inputs
 from features.names import CUSTOMER_ID, OFFER_ID
 
 RFM_COLUMNS = ["recency_days", "frequency_365d", "monetary_365d"]
@@ -115,24 +116,16 @@ def bgnbd_available() -> bool:
 
 
 def _bgnbd_data(frame: pd.DataFrame) -> pd.DataFrame:
-    """BG/NBD summary from point-in-time features: repeat purchases, age at the last purchase
-    and age at the cutoff (days), average order value."""
-    orders = frame["frequency_lifetime"].fillna(0).to_numpy(float)
-    tenure = frame["tenure_days"].fillna(0).to_numpy(float)
-    since_last = frame["recency_days"].to_numpy(float)
-    recency = np.clip(tenure - np.where(np.isnan(since_last), tenure, since_last), 0, None)
-    repeat = np.clip(orders - 1, 0, None)
-    value = np.where(
-        orders > 0,
-        frame["monetary_lifetime"].fillna(0).to_numpy(float) / np.maximum(orders, 1),
-        0.0,
-    )
+    """BG/NBD summary from point-in-time features (`features.btyd.btyd_inputs`): repeat
+    purchases, age at the last purchase and age at the cutoff (days, at least 1), average
+    order value."""
+    repeat, recency, age, value = btyd_inputs(frame)
     return pd.DataFrame(
         {
             "customer_id": np.arange(len(frame)),
             "frequency": repeat,
-            "recency": np.where(repeat > 0, recency, 0.0),
-            "T": np.maximum(tenure, 1.0),
+            "recency": recency,
+            "T": np.maximum(age, 1.0),
             "monetary_value": np.where(repeat > 0, np.clip(value, 0.01, None), 0.0),
         }
     )
