@@ -117,7 +117,7 @@ MODEL_SPECS: dict[str, ModelSpec] = {
             gate_margin_setting="nbo_hit_margin",
             prediction_column="offer_1_probability",
             backtest=(BacktestMetric(Metric("hit@{k}", True), "nbo_hit_drop"),),
-            trainer="training.pipeline:run_nbo",
+            trainer="training.nbo_pipeline:run_nbo",
             explains="the offer's appeal",
         ),
     )
