@@ -13,7 +13,15 @@ from typing import Annotated, Any
 import typer
 
 from crmscore import steps
-from crmscore.cliutil import State, echo_json, kinds, parse_date, run, settings_of
+from crmscore.cliutil import (
+    State,
+    echo_json,
+    kinds,
+    note_skipped,
+    parse_date,
+    run,
+    settings_of,
+)
 from features.model_spec import MODEL_KINDS
 
 app = typer.Typer(
@@ -99,8 +107,11 @@ ModelOption = Annotated[
 
 @app.command()
 def train(ctx: typer.Context, model: ModelOption = None) -> None:
-    """Train and evaluate models against their baselines; register them as @challenger."""
-    echo_json(run(steps.train, settings_of(ctx), kinds(model)))
+    """Train and evaluate models against their baselines; register them as @challenger.
+    A model the data cannot have (offers without products) is skipped, saying why."""
+    answer = run(steps.train, settings_of(ctx), kinds(model))
+    note_skipped(answer["models"])
+    echo_json(answer)
 
 
 @app.command()
@@ -149,6 +160,7 @@ def retrain(
     for step in (steps.ingest, steps.build_features, steps.apply, steps.materialize):
         echo_json(run(step, settings))
     trained = run(steps.train, settings, chosen)
+    note_skipped(trained["models"])
     promoted = run(steps.promote, settings, chosen)
     echo_json({"models": trained["models"], "decisions": promoted["decisions"]})
 

@@ -49,6 +49,13 @@ def echo_json(data: dict[str, Any]) -> None:
     typer.echo(json.dumps(data, indent=2, default=str))
 
 
+def note_skipped(entries: list[dict[str, Any]]) -> None:
+    """One line on stderr per model a step skipped ("nbo: skipped: the data has no ...")."""
+    for entry in entries:
+        if entry.get("skipped"):
+            typer.echo(f"{entry['model']}: skipped: {entry['skipped']}", err=True)
+
+
 def run(step: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """Run a step; its error's message (exit 2) instead of a traceback."""
     try:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from crmscore.settings import PROJECT_ROOT, Settings
-from features.model_spec import MODEL_KINDS, check_kinds
+from features.model_spec import MODEL_KINDS, MODEL_SPECS, check_kinds
 
 if TYPE_CHECKING:
     from monitoring.checks import BacktestRun, DriftRun
@@ -59,6 +59,26 @@ def kinds_or_all(kinds: list[str] | None) -> list[str]:
     return check_kinds(kinds or MODEL_KINDS)
 
 
+def offer_kinds() -> list[str]:
+    """The model kinds that rank offers: their feature service reads the offer view."""
+    from features.feast_repo import OFFER_VIEW, SERVICE_FEATURES
+
+    return [
+        kind
+        for kind, spec in MODEL_SPECS.items()
+        if OFFER_VIEW in SERVICE_FEATURES.get(spec.feature_service, {})
+    ]
+
+
+def skipped_kinds(settings: Settings, kinds: list[str]) -> dict[str, str]:
+    """The kinds among `kinds` that the data cannot train, with the reason in words: the
+    offer models when the last feature build found no products."""
+    from features.snapshots import offers_skipped
+
+    reason = offers_skipped(settings.paths)
+    return dict.fromkeys([k for k in kinds if k in offer_kinds()], reason) if reason else {}
+
+
 # --- features ------------------------------------------------------------------------------
 
 
@@ -78,6 +98,7 @@ def ingest(settings: Settings) -> dict[str, Any]:
             "rejected_by_reason",
             "duplicate_rows",
             "customers",
+            "products",
         )
     }
     summary["seconds"] = _seconds(started)
@@ -99,9 +120,13 @@ def build_features(settings: Settings, workers: int = 1) -> dict[str, Any]:
         paths,
         workers=workers,
     )
+    from features.snapshots import offers_skipped
+
+    skipped = offers_skipped(paths)
     return {
         "cutoffs": len(metadata["cutoffs"]),
         "offer_catalog": metadata["offer_catalog"],
+        **({"offers": f"none: {skipped}"} if skipped else {}),
         "rows": metadata["rows"],
         "seconds": _seconds(started),
         "folder": str(paths.snapshot_dir),
@@ -138,28 +163,35 @@ def materialize(settings: Settings, stock: bool = False) -> dict[str, Any]:
 
 
 def train(settings: Settings, kinds: list[str] | None = None) -> dict[str, Any]:
-    """Train and evaluate models against their baselines; register them as @challenger."""
+    """Train and evaluate models against their baselines; register them as @challenger.
+    Models the data cannot have are skipped with the reason (`skipped_kinds`)."""
     from features.store import open_store
     from training.tracking import git_commit, settings_json
     from training.train import train_models
 
     kinds = kinds_or_all(kinds)
+    skipped = skipped_kinds(settings, kinds)
     paths = settings.paths
     started = time.perf_counter()
-    client = mlflow_client(settings)
-    with quiet():
-        store = open_store(settings.feast, paths)
-        summaries = train_models(
-            kinds,
-            store,
-            paths,
-            settings.labels,
-            settings.training,
-            client,
-            settings_json(settings),
-            git_commit(PROJECT_ROOT),
-            settings.id_salt.get_secret_value(),
-        )
+    summaries: list[dict[str, Any]] = []
+    trainable = [k for k in kinds if k not in skipped]
+    if trainable:
+        client = mlflow_client(settings)
+        with quiet():
+            summaries = train_models(
+                trainable,
+                open_store(settings.feast, paths),
+                paths,
+                settings.labels,
+                settings.training,
+                client,
+                settings_json(settings),
+                git_commit(PROJECT_ROOT),
+                settings.id_salt.get_secret_value(),
+            )
+    summaries += [{"model": k, "skipped": reason} for k, reason in skipped.items()]
+    order = {k: i for i, k in enumerate(kinds)}
+    summaries.sort(key=lambda s: order.get(str(s["model"]), len(order)))
     return {"models": summaries, "seconds": _seconds(started), "reports": str(paths.report_dir)}
 
 
@@ -168,10 +200,21 @@ def promote(settings: Settings, kinds: list[str] | None = None) -> dict[str, Any
     from training.tracking import promote as run_promote
 
     kinds = kinds_or_all(kinds)
+    skipped = skipped_kinds(settings, kinds)
     client = mlflow_client(settings)
     with quiet():
         return {
-            "decisions": [run_promote(k, settings.training.gate, client).as_dict() for k in kinds]
+            "decisions": [
+                {
+                    "model": k,
+                    "promoted": False,
+                    "version": None,
+                    "reason": f"skipped: {skipped[k]}",
+                }
+                if k in skipped
+                else run_promote(k, settings.training.gate, client).as_dict()
+                for k in kinds
+            ]
         }
 
 
@@ -199,6 +242,7 @@ def score_batch(settings: Settings, as_of: date) -> dict[str, Any]:
     """Score every customer of the snapshot at `as_of` with the served models."""
     import pandas as pd
 
+    from features.snapshots import offers_skipped
     from features.store import open_store
     from serving.batch import load_champions
     from serving.batch import score_batch as run_score_batch
@@ -206,7 +250,7 @@ def score_batch(settings: Settings, as_of: date) -> dict[str, Any]:
     paths = settings.paths
     started = time.perf_counter()
     with quiet():
-        models = load_champions(mlflow_client(settings))
+        models = load_champions(mlflow_client(settings), offers_skipped(paths))
         parquet, csv, rows = run_score_batch(
             pd.Timestamp(as_of), open_store(settings.feast, paths), paths, models
         )
@@ -215,6 +259,7 @@ def score_batch(settings: Settings, as_of: date) -> dict[str, Any]:
         "parquet": str(parquet),
         "csv": str(csv),
         "model_versions": models.versions,
+        **({"offers": f"none: {models.no_offers}"} if models.no_offers else {}),
         "seconds": _seconds(started),
     }
 

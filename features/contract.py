@@ -6,7 +6,7 @@ Every canonical table is stored as parquet in the workspace with exactly these c
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 ColumnType = Literal["string", "float", "timestamp"]
 
@@ -36,6 +36,16 @@ CUSTOMER_ATTRIBUTES: tuple[str, ...] = (
     "home_ownership",
     "marital_status",
     "kids_count",
+)
+
+# What the transactions say was bought. Both are optional: an export without them (one row
+# per order or per customer-day: customer, date, amount) is a dataset *without products*. It
+# ingests and gets churn and CLV models; the offer catalog is empty, so the offer views are
+# empty and the next-best-offer model is skipped (`has_products`).
+PRODUCT_COLUMNS: tuple[str, ...] = ("product_id", "category")
+NO_PRODUCTS = (
+    "the data has no products (neither product_id nor category is mapped in the transactions "
+    "export), so there are no offers to rank"
 )
 
 TRANSACTIONS = TableSpec(
@@ -93,3 +103,12 @@ OFFER_EVENT_TYPES = ("sent", "redeemed")
 TABLES: dict[str, TableSpec] = {
     t.name: t for t in (TRANSACTIONS, CUSTOMERS, INTERACTIONS, OFFERS, OFFER_EVENTS)
 }
+
+
+def has_products(transactions: Any) -> bool:
+    """True when some transaction line names a product or a category (the offer catalog is
+    built from them); False for an export without products (see PRODUCT_COLUMNS)."""
+    return any(
+        column in transactions and bool(transactions[column].notna().any())
+        for column in PRODUCT_COLUMNS
+    )

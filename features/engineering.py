@@ -13,7 +13,13 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from features.names import CATEGORY_SLOTS, CUSTOMER_ACTIVITY, CUSTOMER_ID, WINDOWS_DAYS
+from features.names import (
+    CATEGORY_SLOTS,
+    CUSTOMER_ACTIVITY,
+    CUSTOMER_CALENDAR,
+    CUSTOMER_ID,
+    WINDOWS_DAYS,
+)
 
 US_PER_DAY = 86_400_000_000
 
@@ -246,13 +252,20 @@ def _trend(recent: np.ndarray, previous: np.ndarray) -> np.ndarray:
     return np.where(den > 0, _ratio(recent - previous, den), 0.0)
 
 
+def cutoff_month(cutoff: pd.Timestamp) -> int:
+    """Month of the year (1..12) of a cutoff, in UTC like the cutoffs themselves."""
+    return pd.Timestamp(cutoff_us(cutoff), unit="us", tz="UTC").month
+
+
 def customer_features_at(part: Partition, cutoff: pd.Timestamp) -> pd.DataFrame:
-    """Activity features of every customer with an order before `cutoff`, from events < cutoff."""
+    """Activity and calendar features of every customer with an order before `cutoff`, from
+    events < cutoff."""
     t = cutoff_us(cutoff)
     o, ln, n = part.orders, part.lines, len(part.customer_ids)
     hist = _window(o.ts, np.iinfo(np.int64).min, t)
+    defs = (*CUSTOMER_ACTIVITY, *CUSTOMER_CALENDAR)
     if hist.stop == 0:
-        return pd.DataFrame(columns=[CUSTOMER_ID, *(f.name for f in CUSTOMER_ACTIVITY)])
+        return pd.DataFrame(columns=[CUSTOMER_ID, *(f.name for f in defs)])
     oc, ots, buy, amount = o.customer[hist], o.ts[hist], o.is_purchase[hist], o.amount[hist]
     seen = _sum(oc, n) > 0
 
@@ -347,8 +360,10 @@ def customer_features_at(part: Partition, cutoff: pd.Timestamp) -> pd.DataFrame:
         _sum(ic[valued], n, ival[valued]), _sum(ic[valued], n)
     )
 
+    out["cutoff_month"] = np.full(n, cutoff_month(cutoff))
+
     frame = pd.DataFrame({CUSTOMER_ID: part.customer_ids, **out})[seen]
-    for f in CUSTOMER_ACTIVITY:
+    for f in defs:
         if f.dtype == "int":
             frame[f.name] = frame[f.name].astype(np.int64)
     return frame.reset_index(drop=True)

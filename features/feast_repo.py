@@ -16,6 +16,7 @@ from features.names import (
     CREATED_TIMESTAMP,
     CUSTOMER_ACTIVITY,
     CUSTOMER_BTYD,
+    CUSTOMER_CALENDAR,
     CUSTOMER_CANDIDATES,
     CUSTOMER_ID,
     CUSTOMER_OFFER_AFFINITY,
@@ -40,17 +41,20 @@ VIEWS = (CUSTOMER_VIEW, BTYD_VIEW, OFFER_VIEW, AFFINITY_VIEW)
 _RFM_AND_ACTIVITY = [f.name for f in CUSTOMER_ACTIVITY] + ["r_score", "f_score", "m_score"]
 _SEGMENT_LABELS = ["rfm_segment", "value_tier", "lifecycle_stage"]
 _PROFILE = [f.name for f in CUSTOMER_PROFILE]
+# The month of the cutoff: seasonality of churn and spend (the horizon after a November
+# cutoff holds Christmas).
+_CALENDAR = [f.name for f in CUSTOMER_CALENDAR]
 SERVICE_FEATURES: dict[str, dict[str, list[str]]] = {
     # Segment names and customer attributes lowered the test AUC on Online Retail
     # (0.765 with them, 0.770 without): they restate the RFM scores or are mostly empty.
     # BG/NBD's P(alive) and P(no purchase in the horizon) were the two strongest churn
     # features on Online Retail (issue 15's side experiment).
     "churn_v1": {
-        CUSTOMER_VIEW: _RFM_AND_ACTIVITY,
+        CUSTOMER_VIEW: _RFM_AND_ACTIVITY + _CALENDAR,
         BTYD_VIEW: ["btyd_p_alive", "btyd_p_no_purchase_churn_horizon"],
     },
     "clv_v1": {
-        CUSTOMER_VIEW: _RFM_AND_ACTIVITY + _SEGMENT_LABELS + _PROFILE,
+        CUSTOMER_VIEW: _RFM_AND_ACTIVITY + _CALENDAR + _SEGMENT_LABELS + _PROFILE,
         BTYD_VIEW: [f.name for f in CUSTOMER_BTYD],
     },
     "nbo_v1": {
@@ -106,7 +110,13 @@ def definitions(paths: Workspace, ttl_days: int) -> list[object]:
             ttl=ttl,
             online=True,
             schema=_fields(
-                (*CUSTOMER_ACTIVITY, *CUSTOMER_SEGMENTS, *CUSTOMER_PROFILE, *CUSTOMER_CANDIDATES)
+                (
+                    *CUSTOMER_ACTIVITY,
+                    *CUSTOMER_CALENDAR,
+                    *CUSTOMER_SEGMENTS,
+                    *CUSTOMER_PROFILE,
+                    *CUSTOMER_CANDIDATES,
+                )
             ),
             source=_source(CUSTOMER_VIEW, paths),
             description="customer activity, segments and profile at each cutoff",

@@ -23,7 +23,14 @@ import pyarrow.parquet as pq
 
 from features.catalog import Workspace
 from features.config import DatasetConfig, LookupConfig, SourceConfig, TableConfig
-from features.contract import CUSTOMER_ATTRIBUTES, CUSTOMERS, OFFER_EVENT_TYPES, TABLES, TableSpec
+from features.contract import (
+    CUSTOMER_ATTRIBUTES,
+    CUSTOMERS,
+    OFFER_EVENT_TYPES,
+    TABLES,
+    TableSpec,
+    has_products,
+)
 
 SOURCE_COL = "_source"
 ROW_COL = "_row"
@@ -361,6 +368,8 @@ def build_table(
     for name, expression in cfg.derive.items():
         parsed[name] = pd.Series(parsed.eval(expression), index=parsed.index, dtype="float64")
     parsed = parsed.drop(columns=[c for c in inputs if spec.column_type(c) is None])
+    if spec.name == "transactions" and "order_id" not in parsed:
+        parsed["order_id"] = customer_day_orders(parsed, tz)
     missing = [c for c in spec.required if c not in parsed]
     if missing:
         raise IngestError(
@@ -386,6 +395,17 @@ def build_table(
     report.accepted_rows = len(accepted)
     report.rejected_rows = {str(k): int(v) for k, v in rejected["reason"].value_counts().items()}
     return accepted, rejected, report
+
+
+def customer_day_orders(frame: pd.DataFrame, tz: str) -> pd.Series:
+    """Order ids for an export without them (DESIGN.md): one order per customer and local
+    day, "<customer_id>@<YYYY-MM-DD>". Rows without a customer or a time get a placeholder,
+    so that they are rejected for what they really miss."""
+    if "customer_id" not in frame or "timestamp" not in frame:
+        return pd.Series("derived", index=frame.index, dtype="string[pyarrow]")
+    day = frame["timestamp"].dt.tz_convert(tz).dt.strftime("%Y-%m-%d").astype("string[pyarrow]")
+    order = frame["customer_id"].astype("string[pyarrow]") + "@" + day
+    return order.fillna("derived")
 
 
 def _expression_inputs(cfg: TableConfig) -> set[str]:
@@ -469,6 +489,8 @@ def ingest(dataset: DatasetConfig, base_dir: Path, paths: Workspace) -> dict[str
             )
         },
         "customers": int(transactions["customer_id"].nunique()),
+        # False for an export without products: churn and CLV only, no offer model.
+        "products": has_products(transactions),
         "period": {
             "first": str(transactions["timestamp"].min()),
             "last": str(transactions["timestamp"].max()),

@@ -2,7 +2,8 @@
 
 Labels read only events in [t, t + horizon); the population (active customers) reads only
 events in [t - active_window, t). A cutoff whose horizon is not fully inside the observed data
-is censored: it yields no label rather than a wrong one.
+is censored: it yields no label rather than a wrong one. The observed data ends where
+`observed_end` says: a day after the last date of a date-only export, else at the last event.
 """
 
 from __future__ import annotations
@@ -11,7 +12,15 @@ import numpy as np
 import pandas as pd
 
 from features.config import LabelParams
-from features.engineering import US_PER_DAY, Partition, _sum, _window, cutoff_us, unique_pairs
+from features.engineering import (
+    US_PER_DAY,
+    Partition,
+    _sum,
+    _window,
+    cutoff_us,
+    to_us,
+    unique_pairs,
+)
 from features.names import CUSTOMER_ID, EVENT_TIMESTAMP, OFFER_ID
 
 CHURN = "churned"
@@ -19,8 +28,40 @@ CLV = "clv"
 ACCEPTED = "accepted"
 
 
+# Daylight-saving shifts move a local midnight by up to this much in UTC.
+_DST_SHIFT_US = 3_600_000_000
+
+
+def is_date_only(timestamps: pd.Series) -> bool:
+    """True when the timestamps carry no time of day: every one falls on the same local time
+    (a midnight in the export's time zone). Canonical timestamps are UTC, so a date-only export
+    from a zone with daylight saving shows two UTC times of day, an hour apart."""
+    us = to_us(timestamps.dropna())
+    times = np.unique(us % US_PER_DAY)
+    if len(times) == 1:
+        return True
+    if len(times) > 2:
+        return False
+    gap = int(times[1] - times[0])
+    return min(gap, US_PER_DAY - gap) <= _DST_SHIFT_US
+
+
+def observed_end(timestamps: pd.Series) -> pd.Timestamp:
+    """Where the observed data ends, from the transactions' timestamps.
+
+    A date-only export stamps each event with its day (at midnight), so its last day is
+    observed in full: the data ends a day after the last date, and a horizon ending then is
+    labelled. With times of day the data ends at its last event: the rest of that day may be
+    missing (an export taken mid-day), so a horizon reaching past it stays censored. Either
+    way no label reads an event before its cutoff and no feature one at or after it: this only
+    decides which cutoffs get labels."""
+    last = pd.Timestamp(timestamps.max())
+    return last + pd.Timedelta(days=1) if is_date_only(timestamps) else last
+
+
 def is_observed(cutoff: pd.Timestamp, horizon_days: int, observed_until: pd.Timestamp) -> bool:
-    """True when [cutoff, cutoff + horizon) lies inside the data (ends at `observed_until`)."""
+    """True when [cutoff, cutoff + horizon) lies inside the data, observed until
+    `observed_until` (`observed_end` of the transactions)."""
     return cutoff_us(cutoff) + horizon_days * US_PER_DAY <= cutoff_us(observed_until)
 
 

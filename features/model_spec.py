@@ -31,10 +31,10 @@ class Metric:
         return self.name.format(k=top_k)
 
     def better(self, value: float, reference: float, margin: float = 0.0) -> bool:
-        """True when `value` beats `reference` by at least `margin`."""
+        """True when `value` beats `reference` by more than `margin` (a tie does not)."""
         if self.higher_is_better:
-            return value >= reference + margin
-        return value <= reference - margin
+            return value > reference + margin
+        return value < reference - margin
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,7 @@ class ModelSpec:
     target: str  # the label column in that output
     horizon_setting: str  # the `labels` setting with its horizon in days
     primary: Metric  # what it is graded, gated and compared on
+    secondary: tuple[Metric, ...]  # significantly worse on one of these caps the grade at B
     gate_margin_setting: str  # the `training.gate` setting with the promotion margin
     prediction_column: str  # its score in batch scores and the prediction log
     backtest: tuple[BacktestMetric, ...]  # realised metrics monitoring tracks
@@ -80,6 +81,7 @@ MODEL_SPECS: dict[str, ModelSpec] = {
             target=CHURN,
             horizon_setting="churn_horizon_days",
             primary=Metric("roc_auc", True),
+            secondary=(Metric("pr_auc", True), Metric("brier", False)),
             gate_margin_setting="churn_auc_margin",
             prediction_column="churn_probability",
             backtest=(
@@ -97,6 +99,11 @@ MODEL_SPECS: dict[str, ModelSpec] = {
             target=CLV,
             horizon_setting="clv_horizon_days",
             primary=Metric("mae", False),
+            secondary=(
+                Metric("spearman", True),
+                Metric("top20_capture", True),
+                Metric("normalized_gini", True),
+            ),
             gate_margin_setting="clv_mae_margin",
             prediction_column="clv",
             backtest=(
@@ -114,6 +121,7 @@ MODEL_SPECS: dict[str, ModelSpec] = {
             target=ACCEPTED,
             horizon_setting="offer_horizon_days",
             primary=Metric("hit@{k}", True),
+            secondary=(Metric("recall@10", True),),
             gate_margin_setting="nbo_hit_margin",
             prediction_column="offer_1_probability",
             backtest=(BacktestMetric(Metric("hit@{k}", True), "nbo_hit_drop"),),

@@ -114,6 +114,12 @@ CUSTOMER_ACTIVITY: tuple[FeatureDef, ...] = (
     ),
 )
 
+# The calendar at the cutoff: the same for every customer of a snapshot, so that a model can
+# learn seasonality (what the months after a December cutoff look like) across cutoffs.
+CUSTOMER_CALENDAR: tuple[FeatureDef, ...] = (
+    FeatureDef("cutoff_month", "int", "month of the year of the score date (1 = January)"),
+)
+
 # Buy-till-you-die signals (features/btyd.py): BG/NBD and Gamma-Gamma fitted per cutoff on the
 # history before it; the horizons are the label windows (labels.*_horizon_days).
 CUSTOMER_BTYD: tuple[FeatureDef, ...] = (
@@ -160,6 +166,11 @@ OFFER_STATS: tuple[FeatureDef, ...] = (
         "float",
         "buyers in the last 30 days against the 30 days before (-1 .. +1)",
     ),
+    FeatureDef(
+        "offer_buyers_30d_last_year",
+        "int",
+        "customers who bought the offer in the 30 days that began a year before (seasonality)",
+    ),
 )
 
 CUSTOMER_OFFER_AFFINITY: tuple[FeatureDef, ...] = (
@@ -167,6 +178,12 @@ CUSTOMER_OFFER_AFFINITY: tuple[FeatureDef, ...] = (
     FeatureDef("affinity_spend_365d", "float", "spend on this offer in the last 365 days"),
     FeatureDef("affinity_spend_share_365d", "float", "share of 365-day spend on this offer"),
     FeatureDef("affinity_recency_days", "float", "days since the customer last bought this offer"),
+    FeatureDef(
+        "affinity_orders_30d_last_year",
+        "int",
+        "orders including this offer in the 30 days that began a year before (seasonality)",
+    ),
+    FeatureDef("affinity_orders_90d", "int", "orders including this offer in the last 90 days"),
 )
 
 # Not a model input: the offers the customer bought most in the last year (the affinity rows'
@@ -182,22 +199,52 @@ CUSTOMER_CANDIDATES: tuple[FeatureDef, ...] = (
     ),
 )
 
+# Next-best-offer pair features computed with the candidates (`serving.models.candidates`)
+# from the customer's history offers (the affinity view) and the co-purchase neighbours of
+# each offer the model keeps (fitted at training on the affinity view): the same at
+# training, in batch scoring and in the API. Not stored in a feature view.
+NBO_CANDIDATE_FEATURES: tuple[FeatureDef, ...] = (
+    FeatureDef(
+        "copurchase_score",
+        "float",
+        "co-purchase similarity of the offer with the customer's history offers (sum)",
+    ),
+    FeatureDef(
+        "copurchase_max",
+        "float",
+        "co-purchase similarity of the offer with the customer's closest history offer",
+    ),
+    FeatureDef(
+        "copurchase_links",
+        "int",
+        "history offers of the customer that have this offer among their neighbours",
+    ),
+)
+
 ALL_FEATURES: dict[str, FeatureDef] = {
     f.name: f
     for f in (
         *CUSTOMER_ACTIVITY,
+        *CUSTOMER_CALENDAR,
         *CUSTOMER_SEGMENTS,
         *CUSTOMER_PROFILE,
         *CUSTOMER_CANDIDATES,
         *CUSTOMER_BTYD,
         *OFFER_STATS,
         *CUSTOMER_OFFER_AFFINITY,
+        *NBO_CANDIDATE_FEATURES,
     )
 }
 
 CUSTOMER_FEATURES: tuple[str, ...] = tuple(
     f.name
-    for f in (*CUSTOMER_ACTIVITY, *CUSTOMER_SEGMENTS, *CUSTOMER_PROFILE, *CUSTOMER_CANDIDATES)
+    for f in (
+        *CUSTOMER_ACTIVITY,
+        *CUSTOMER_CALENDAR,
+        *CUSTOMER_SEGMENTS,
+        *CUSTOMER_PROFILE,
+        *CUSTOMER_CANDIDATES,
+    )
 )
 CATEGORICAL_FEATURES: tuple[str, ...] = tuple(
     name for name, f in ALL_FEATURES.items() if f.dtype == "string"

@@ -21,7 +21,14 @@ from features.engineering import (
 )
 from features.names import CUSTOMER_ID, EVENT_TIMESTAMP, HISTORY_OFFERS_SEPARATOR, OFFER_ID
 
-OFFER_PARTIALS = ["buyers_30d", "buyers_prev_30d", "buyers_90d", "revenue_90d", "orders_90d"]
+OFFER_PARTIALS = [
+    "buyers_30d",
+    "buyers_prev_30d",
+    "buyers_90d",
+    "revenue_90d",
+    "orders_90d",
+    "buyers_30d_last_year",
+]
 
 
 def resolve_catalog(catalog: str, transactions: pd.DataFrame) -> str:
@@ -55,13 +62,21 @@ def affinity_at(
     c, k, g = ln.customer[w][keep], codes[w][keep], ln.gross[w][keep]
     if len(c) == 0:
         return pd.DataFrame(columns=[CUSTOMER_ID, OFFER_ID, EVENT_TIMESTAMP])
-    frame = pd.DataFrame({"c": c, "k": k, "o": ln.order[w][keep], "ts": ln.ts[w][keep], "g": g})
+    ts = ln.ts[w][keep]
+    frame = pd.DataFrame({"c": c, "k": k, "o": ln.order[w][keep], "ts": ts, "g": g})
+    # The season a year ago (the 30 days that began 365 days before the cutoff) and the
+    # last 90 days: an order id where the line falls in the window, else missing.
+    last_year = (ts >= t - 365 * US_PER_DAY) & (ts < t - 335 * US_PER_DAY)
+    frame["o_ly"] = frame["o"].where(last_year)
+    frame["o_90"] = frame["o"].where(ts >= t - 90 * US_PER_DAY)
     pairs = (
         frame.groupby(["c", "k"], sort=True)
         .agg(
             affinity_orders_365d=("o", "nunique"),
             affinity_spend_365d=("g", "sum"),
             last=("ts", "max"),
+            orders_ly=("o_ly", "nunique"),
+            orders_90=("o_90", "nunique"),
         )
         .reset_index()
         .sort_values(
@@ -82,6 +97,8 @@ def affinity_at(
             "affinity_spend_share_365d": pairs["affinity_spend_365d"].to_numpy()
             / total[pairs["c"].to_numpy()],
             "affinity_recency_days": (t - pairs["last"].to_numpy()) / US_PER_DAY,
+            "affinity_orders_30d_last_year": pairs["orders_ly"].to_numpy(np.int64),
+            "affinity_orders_90d": pairs["orders_90"].to_numpy(np.int64),
         }
     )
 
@@ -100,6 +117,10 @@ def offer_partials_at(part: Partition, cutoff: pd.Timestamp, catalog: str) -> pd
     t = cutoff_us(cutoff)
     codes, ids = offer_lines(part, catalog)
     ln = part.lines
+    # Buyers in the season a year ago: the 30 days that began 365 days before the cutoff.
+    ly = _window(ln.ts, t - 365 * US_PER_DAY, t - 335 * US_PER_DAY)
+    ly_keep = (codes[ly] >= 0) & (ln.gross[ly] > 0)
+    ly_buyers = _sum(unique_pairs(codes[ly][ly_keep], ln.customer[ly][ly_keep])[0], len(ids))
     w = _window(ln.ts, t - 90 * US_PER_DAY, t)
     keep = (codes[w] >= 0) & (ln.gross[w] > 0)
     c, k, ts, o, g = (
@@ -122,10 +143,12 @@ def offer_partials_at(part: Partition, cutoff: pd.Timestamp, catalog: str) -> pd
             "buyers_90d": buyers(np.ones(len(c), dtype=bool)),
             "revenue_90d": _sum(k, m, g),
             "orders_90d": _sum(unique_pairs(k, o)[0], m),
+            "buyers_30d_last_year": ly_buyers,
         }
     )
     out[EVENT_TIMESTAMP] = pd.Timestamp(cutoff)
-    return out[out["buyers_90d"] > 0]
+    # Last year's buyers count even where this partition has none of the last 90 days.
+    return out[(out["buyers_90d"] > 0) | (out["buyers_30d_last_year"] > 0)]
 
 
 def offer_stats(partials: pd.DataFrame) -> pd.DataFrame:
@@ -133,7 +156,8 @@ def offer_stats(partials: pd.DataFrame) -> pd.DataFrame:
     if len(partials) == 0:
         return pd.DataFrame(columns=[OFFER_ID, EVENT_TIMESTAMP])
     total = partials.groupby([OFFER_ID, EVENT_TIMESTAMP], sort=True)[OFFER_PARTIALS].sum()
-    total = total.reset_index()
+    # The view lists the offers bought in the last 90 days.
+    total = total[total["buyers_90d"] > 0].reset_index()
     return pd.DataFrame(
         {
             OFFER_ID: total[OFFER_ID],
@@ -145,5 +169,6 @@ def offer_stats(partials: pd.DataFrame) -> pd.DataFrame:
             "offer_trend_30d": _trend(
                 total["buyers_30d"].to_numpy(), total["buyers_prev_30d"].to_numpy()
             ),
+            "offer_buyers_30d_last_year": total["buyers_30d_last_year"].astype(np.int64),
         }
     )

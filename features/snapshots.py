@@ -24,17 +24,20 @@ import pyarrow.parquet as pq
 from features.btyd import BTYD_INPUTS, btyd_features
 from features.catalog import Workspace
 from features.config import FeatureParams, LabelParams, SegmentParams
-from features.contract import CUSTOMER_ATTRIBUTES
+from features.contract import CUSTOMER_ATTRIBUTES, NO_PRODUCTS, has_products
 from features.engineering import customer_features_at, prepare_partition
-from features.labels import churn_labels, clv_labels, offer_labels
+from features.labels import ACCEPTED, churn_labels, clv_labels, observed_end, offer_labels
 from features.names import (
     CATEGORY_SLOTS,
     CREATED_TIMESTAMP,
     CUSTOMER_FEATURES,
     CUSTOMER_ID,
+    CUSTOMER_OFFER_AFFINITY,
     EVENT_TIMESTAMP,
     HISTORY_OFFERS,
     OFFER_ID,
+    OFFER_STATS,
+    FeatureDef,
 )
 from features.offers import (
     affinity_at,
@@ -145,6 +148,35 @@ def _split(frame: pd.DataFrame | None, parts: np.ndarray | None, index: int) -> 
     return frame[parts == index]
 
 
+_DTYPES = {"float": "float64", "int": "int64", "string": "string"}
+
+
+def empty_output(name: str) -> pd.DataFrame:
+    """No rows of an offer output, with every column typed as when it has rows: what the
+    offer outputs hold for data without products (Feast reads their schema all the same)."""
+    stamp = "datetime64[ns, UTC]"
+    keys: dict[str, str] = {OFFER_ID: "string"}
+    defs: tuple[FeatureDef, ...] = OFFER_STATS
+    if name == "customer_offer_features":
+        keys, defs = {CUSTOMER_ID: "string", OFFER_ID: "string"}, CUSTOMER_OFFER_AFFINITY
+    elif name == "labels_offer":
+        return pd.DataFrame(
+            {
+                CUSTOMER_ID: pd.Series(dtype="string"),
+                OFFER_ID: pd.Series(dtype="string"),
+                EVENT_TIMESTAMP: pd.Series(dtype=stamp),
+                ACCEPTED: pd.Series(dtype="int64"),
+            }
+        )
+    elif name != "offer_features":
+        raise ValueError(f"{name}: not an offer output")
+    columns = {k: pd.Series(dtype=t) for k, t in keys.items()}
+    columns[EVENT_TIMESTAMP] = pd.Series(dtype=stamp)
+    columns.update({f.name: pd.Series(dtype=_DTYPES[f.dtype]) for f in defs})
+    columns[CREATED_TIMESTAMP] = pd.Series(dtype=stamp)
+    return pd.DataFrame(columns)
+
+
 # Pair-level outputs grow with customers x offers: each partition's rows are streamed to disk.
 PAIR_OUTPUTS = ("customer_offer_features", "labels_offer")
 LINES_PER_PARTITION = 2_000_000
@@ -172,9 +204,7 @@ class _PairWriter:
         self.rows += len(frame)
 
     def close(self, empty: pd.DataFrame) -> None:
-        if self.writer is None:
-            self.write(empty)  # no rows at all: still write the columns
-        if self.writer is None:
+        if self.writer is None:  # no rows at all: still write the typed columns
             empty.to_parquet(self.tmp, index=False)
         else:
             self.writer.close()
@@ -212,7 +242,7 @@ def build_snapshots(
         category_slots=tuple(top_categories(tx, cutoffs[0])),
         catalog=resolve_catalog(labels.offer_catalog, tx),
         observed_from=tx["timestamp"].min(),
-        observed_until=tx["timestamp"].max(),
+        observed_until=observed_end(tx["timestamp"]),
         labels=labels,
         affinity_top_offers=features.affinity_top_offers,
     )
@@ -234,16 +264,14 @@ def build_snapshots(
         "labels_offer": _PairWriter(paths.snapshot("labels_offer"), None),
     }
     kept: dict[str, list[pd.DataFrame]] = {}
-    empty: dict[str, pd.DataFrame] = {}
     for result in _run(jobs, workers):
         for name, frame in result.items():
             if name in writers:
                 writers[name].write(frame)
-                empty[name] = frame.head(0)
             else:
                 kept.setdefault(name, []).append(frame)
     for name, writer in writers.items():
-        writer.close(empty[name])
+        writer.close(empty_output(name))
     merged = {name: _concat(frames) for name, frames in kept.items()}
 
     snapshot = add_profile(merged["customer_features"], tables.get("customers"))
@@ -261,7 +289,7 @@ def build_snapshots(
             [CUSTOMER_ID],
             created,
         ),
-        "offer_features": _finish(offer_stats(merged["offer_partials"]), [OFFER_ID], created),
+        "offer_features": _offer_features(merged["offer_partials"], created),
         "labels_churn": _sorted(merged["labels_churn"], [CUSTOMER_ID]),
         "labels_clv": _sorted(merged["labels_clv"], [CUSTOMER_ID]),
     }
@@ -270,10 +298,13 @@ def build_snapshots(
         tmp = path.with_name(f"{path.name}.tmp")
         frame.to_parquet(tmp, index=False)
         tmp.replace(path)
+    products = has_products(tx)
     metadata = {
         "cutoffs": [c.isoformat() for c in cutoffs],
         "category_slots": list(plan.category_slots),
-        "offer_catalog": plan.catalog,
+        # None without products: the offer outputs are empty, the offer model is skipped.
+        "offer_catalog": plan.catalog if products else None,
+        "products": products,
         "observed_from": plan.observed_from.isoformat(),
         "observed_until": plan.observed_until.isoformat(),
         "partitions": n,
@@ -298,6 +329,14 @@ def snapshots_meta(paths: Workspace) -> dict[str, Any]:
     return dict(json.loads(paths.snapshots_meta.read_text()))
 
 
+def offers_skipped(paths: Workspace) -> str | None:
+    """Why the last feature build has no offers (data without products), in words; None when
+    it has them (or no build has recorded it)."""
+    if not paths.snapshots_meta.exists():
+        return None
+    return None if snapshots_meta(paths).get("products", True) else NO_PRODUCTS
+
+
 def add_profile(snapshot: pd.DataFrame, customers: pd.DataFrame | None) -> pd.DataFrame:
     """Customer attributes (static, so point-in-time safe) joined onto the snapshot."""
     attrs = pd.DataFrame({CUSTOMER_ID: pd.Series(dtype="string")})
@@ -311,6 +350,13 @@ def add_profile(snapshot: pd.DataFrame, customers: pd.DataFrame | None) -> pd.Da
             else pd.Series(pd.NA, index=out.index, dtype="string")
         )
     return out
+
+
+def _offer_features(partials: pd.DataFrame, created: pd.Timestamp) -> pd.DataFrame:
+    stats = offer_stats(partials)
+    if stats.empty:
+        return empty_output("offer_features")
+    return _finish(stats, [OFFER_ID], created)
 
 
 def _sorted(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:

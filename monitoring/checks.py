@@ -198,6 +198,10 @@ def run_backtest(
         scores = pd.read_parquet(path)
         as_of = pd.Timestamp(scores["as_of"].iloc[0])
         for kind in kinds:
+            if model_spec(kind).prediction_column not in scores:
+                # Not scored in this file (no offer model: data without products).
+                rows.append({"model": kind, "as_of": str(as_of.date()), "status": "not scored"})
+                continue
             labels = labels_at(paths, kind, as_of)
             outcome = realised_quality(kind, scores, labels, top_k)
             version = scores_model_version(path, kind)

@@ -321,7 +321,7 @@ def create_app() -> FastAPI:
         scorer = _scorer(state)
         m = scorer.models
         return {
-            "models": {x.kind: x.info for x in (m.churn, m.clv, m.nbo)},
+            "models": {x.kind: x.info for x in m.loaded},
             "loaded_at": state.loaded_at.isoformat() if state.loaded_at else "",
         }
 

@@ -25,13 +25,13 @@ from features.retrieval import historical_features
 from serving.models import (
     BundleModel,
     ModelNotFound,
-    candidates,
     churn_band,
     churn_flag,
     churn_probability,
     clv_percentile,
     clv_tier,
     clv_value,
+    model_candidates,
     recommend,
 )
 
@@ -40,28 +40,32 @@ SEGMENT_COLUMNS = ["rfm_segment", "value_tier", "lifecycle_stage"]
 
 @dataclass(frozen=True)
 class Champions:
-    """The three served models and their registry versions ("3@champion")."""
+    """The served models and their registry versions ("3@champion"). The offer model is
+    optional (data without products has none): without it the scores have no offer columns,
+    and `no_offers` says why."""
 
     churn: BundleModel
     clv: BundleModel
-    nbo: BundleModel
+    nbo: BundleModel | None
     versions: dict[str, str]
+    no_offers: str | None = None
 
 
 def score_frame(
     customers: pd.DataFrame,
     churn_features: pd.DataFrame,
     clv_features: pd.DataFrame,
-    offers: pd.DataFrame,
+    offers: pd.DataFrame | None,
     models: Champions,
 ) -> pd.DataFrame:
     """Scores of one partition: churn, CLV, top offers, segments and retention priority.
 
     `customers` holds customer_id, rfm_segment, value_tier, lifecycle_stage; the feature frames are
     aligned with it row by row; `offers` is the ranked top-k (customer_id, rank, offer_id,
-    probability, expected_value: `serving.models.recommend`). The CLV percentile and tier
-    place each CLV among the model's test population (`serving.models.clv_percentile`), as
-    the API does: they do not depend on who else is scored."""
+    probability, expected_value: `serving.models.recommend`; None: no offer columns). The
+    CLV percentile and tier place each CLV among the model's test population
+    (`serving.models.clv_percentile`), as the API does: they do not depend on who else is
+    scored."""
     p_churn = churn_probability(models.churn, models.churn.frame_matrix(churn_features))
     clv = clv_value(models.clv, models.clv.frame_matrix(clv_features))
     percentile = clv_percentile(models.clv, clv)
@@ -80,11 +84,12 @@ def score_frame(
             "clv_tier": clv_tier(models.clv, percentile),
         }
     )
-    wide = offers.pivot(
-        index=CUSTOMER_ID, columns="rank", values=[OFFER_ID, "probability", "expected_value"]
-    )
-    wide.columns = [_offer_column(str(pair[0]), int(pair[1])) for pair in wide.columns]
-    out = out.merge(wide.reset_index(), on=CUSTOMER_ID, how="left")
+    if offers is not None:
+        wide = offers.pivot(
+            index=CUSTOMER_ID, columns="rank", values=[OFFER_ID, "probability", "expected_value"]
+        )
+        wide.columns = [_offer_column(str(pair[0]), int(pair[1])) for pair in wide.columns]
+        out = out.merge(wide.reset_index(), on=CUSTOMER_ID, how="left")
     for kind, version in models.versions.items():
         out[f"{kind}_model_version"] = version
     return out
@@ -134,20 +139,7 @@ def score_batch(
     entities = customers[[CUSTOMER_ID, EVENT_TIMESTAMP]]
     churn_features = historical_features(store, model_spec("churn").feature_service, entities)
     clv_features = historical_features(store, model_spec("clv").feature_service, entities)
-    affinity = pd.read_parquet(paths.snapshot(AFFINITY_VIEW), filters=filters)
-    offer_stats = pd.read_parquet(paths.snapshot(OFFER_VIEW), filters=filters)
-    for frame in (affinity, offer_stats):
-        frame[EVENT_TIMESTAMP] = pd.to_datetime(frame[EVENT_TIMESTAMP], utc=True)
-    nbo = models.nbo
-    pairs = candidates(
-        affinity,
-        offer_stats,
-        entities,
-        int(nbo.meta["history_candidates"]),
-        int(nbo.meta["popular_candidates"]),
-    )
-    pairs = historical_features(store, model_spec("nbo").feature_service, pairs)
-    offers = recommend(nbo, pairs)
+    offers = None if models.nbo is None else _offers(models.nbo, store, paths, entities, as_of)
     scores = score_frame(customers, churn_features, clv_features, offers, models)
     scores.insert(1, "as_of", as_of)
     date = as_of.date().isoformat()
@@ -158,22 +150,48 @@ def score_batch(
     return parquet, csv, len(scores)
 
 
-def load_champions(client: Any) -> Champions:
-    """The served version of each model (`serving.registry.load_registered`: the @champion,
-    else the @challenger), with its version ("3@challenger")."""
+def _offers(
+    nbo: BundleModel,
+    store: FeatureStore,
+    paths: Workspace,
+    entities: pd.DataFrame,
+    as_of: pd.Timestamp,
+) -> pd.DataFrame:
+    """The ranked top-k offers of the customers in `entities` at `as_of`."""
+    filters = [(EVENT_TIMESTAMP, "==", as_of)]
+    affinity = pd.read_parquet(paths.snapshot(AFFINITY_VIEW), filters=filters)
+    offer_stats = pd.read_parquet(paths.snapshot(OFFER_VIEW), filters=filters)
+    for frame in (affinity, offer_stats):
+        frame[EVENT_TIMESTAMP] = pd.to_datetime(frame[EVENT_TIMESTAMP], utc=True)
+    pairs = model_candidates(nbo, affinity, offer_stats, entities)
+    pairs = historical_features(store, model_spec("nbo").feature_service, pairs)
+    return recommend(nbo, pairs)
+
+
+def load_champions(client: Any, no_offers: str | None = None) -> Champions:
+    """The served version of each model (`serving.registry.load_registered`), with its
+    version ("3@champion"). Churn and CLV are required (ValueError naming the missing one);
+    the offer model is left out when `no_offers` gives a reason (data without products) or
+    when it has no registered version (then `no_offers` says so)."""
     from serving.registry import load_registered
 
-    loaded = {}
+    loaded: dict[str, BundleModel] = {}
     for kind in ("churn", "clv", "nbo"):
+        if kind == "nbo" and no_offers:
+            continue
         try:
             model = load_registered(kind, client)
         except ModelNotFound as exc:
+            if kind == "nbo":
+                no_offers = str(exc)
+                continue
             raise ValueError(str(exc)) from exc
         model.threads = 0  # a whole base at once: every core
         loaded[kind] = model
     return Champions(
         loaded["churn"],
         loaded["clv"],
-        loaded["nbo"],
+        loaded.get("nbo"),
         {kind: model.version for kind, model in loaded.items()},
+        no_offers,
     )

@@ -20,6 +20,8 @@ from serving.registry import configure, served_version
 # The project root: BentoML imports `serving.service` from there.
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SERVICE = "serving.service:CrmscoreService"
+# Models the service answers without: their part of the answer is left empty, with a warning.
+OPTIONAL_KINDS = frozenset({"nbo"})
 
 
 class ServeError(ValueError):
@@ -50,7 +52,9 @@ class Launch:
 
 def serving_problems(settings: ServiceSettings, env: dict[str, str]) -> list[str]:
     """What would stop the service from starting, in words (empty when nothing): no Feast
-    registry, no registered model, unreadable API key files."""
+    registry, no registered churn or CLV model, unreadable API key files. The offer model is
+    optional (data without products has none): without it answers carry no offers and a
+    warning."""
     paths = settings.paths
     problems = []
     if not paths.feast_registry.exists():
@@ -59,7 +63,7 @@ def serving_problems(settings: ServiceSettings, env: dict[str, str]) -> list[str
             "`crmscore features materialize`"
         )
     client = configure(settings.tracking_uri)
-    for kind in MODEL_KINDS:
+    for kind in (k for k in MODEL_KINDS if k not in OPTIONAL_KINDS):
         try:
             served_version(kind, client)
         except ModelNotFound as exc:

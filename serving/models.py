@@ -209,7 +209,7 @@ def predict_matrix(model: BundleModel, x: np.ndarray) -> np.ndarray:
         return churn_probability(model, x)
     if model.kind == "clv":
         return clv_value(model, x)
-    return model.raw(x)
+    return offer_probability(model, x)
 
 
 def set_population(model: BundleModel, predictions: np.ndarray) -> None:
@@ -243,8 +243,8 @@ def logit(p: np.ndarray) -> np.ndarray:
 
 
 def churn_probability(model: BundleModel, x: np.ndarray) -> np.ndarray:
-    """Calibrated P(churn)."""
-    return calibrate(model.meta["calibrator"], model.raw(x))
+    """Calibrated P(churn): the bundle's scorer, then its calibrator."""
+    return calibrate(model.meta["calibrator"], score(model, x))
 
 
 def churn_band(model: BundleModel, p: np.ndarray) -> np.ndarray:
@@ -262,13 +262,19 @@ def churn_flag(model: BundleModel, p: np.ndarray) -> np.ndarray:
 
 
 def clv_value(model: BundleModel, x: np.ndarray) -> np.ndarray:
-    """Expected net revenue in the horizon (never negative): P(buy) x E[spend | buy] for the
-    two-part model (spend fitted on log revenue), the booster's value otherwise."""
+    """Expected net revenue in the horizon (never negative): the bundle's scorer times its
+    `value_scale` (the correction that brings the total predicted value on the validation
+    cutoffs to the actual total; 1 when it was already within the allowed bias)."""
+    scale = float(model.meta.get("value_scale", 1.0))
+    return np.asarray(np.clip(score(model, x) * scale, 0, None), dtype=float)
+
+
+def lightgbm_clv(model: BundleModel, x: np.ndarray) -> np.ndarray:
+    """The LightGBM CLV: P(buy) x E[spend | buy] for the two-part model (spend fitted on
+    log revenue), the booster's value otherwise."""
     if model.meta["formulation"] == "two_part":
-        return np.asarray(
-            np.clip(model.raw(x, "buy") * np.expm1(model.raw(x, "spend")), 0, None), dtype=float
-        )
-    return np.asarray(np.clip(model.raw(x, "value"), 0, None), dtype=float)
+        return np.asarray(model.raw(x, "buy") * np.expm1(model.raw(x, "spend")), dtype=float)
+    return model.raw(x, "value")
 
 
 def clv_percentile(model: BundleModel, values: np.ndarray) -> np.ndarray:
@@ -288,6 +294,80 @@ def clv_tier(model: BundleModel, percentile: np.ndarray) -> np.ndarray:
     return np.where(percentile >= high, "high", np.where(percentile >= 50, "medium", "low"))
 
 
+# Scorers: what a bundle's score is computed from
+
+# The scorer of a bundle without one (every bundle before classical contenders existed).
+LIGHTGBM_SCORER: dict[str, Any] = {"kind": "lightgbm"}
+
+
+def scorer(model: BundleModel) -> dict[str, Any]:
+    """The bundle's scorer (`meta["scorer"]`): the contender training chose on validation.
+
+    - {"kind": "lightgbm"}: the boosters (P(churn) before calibration, the LightGBM CLV);
+    - {"kind": "feature", "column": c, "fill": v}: one input column as it is, a missing value
+      as `fill` (a classical model computed as a point-in-time feature, e.g. the BG/NBD
+      P(no purchase) or BG/NBD x Gamma-Gamma expected spend);
+    - {"kind": "linear", "columns", "center", "scale", "coef", "intercept", "link"}: a
+      regression on sign(x) log(1 + |x|) of its columns (missing as 0), standardised by
+      `center` and `scale`; link "logistic" or "identity" (e.g. logistic regression on RFM);
+    - {"kind": "blend", "parts": [scorer, ...], "weights": [w, ...]}: a weighted mean."""
+    found: dict[str, Any] = model.meta.get("scorer", LIGHTGBM_SCORER)
+    return found
+
+
+def score(model: BundleModel, x: np.ndarray, spec: Mapping[str, Any] | None = None) -> np.ndarray:
+    """The score of `spec` (by default the bundle's scorer) on model input `x`."""
+    spec = scorer(model) if spec is None else spec
+    kind = spec["kind"]
+    if kind == "lightgbm":
+        return lightgbm_clv(model, x) if model.kind == "clv" else model.raw(x)
+    if kind == "feature":
+        column = x[:, model.columns.index(spec["column"])]
+        return np.asarray(np.where(np.isnan(column), spec["fill"], column), dtype=float)
+    if kind == "linear":
+        z = spec["intercept"] + _standardised(model, x, spec) @ np.asarray(spec["coef"])
+        if spec["link"] == "logistic":
+            return np.asarray(1 / (1 + np.exp(-z)), dtype=float)
+        return np.asarray(z, dtype=float)
+    if kind == "blend":
+        parts = [score(model, x, part) for part in spec["parts"]]
+        return np.asarray(sum(w * p for w, p in zip(spec["weights"], parts, strict=True)))
+    raise ValueError(f"scorer '{kind}': expected lightgbm, feature, linear or blend")
+
+
+def signed_log(x: np.ndarray) -> np.ndarray:
+    """sign(x) log(1 + |x|), missing values as 0: the input of a linear scorer."""
+    x = np.nan_to_num(np.asarray(x, dtype=float), nan=0.0)
+    return np.asarray(np.sign(x) * np.log1p(np.abs(x)), dtype=float)
+
+
+def _standardised(model: BundleModel, x: np.ndarray, spec: Mapping[str, Any]) -> np.ndarray:
+    idx = [model.columns.index(c) for c in spec["columns"]]
+    return np.asarray((signed_log(x[:, idx]) - spec["center"]) / spec["scale"], dtype=float)
+
+
+def scorer_contributions(
+    model: BundleModel, x: np.ndarray, spec: Mapping[str, Any] | None = None
+) -> np.ndarray:
+    """Per-row, per-column contributions to the score, for reason codes: LightGBM's own
+    (in its raw score), a linear scorer's terms, a feature scorer's distance from its
+    fill value; a blend is explained by its heaviest part."""
+    spec = scorer(model) if spec is None else spec
+    out = np.zeros((len(x), len(model.columns)))
+    if spec["kind"] == "lightgbm":
+        return model.contributions(x, reason_booster(model))
+    if spec["kind"] == "feature":
+        j = model.columns.index(spec["column"])
+        out[:, j] = score(model, x, spec) - spec["fill"]
+    elif spec["kind"] == "linear":
+        idx = [model.columns.index(c) for c in spec["columns"]]
+        out[:, idx] = _standardised(model, x, spec) * np.asarray(spec["coef"])
+    elif spec["kind"] == "blend":
+        heaviest = int(np.argmax(spec["weights"]))
+        return scorer_contributions(model, x, spec["parts"][heaviest])
+    return out
+
+
 # Reason codes
 
 
@@ -303,7 +383,7 @@ def reason_codes(
 ) -> list[dict[str, list[Reason]]]:
     """Each row's `top` drivers up and down of the model's score, in words, from LightGBM
     contributions. `rows` give the values shown in the words (row dicts of `x`)."""
-    contrib = model.contributions(x, reason_booster(model))
+    contrib = scorer_contributions(model, x)
     target = model_spec(model.kind).explains
     out = []
     for i, row in enumerate(rows):
@@ -324,6 +404,137 @@ def reason_codes(
 
 # Next-best-offer
 
+# Pair features computed with the candidates (`features.names.NBO_CANDIDATE_FEATURES`).
+COPURCHASE_SCORE, COPURCHASE_MAX, COPURCHASE_LINKS = (
+    "copurchase_score",
+    "copurchase_max",
+    "copurchase_links",
+)
+COPURCHASE = (COPURCHASE_SCORE, COPURCHASE_MAX, COPURCHASE_LINKS)
+NEIGHBOUR = "neighbour_id"
+SIMILARITY = "similarity"
+# Co-purchase scores are rounded so the API (a Python sum per customer) and batch scoring
+# and training (a pandas sum) give the very same value.
+COPURCHASE_DIGITS = 6
+
+
+@dataclass(frozen=True)
+class CandidateSettings:
+    """How many candidates of each source a customer gets (a bundle's `meta`)."""
+
+    history: int
+    popular: int
+    trending: int = 0
+    neighbours: int = 0
+
+    @classmethod
+    def of(cls, model: BundleModel) -> CandidateSettings:
+        meta = model.meta
+        return cls(
+            int(meta["history_candidates"]),
+            int(meta["popular_candidates"]),
+            int(meta.get("trending_candidates", 0)),
+            int(meta.get("neighbour_candidates", 0)),
+        )
+
+
+def popular_offers(offers: pd.DataFrame, n: int) -> list[str]:
+    """The `n` offers most bought in the last 30 days (ties: offer id) of one cutoff."""
+    if n <= 0 or offers.empty:
+        return []
+    order = offers.assign(_id=offers[OFFER_ID].astype(str)).sort_values(
+        ["offer_buyers_30d", "_id"], ascending=[False, True], kind="stable"
+    )
+    return list(order["_id"].head(n))
+
+
+def trending_offers(offers: pd.DataFrame, n: int, exclude: Collection[str] = ()) -> list[str]:
+    """The `n` fastest-rising offers of one cutoff besides `exclude` (the popular ones):
+    buyers in the last 30 days x their trend against the 30 days before, rising ones only
+    (ties: offer id)."""
+    if n <= 0 or offers.empty:
+        return []
+    rise = numbers(offers["offer_buyers_30d"]) * numbers(offers["offer_trend_30d"])
+    frame = pd.DataFrame({"_id": offers[OFFER_ID].astype(str).to_numpy(), "rise": rise})
+    frame = frame[(frame["rise"] > 0) & ~frame["_id"].isin(list(exclude))]
+    frame = frame.sort_values(["rise", "_id"], ascending=[False, True], kind="stable")
+    return list(frame["_id"].head(n))
+
+
+def fixed_candidates(
+    offers: pd.DataFrame, settings: CandidateSettings
+) -> dict[pd.Timestamp, list[str]]:
+    """Popular then trending offers of each cutoff (candidates for every customer)."""
+    out = {}
+    for stamp, group in offers.groupby(EVENT_TIMESTAMP, sort=True):
+        popular = popular_offers(group, settings.popular)
+        out[pd.Timestamp(str(stamp))] = popular + trending_offers(group, settings.trending, popular)
+    return out
+
+
+def neighbour_table(model: BundleModel) -> dict[str, list[tuple[str, float]]] | None:
+    """The bundle's co-purchase neighbours: offer -> [(neighbour, similarity), ...]."""
+    table = model.meta.get("neighbours")
+    if table is None:
+        return None
+    return {str(o): [(str(n), float(s)) for n, s in near] for o, near in table.items()}
+
+
+def neighbour_frame(table: Mapping[str, Sequence[tuple[str, float]]]) -> pd.DataFrame:
+    """A neighbour table as rows: offer_id, neighbour_id, similarity."""
+    rows = [(o, n, s) for o, near in table.items() for n, s in near]
+    return pd.DataFrame(rows, columns=[OFFER_ID, NEIGHBOUR, SIMILARITY])
+
+
+def customer_candidates(
+    history: Sequence[str],
+    top_history: Sequence[str],
+    fixed: Sequence[str],
+    neighbours: Mapping[str, Sequence[tuple[str, float]]] | None,
+    n_neighbours: int,
+) -> tuple[list[str], dict[str, tuple[float, float, int]]]:
+    """One customer's candidates (sorted) and co-purchase features, as `candidates` makes
+    them for many: `top_history` (the customer's most bought), the `fixed` offers, and the
+    `n_neighbours` offers not bought in the year with the highest co-purchase score with
+    the `history` offers. Offers without a link score 0."""
+    scores: dict[str, list[float]] = {}
+    for h in dict.fromkeys(history):
+        for o, s in (neighbours or {}).get(h, ()):
+            scores.setdefault(o, []).append(s)
+    features = {
+        o: (round(sum(s), COPURCHASE_DIGITS), round(max(s), COPURCHASE_DIGITS), len(s))
+        for o, s in scores.items()
+    }
+    taken = {*history, *fixed}
+    near = sorted(((-f[0], o) for o, f in features.items() if o not in taken))
+    chosen = [o for _, o in near[: max(n_neighbours, 0)]]
+    return sorted({*top_history, *fixed, *chosen}), features
+
+
+def _copurchase(history: pd.DataFrame, neighbours: pd.DataFrame) -> pd.DataFrame:
+    """(customer, cutoff, offer) co-purchase features of the offers linked to the history
+    rows (customer, cutoff, history offer), with `neighbours` per cutoff or for all."""
+    keys = [CUSTOMER_ID, EVENT_TIMESTAMP]
+    on = [EVENT_TIMESTAMP, OFFER_ID] if EVENT_TIMESTAMP in neighbours else [OFFER_ID]
+    linked = history[[*keys, OFFER_ID]].merge(neighbours, on=on)
+    if linked.empty:
+        return pd.DataFrame(columns=[*keys, OFFER_ID, *COPURCHASE])
+    out = (
+        linked.groupby([*keys, NEIGHBOUR], sort=True)[SIMILARITY]
+        .agg(["sum", "max", "size"])
+        .reset_index()
+    )
+    return pd.DataFrame(
+        {
+            CUSTOMER_ID: out[CUSTOMER_ID].to_numpy(),
+            EVENT_TIMESTAMP: out[EVENT_TIMESTAMP].to_numpy(),
+            OFFER_ID: out[NEIGHBOUR].astype(str).to_numpy(),
+            COPURCHASE_SCORE: np.round(out["sum"].to_numpy(float), COPURCHASE_DIGITS),
+            COPURCHASE_MAX: np.round(out["max"].to_numpy(float), COPURCHASE_DIGITS),
+            COPURCHASE_LINKS: out["size"].to_numpy(np.int64),
+        }
+    )
+
 
 def candidates(
     affinity: pd.DataFrame,
@@ -331,27 +542,89 @@ def candidates(
     customers: pd.DataFrame,
     history_candidates: int,
     popular_candidates: int,
+    trending_candidates: int = 0,
+    neighbour_candidates: int = 0,
+    neighbours: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    """(customer, offer, cutoff) pairs to rank: each customer's `history_candidates` most
-    bought offers in the last year plus the cutoff's `popular_candidates` most popular offers.
-    `customers` has customer_id, event_timestamp."""
+    """(customer, offer, cutoff) pairs to rank. `customers` has customer_id, event_timestamp.
+
+    Each customer gets: their `history_candidates` most bought offers of the last year (the
+    affinity rows; ties: most recent, then offer id); the cutoff's `popular_candidates` most
+    popular offers and `trending_candidates` fastest-rising others (`fixed_candidates`);
+    with `neighbours` (offer_id, neighbour_id, similarity, and event_timestamp when they
+    differ per cutoff), the `neighbour_candidates` offers not bought in the year most bought
+    with the customer's history offers, and every pair's co-purchase features (0 where no
+    history offer links to the offer). The API builds the same with `customer_candidates`."""
     keys = [CUSTOMER_ID, EVENT_TIMESTAMP]
-    history = affinity.merge(customers[keys], on=keys)
-    history = history.sort_values(
-        [*keys, "affinity_orders_365d", RECENCY],
-        ascending=[True, True, False, True],
+    settings = CandidateSettings(
+        history_candidates, popular_candidates, trending_candidates, neighbour_candidates
+    )
+    bought = affinity.merge(customers[keys], on=keys)
+    bought = bought.assign(**{OFFER_ID: bought[OFFER_ID].astype(str)})
+    history = bought.sort_values(
+        [*keys, "affinity_orders_365d", RECENCY, OFFER_ID],
+        ascending=[True, True, False, True, True],
         kind="stable",
     )
     history = history.groupby(keys, sort=False).head(history_candidates)[[*keys, OFFER_ID]]
-    popular = offers.sort_values(
-        [EVENT_TIMESTAMP, "offer_buyers_30d", OFFER_ID],
-        ascending=[True, False, True],
-        kind="stable",
+    fixed_rows = [
+        (stamp, o) for stamp, ids in fixed_candidates(offers, settings).items() for o in ids
+    ]
+    fixed = pd.DataFrame(fixed_rows, columns=[EVENT_TIMESTAMP, OFFER_ID])
+    fixed[EVENT_TIMESTAMP] = pd.to_datetime(fixed[EVENT_TIMESTAMP], utc=True)
+    stamps = customers[keys].assign(
+        **{EVENT_TIMESTAMP: pd.to_datetime(customers[EVENT_TIMESTAMP], utc=True)}
     )
-    popular = popular.groupby(EVENT_TIMESTAMP).head(popular_candidates)
-    popular = customers[keys].merge(popular[[EVENT_TIMESTAMP, OFFER_ID]], on=EVENT_TIMESTAMP)
-    pairs = pd.concat([history, popular], ignore_index=True).drop_duplicates()
+    fixed = stamps.merge(fixed, on=EVENT_TIMESTAMP)
+    parts = [history, fixed]
+    links = None
+    if neighbours is not None:
+        links = _copurchase(bought, neighbours)
+        taken = pd.concat([bought[[*keys, OFFER_ID]], fixed], ignore_index=True)
+        fresh = links.merge(
+            taken.drop_duplicates(), on=[*keys, OFFER_ID], how="left", indicator=True
+        )
+        fresh = fresh[fresh["_merge"] == "left_only"].sort_values(
+            [*keys, COPURCHASE_SCORE, OFFER_ID],
+            ascending=[True, True, False, True],
+            kind="stable",
+        )
+        parts.append(fresh.groupby(keys, sort=False).head(neighbour_candidates)[[*keys, OFFER_ID]])
+    pairs = pd.concat(parts, ignore_index=True).drop_duplicates()
+    if links is not None:
+        pairs = pairs.merge(links, on=[*keys, OFFER_ID], how="left")
+        for name in COPURCHASE:
+            pairs[name] = pairs[name].fillna(0)
+        pairs[COPURCHASE_LINKS] = pairs[COPURCHASE_LINKS].astype(np.int64)
     return pairs.sort_values([*keys, OFFER_ID], kind="stable").reset_index(drop=True)
+
+
+def model_candidates(
+    model: BundleModel, affinity: pd.DataFrame, offers: pd.DataFrame, customers: pd.DataFrame
+) -> pd.DataFrame:
+    """`candidates` with the bundle's settings and co-purchase neighbours (batch scoring)."""
+    s = CandidateSettings.of(model)
+    table = neighbour_table(model)
+    return candidates(
+        affinity,
+        offers,
+        customers,
+        s.history,
+        s.popular,
+        s.trending,
+        s.neighbours,
+        None if table is None else neighbour_frame(table),
+    )
+
+
+def offer_probability(model: BundleModel, x: np.ndarray) -> np.ndarray:
+    """P(accept) of each pair: the binary booster's output, or a ranker's score through the
+    bundle's logistic map (`meta["probability"]`: coef, intercept, fitted on validation)."""
+    raw = model.raw(x)
+    fit = model.meta.get("probability")
+    if fit is None:
+        return raw
+    return np.asarray(1 / (1 + np.exp(-(fit["coef"] * raw + fit["intercept"]))), dtype=float)
 
 
 def rank_offers(
@@ -363,14 +636,18 @@ def rank_offers(
     k: int,
     exclude_bought_within_days: int | None = None,
     allowed: Collection[str] | None = None,
+    by: str = "probability",
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The offer ranking with its rules, over candidate pairs of many customers at once.
 
     Pair i belongs to customer `groups[i]` (integers; the output is ordered by them). Rules:
     only `allowed` offers when given (catalog filter, eligibility); no offer bought within
     `exclude_bought_within_days` days (`recency`; NaN = never bought, kept). The top `k` per
-    customer by probability, ties by offer id. Returns the chosen pairs' positions, their
-    ranks (1..k) and expected values (probability x offer value, a missing value as 0)."""
+    customer by probability, or by expected value with `by="expected_value"`; ties by
+    offer id. Returns the chosen pairs' positions, their ranks (1..k) and expected values
+    (probability x offer value, a missing value as 0)."""
+    if by not in ("probability", "expected_value"):
+        raise ValueError(f"rank offers by '{by}': expected probability or expected_value")
     keep = np.ones(len(offer_ids), dtype=bool)
     if allowed is not None:
         keep &= np.isin(offer_ids, list(allowed))
@@ -380,14 +657,15 @@ def rank_offers(
     if not len(idx):
         empty = np.empty(0, dtype=int)
         return empty, empty, np.empty(0)
+    expected_all = probability * np.nan_to_num(np.asarray(value, dtype=float), nan=0.0)
+    key = probability if by == "probability" else expected_all
     _, offer_order = np.unique(offer_ids[idx], return_inverse=True)
-    order = idx[np.lexsort((offer_order, -probability[idx], groups[idx]))]
+    order = idx[np.lexsort((offer_order, -key[idx], groups[idx]))]
     g = groups[order]
     starts = np.flatnonzero(np.r_[True, g[1:] != g[:-1]])
     rank = np.arange(len(g)) - np.repeat(starts, np.diff(np.r_[starts, len(g)])) + 1
     chosen = order[rank <= k]
-    expected = probability[chosen] * np.nan_to_num(value[chosen], nan=0.0)
-    return chosen, rank[rank <= k], expected
+    return chosen, rank[rank <= k], expected_all[chosen]
 
 
 def recommend(
@@ -399,7 +677,7 @@ def recommend(
     """Top-k offers (default: the bundle's top_k) per customer and cutoff of candidate
     `pairs` with their features: customer_id, event_timestamp, rank, offer_id, probability
     and expected value, with the bundle's rules (`rank_offers`)."""
-    probability = model.raw(model.frame_matrix(pairs))
+    probability = offer_probability(model, model.frame_matrix(pairs))
     keys = [CUSTOMER_ID, EVENT_TIMESTAMP]
     groups = pairs.groupby(keys, sort=True).ngroup().to_numpy()
     missing = np.full(len(pairs), np.nan)
@@ -412,6 +690,7 @@ def recommend(
         int(k or model.meta["top_k"]),
         model.meta.get("exclude_bought_within_days"),
         allowed,
+        model.meta.get("rank_by", "probability"),
     )
     out = pairs.iloc[chosen][keys].reset_index(drop=True)
     out["rank"] = rank

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from features.catalog import Workspace
-from features.model_spec import CHALLENGER, CHAMPION, model_spec
+from features.model_spec import CHAMPION, model_spec
 from serving.models import BundleModel, ModelNotFound, _ensure_features_known
 
 # The MLflow model's description, and the loader a crmscore bundle names in it.
@@ -46,17 +46,17 @@ def configure(tracking_uri: str) -> Any:
 
 
 def served_version(kind: str, client: Any) -> tuple[Any, str]:
-    """The registry version that serves a model, with its alias: the @champion, else the
-    @challenger while no version has passed the gate."""
+    """The registry version that serves a model, with its alias: the @champion (training
+    makes a model's first version its champion, so a trained model always has one)."""
     from mlflow.exceptions import MlflowException
 
     name = model_spec(kind).registry_name
-    for alias in (CHAMPION, CHALLENGER):
-        try:
-            return client.get_model_version_by_alias(name, alias), alias
-        except MlflowException:
-            continue
-    raise ModelNotFound(f"no registered version of {name}: run `crmscore train` first")
+    try:
+        return client.get_model_version_by_alias(name, CHAMPION), CHAMPION
+    except MlflowException:
+        raise ModelNotFound(
+            f"no @{CHAMPION} version of {name}: run `crmscore train` first"
+        ) from None
 
 
 def bundle_folder(model_dir: Path) -> Path:

@@ -14,6 +14,7 @@ from functools import cached_property
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from features.feast_repo import AFFINITY_VIEW, BTYD_VIEW, CUSTOMER_VIEW, OFFER_VIEW
 from features.names import (
@@ -21,12 +22,16 @@ from features.names import (
     CUSTOMER_OFFER_AFFINITY,
     HISTORY_OFFERS,
     HISTORY_OFFERS_SEPARATOR,
+    NBO_CANDIDATE_FEATURES,
+    OFFER_ID,
     OFFER_STATS,
 )
 from features.online import OnlineFeatures
 from serving.models import (
+    COPURCHASE,
     RECENCY,
     BundleModel,
+    CandidateSettings,
     Row,
     as_number,
     churn_band,
@@ -35,15 +40,22 @@ from serving.models import (
     clv_percentile,
     clv_tier,
     clv_value,
+    customer_candidates,
+    neighbour_table,
+    offer_probability,
+    popular_offers,
     rank_offers,
     reason_codes,
+    trending_offers,
 )
 
 SEGMENT_FEATURES = ("rfm_segment", "value_tier", "lifecycle_stage")
 OFFER_FEATURES = tuple(f.name for f in OFFER_STATS)
 AFFINITY_FEATURES = tuple(f.name for f in CUSTOMER_OFFER_AFFINITY)
 BTYD_FEATURES = frozenset(f.name for f in CUSTOMER_BTYD)
-PAIR_FEATURES = OFFER_FEATURES + AFFINITY_FEATURES  # what the offer model reads per pair
+CANDIDATE_FEATURES = tuple(f.name for f in NBO_CANDIDATE_FEATURES)
+# What the offer model reads per pair.
+PAIR_FEATURES = OFFER_FEATURES + AFFINITY_FEATURES + CANDIDATE_FEATURES
 COLD_START_WARNING = (
     "unknown customer: cold-start answer from population priors (no features in the store)"
 )
@@ -51,23 +63,39 @@ COLD_START_WARNING = (
 
 @dataclass(frozen=True)
 class Models:
-    """The three models one answer is computed with."""
+    """The models one answer is computed with. The offer model is optional (data without
+    products has none): without it answers have no offers and a warning saying why
+    (`no_offers`)."""
 
     churn: BundleModel
     clv: BundleModel
-    nbo: BundleModel
+    nbo: BundleModel | None
+    no_offers: str | None = None
+
+    @property
+    def loaded(self) -> list[BundleModel]:
+        """The models present, in the spec's order."""
+        return [m for m in (self.churn, self.clv, self.nbo) if m is not None]
 
     @cached_property
     def versions(self) -> dict[str, str]:
         """`{"churn": "3@champion", ...}`."""
-        return {m.kind: m.version for m in (self.churn, self.clv, self.nbo)}
+        return {m.kind: m.version for m in self.loaded}
+
+    @cached_property
+    def warnings(self) -> list[str]:
+        """What every answer says about the models: no offers, and why."""
+        if self.nbo is not None:
+            return []
+        return [f"no offers: {self.no_offers or 'no offer model is registered'}"]
 
     @cached_property
     def customer_features(self) -> list[str]:
         """Every customer-level feature any of the models reads (computed once: every answer
         logs them)."""
         names = dict.fromkeys([*self.churn.columns, *self.clv.columns])
-        names.update(dict.fromkeys(c for c in self.nbo.columns if c not in PAIR_FEATURES))
+        offer_columns = self.nbo.columns if self.nbo is not None else []
+        names.update(dict.fromkeys(c for c in offer_columns if c not in PAIR_FEATURES))
         return list(names)
 
 
@@ -85,7 +113,7 @@ class Customer:
 @dataclass
 class OfferCatalog:
     """Every offer's features (as rows of the offer model's input, unknown offers last) and
-    the most popular offers (candidates for everybody)."""
+    the popular and trending offers (candidates for everybody, `popular`)."""
 
     ids: list[str]
     position: dict[str, int]
@@ -107,9 +135,15 @@ class Scorer:
         self._btyd_names = [n for n in wanted if n in BTYD_FEATURES]
         self._customer_names = [n for n in wanted if n not in BTYD_FEATURES]
         self._lock = threading.Lock()
-        columns = models.nbo.columns
-        self._customer_cols = [j for j, c in enumerate(columns) if c not in PAIR_FEATURES]
-        self._affinity_cols = [j for j, c in enumerate(columns) if c in AFFINITY_FEATURES]
+        if models.nbo is not None:  # else no offers (`Models.warnings`)
+            columns = models.nbo.columns
+            self._customer_cols = [j for j, c in enumerate(columns) if c not in PAIR_FEATURES]
+            self._affinity_cols = [j for j, c in enumerate(columns) if c in AFFINITY_FEATURES]
+            self._copurchase_cols = [
+                (j, COPURCHASE.index(c)) for j, c in enumerate(columns) if c in COPURCHASE
+            ]
+            self._candidates = CandidateSettings.of(models.nbo)
+            self._neighbours = neighbour_table(models.nbo)
         self.catalog = self._read_catalog()
         # A cold-start answer: the population priors, scored like any customer.
         self._prior_scores = self._scores(
@@ -118,18 +152,29 @@ class Scorer:
         )[0]
 
     def _read_catalog(self) -> OfferCatalog:
+        if self.models.nbo is None:
+            return OfferCatalog([], {}, np.empty((1, 0)), np.zeros(1), [], time.monotonic())
         rows = self.online.scan(OFFER_VIEW, OFFER_FEATURES)
         ids = sorted(rows)
         values = [rows[i].values for i in ids]
-        ranked = sorted(ids, key=lambda o: (-float(rows[o].values.get("offer_buyers_30d") or 0), o))
-        n = int(self.models.nbo.meta["popular_candidates"])
+        stats = pd.DataFrame(
+            {
+                OFFER_ID: ids,
+                **{
+                    name: [as_number(v.get(name)) for v in values]
+                    for name in ("offer_buyers_30d", "offer_trend_30d")
+                },
+            }
+        ).fillna({"offer_buyers_30d": 0.0})
+        popular = popular_offers(stats, self._candidates.popular)
+        fixed = popular + trending_offers(stats, self._candidates.trending, popular)
         offer_value = np.asarray([float(v.get("offer_value") or 0.0) for v in values] + [0.0])
         return OfferCatalog(
             ids,
             {o: i for i, o in enumerate(ids)},
             self.models.nbo.matrix([*values, {}]),
             np.nan_to_num(offer_value),
-            ranked[:n],
+            fixed,
             time.monotonic(),
         )
 
@@ -157,11 +202,14 @@ class Scorer:
         affinity: dict[str, dict[str, Row]] = {}
         keys: list[tuple[str, str]] = []
         for cid, row in zip(customer_ids, rows, strict=True):
-            if row is None:
+            if row is None or self.models.nbo is None:
                 continue
-            history = str(row.values.get(HISTORY_OFFERS) or "")
-            offers = dict.fromkeys([*history.split(HISTORY_OFFERS_SEPARATOR), *popular])
-            offers.pop("", None)
+            history = str(row.values.get(HISTORY_OFFERS) or "").split(HISTORY_OFFERS_SEPARATOR)
+            history = [o for o in history if o]
+            wide, _ = customer_candidates(
+                history, history, popular, self._neighbours, self._candidates.neighbours
+            )
+            offers = dict.fromkeys([*history, *wide])
             if self.online.can_read_by_prefix:
                 held = self.online.read_by_first_key(AFFINITY_VIEW, cid, AFFINITY_FEATURES)
                 affinity[cid] = {o: held[o].values for o in offers if o in held}
@@ -198,7 +246,8 @@ class Scorer:
                     {d: [r.text for r in found[d]] for d in ("up", "down")}
                     for found in reason_codes(model, x, feats, self.explain_top)
                 ]
-        offers = self._offers(customers, top_k or int(models.nbo.meta["top_k"]))
+        top_k = top_k or (int(models.nbo.meta["top_k"]) if models.nbo is not None else 0)
+        offers = self._offers(customers, top_k)
         now = datetime.now(UTC)
         out, position = [], {id(c): i for i, c in enumerate(known)}
         for n, customer in enumerate(customers):
@@ -224,7 +273,7 @@ class Scorer:
             "offers": offers,
             "segment": {name: f.get(name) for name in SEGMENT_FEATURES},
             "cold_start": False,
-            "warnings": [],
+            "warnings": list(self.models.warnings),
             "_features": {name: f.get(name) for name in self.models.customer_features},
         }
 
@@ -237,7 +286,7 @@ class Scorer:
             "offers": offers,
             "segment": {"rfm_segment": None, "value_tier": None, "lifecycle_stage": "new"},
             "cold_start": True,
-            "warnings": [COLD_START_WARNING],
+            "warnings": [COLD_START_WARNING, *self.models.warnings],
             "_features": {},
         }
 
@@ -282,11 +331,14 @@ class Scorer:
 
     def ranked_offers(self, customers: list[Customer], k: int) -> list[list[dict[str, Any]]]:
         """Top-k offers per customer (rank, offer_id, probability, expected_value): the
-        customer's history candidates (most bought first, as in training) plus the popular
-        offers, scored as pairs and ranked with the rules by `serving.models.rank_offers`
-        (what batch scoring and training use)."""
+        customer's history candidates (most bought first, as in training), the popular and
+        trending offers and the co-purchase neighbours (`serving.models.customer_candidates`,
+        what `candidates` makes in batch scoring and training), scored as pairs and ranked
+        with the rules by `serving.models.rank_offers`."""
         nbo, catalog = self.models.nbo, self.catalog
-        history_n = int(nbo.meta["history_candidates"])
+        if nbo is None:  # no offer model: no offers (`Models.warnings` says why)
+            return [[] for _ in customers]
+        history_n = self._candidates.history
         blocks, offer_ids, recency = [], [], []
         for c in customers:
             # Store customers list their history offers; a caller's what-if rows all are.
@@ -305,13 +357,17 @@ class Scorer:
                     o,
                 ),
             )[:history_n]
-            ids = sorted({*history, *catalog.popular})
+            ids, copurchase = customer_candidates(
+                listed, history, catalog.popular, self._neighbours, self._candidates.neighbours
+            )
             x = catalog.matrix[[catalog.position.get(o, -1) for o in ids]]
             x[:, self._customer_cols] = nbo.matrix([f], self._customer_cols)[0, self._customer_cols]
             pairs = [c.affinity.get(o, {}) for o in ids]
             x[:, self._affinity_cols] = nbo.matrix(pairs, self._affinity_cols)[
                 :, self._affinity_cols
             ]
+            for j, at in self._copurchase_cols:
+                x[:, j] = [copurchase.get(o, (0.0, 0.0, 0))[at] for o in ids]
             blocks.append(x)
             offer_ids += ids
             recency += [as_number(pair.get(RECENCY)) for pair in pairs]
@@ -319,7 +375,7 @@ class Scorer:
         if not offer_ids:
             return out
         groups = np.repeat(np.arange(len(customers)), [len(b) for b in blocks])
-        p = nbo.raw(np.vstack(blocks))
+        p = offer_probability(nbo, np.vstack(blocks))
         chosen, rank, expected = rank_offers(
             groups,
             np.asarray(offer_ids, dtype=object),
@@ -328,6 +384,8 @@ class Scorer:
             np.asarray(recency, dtype=float),
             k,
             nbo.meta.get("exclude_bought_within_days"),
+            None,
+            nbo.meta.get("rank_by", "probability"),
         )
         for i, r, ev in zip(chosen.tolist(), rank.tolist(), expected.tolist(), strict=True):
             out[int(groups[i])].append(

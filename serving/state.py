@@ -6,6 +6,7 @@ import."""
 from __future__ import annotations
 
 import gc
+import json
 import logging
 import threading
 import time
@@ -16,10 +17,12 @@ from typing import Any
 
 from feast import FeatureStore
 
-from features.model_spec import MODEL_KINDS
+from features.catalog import Workspace
+from features.contract import NO_PRODUCTS
 from features.online import OnlineFeatures
 from serving.auth import ApiKeys
 from serving.config import ServiceSettings, ServingParams, id_salt
+from serving.models import ModelNotFound
 from serving.predlog import PredictionLog
 from serving.registry import configure, load_registered
 from serving.scoring import Models, Scorer
@@ -27,10 +30,34 @@ from serving.scoring import Models, Scorer
 LOG = logging.getLogger("crmscore.serving")
 
 
-def load_scorer(client: Any, store: FeatureStore, explain_top: int) -> Scorer:
-    """The registered models (champions) of every kind, in the model spec's order (that of
-    `Models`), with the online store."""
-    models = Models(*(load_registered(kind, client) for kind in MODEL_KINDS))
+def no_offers_reason(paths: Workspace | None) -> str | None:
+    """Why there are no offers to serve: the last feature build found no products (its
+    metadata says so); None otherwise."""
+    if paths is None or not paths.snapshots_meta.exists():
+        return None
+    try:
+        products = json.loads(paths.snapshots_meta.read_text()).get("products", True)
+    except (OSError, ValueError):
+        return None
+    return None if products else NO_PRODUCTS
+
+
+def load_scorer(
+    client: Any, store: FeatureStore, explain_top: int, paths: Workspace | None = None
+) -> Scorer:
+    """The registered models (champions) with the online store. Churn and CLV are required;
+    the offer model is left out, and the answers say why, when the data has no products
+    (`paths`' feature build says so) or no version of it is registered."""
+    churn, clv = load_registered("churn", client), load_registered("clv", client)
+    no_offers = no_offers_reason(paths)
+    nbo = None
+    if no_offers is None:
+        try:
+            nbo = load_registered("nbo", client)
+        except ModelNotFound as exc:
+            no_offers = str(exc)
+            LOG.warning("serving without offers: %s", exc)
+    models = Models(churn, clv, nbo, no_offers)
     return Scorer(models, OnlineFeatures(store), explain_top)
 
 
@@ -50,6 +77,8 @@ class ServingState:
     load_error: str | None = None
     # Touched by a reload; every worker process watches it and reloads too.
     reload_stamp: Path | None = None
+    # The workspace: its feature build says whether the data has products (offers).
+    paths: Workspace | None = None
     _reload_lock: threading.Lock = field(default_factory=threading.Lock)
     _stamp_seen: int = 0
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -59,7 +88,7 @@ class ServingState:
         With `announce`, the other worker processes are told to reload too."""
         with self._reload_lock:
             try:
-                scorer = load_scorer(self.client, self.store, self.params.explain_top)
+                scorer = load_scorer(self.client, self.store, self.params.explain_top, self.paths)
             except Exception as exc:
                 self.load_error = str(exc)
                 LOG.error("models could not be loaded: %s", exc)
@@ -126,6 +155,7 @@ def build_state(settings: ServiceSettings, env: dict[str, str]) -> ServingState:
         id_salt=id_salt(env),
         prediction_log=log,
         reload_stamp=paths.reload_stamp,
+        paths=paths,
     )
     state.load()
     state.watch()

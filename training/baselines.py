@@ -1,23 +1,13 @@
-"""Baselines every model is measured against, on the same test set, every time."""
+"""Baselines every model is measured against on the same test set that are not contenders
+(the classical contenders, BG/NBD and RFM logistic regression, are in `training.contenders`)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 
-from features.btyd import btyd_inputs
 from features.names import CUSTOMER_ID, OFFER_ID
-
-RFM_COLUMNS = ["recency_days", "frequency_365d", "monetary_365d"]
-
-
-def _rfm_matrix(frame: pd.DataFrame) -> np.ndarray:
-    x = frame[RFM_COLUMNS].astype(float).fillna(0).to_numpy()
-    return np.sign(x) * np.log1p(np.abs(x))
 
 
 def recency_rule(valid: pd.DataFrame, y_valid: np.ndarray) -> int:
@@ -30,17 +20,6 @@ def recency_rule(valid: pd.DataFrame, y_valid: np.ndarray) -> int:
 def recency_rule_predict(frame: pd.DataFrame, days: int) -> np.ndarray:
     """1 for customers with no purchase in the last `days` days."""
     return (frame["recency_days"].to_numpy() > days).astype(float)
-
-
-def rfm_logistic(train: pd.DataFrame, y_train: np.ndarray) -> object:
-    """Logistic regression on log recency, frequency and monetary value."""
-    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
-    return model.fit(_rfm_matrix(train), y_train)
-
-
-def rfm_logistic_predict(model: object, frame: pd.DataFrame) -> np.ndarray:
-    """P(churn) from the RFM logistic regression."""
-    return np.asarray(model.predict_proba(_rfm_matrix(frame))[:, 1])  # type: ignore[attr-defined]
 
 
 def monthly_spend_clv(frame: pd.DataFrame, horizon_days: int, retention: float) -> np.ndarray:
@@ -104,74 +83,3 @@ def history_popularity_blend(
             scores.update(zip(g[OFFER_ID], g["score"], strict=True))
         out[customer] = [o for o, _ in sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))][:k]
     return out
-
-
-def bgnbd_available() -> bool:
-    """True when the optional `bgnbd` extra (pymc-marketing) is installed."""
-    try:
-        import pymc_marketing.clv  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def _bgnbd_data(frame: pd.DataFrame) -> pd.DataFrame:
-    """BG/NBD summary from point-in-time features (`features.btyd.btyd_inputs`): repeat
-    purchases, age at the last purchase and age at the cutoff (days, at least 1), average
-    order value."""
-    repeat, recency, age, value = btyd_inputs(frame)
-    return pd.DataFrame(
-        {
-            "customer_id": np.arange(len(frame)),
-            "frequency": repeat,
-            "recency": recency,
-            "T": np.maximum(age, 1.0),
-            "monetary_value": np.where(repeat > 0, np.clip(value, 0.01, None), 0.0),
-        }
-    )
-
-
-def _flat(values: object) -> np.ndarray:
-    array = np.asarray(values, dtype=float)
-    return array.reshape(-1, array.shape[-1]).mean(axis=0) if array.ndim > 1 else array
-
-
-def bgnbd_fit(frame: pd.DataFrame, seed: int) -> tuple[object, pd.DataFrame]:
-    """Fit BG/NBD (MAP) on the customers' history before the cutoff; no labels are used."""
-    from pymc_marketing.clv import BetaGeoModel
-
-    data = _bgnbd_data(frame)
-    model = BetaGeoModel(data=data[["customer_id", "frequency", "recency", "T"]])
-    model.fit(method="map", progressbar=False)
-    return model, data
-
-
-def bgnbd_no_purchase(frame: pd.DataFrame, horizon_days: int, seed: int) -> np.ndarray:
-    """BG/NBD probability of no purchase in the horizon (a churn score)."""
-    model, data = bgnbd_fit(frame, seed)
-    return _flat(
-        model.expected_probability_no_purchase(  # type: ignore[attr-defined]
-            t=horizon_days, data=data[["customer_id", "frequency", "recency", "T"]]
-        )
-    )
-
-
-def bgnbd_gamma_gamma_clv(frame: pd.DataFrame, horizon_days: int, seed: int) -> np.ndarray:
-    """Expected purchases in the horizon (BG/NBD) x expected spend per purchase (Gamma-Gamma)."""
-    from pymc_marketing.clv import GammaGammaModel
-
-    model, data = bgnbd_fit(frame, seed)
-    purchases = _flat(
-        model.expected_purchases(  # type: ignore[attr-defined]
-            data=data[["customer_id", "frequency", "recency", "T"]], future_t=horizon_days
-        )
-    )
-    repeaters = data[data["frequency"] > 0]
-    spend_model = GammaGammaModel(data=repeaters[["customer_id", "frequency", "monetary_value"]])
-    spend_model.fit(method="map", progressbar=False)
-    spend = _flat(
-        spend_model.expected_customer_spend(
-            data=data[["customer_id", "frequency", "monetary_value"]]
-        )
-    )
-    return np.clip(purchases * spend, 0, None)

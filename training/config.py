@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -38,17 +38,27 @@ class ClvParams(_Frozen):
     lgbm: dict[str, Any] = Field(default_factory=dict)
     formulations: list[str] = Field(default_factory=lambda: ["two_part", "tweedie", "l1"])
     high_value_share: float = 0.2
-    # A model whose total predicted value is off the actual total by more than this share
-    # on the test cutoff is not graded A, whatever its MAE.
-    max_total_bias: float = 0.1
 
 
 class NboParams(_Frozen):
     """Next-best-offer ranker and its candidate generation and rules."""
 
     lgbm: dict[str, Any] = Field(default_factory=dict)
+    # LightGBM objectives compared on validation (hit@top_k); the better one is kept.
+    # "binary": P(accept) per pair; "lambdarank": a ranker per customer and cutoff, its
+    # score mapped to a probability by a logistic fit on validation.
+    objectives: list[Literal["binary", "lambdarank"]] = ["binary", "lambdarank"]
+    # Candidates: the customer's most bought offers of the last year, the cutoff's most
+    # popular and fastest-rising offers, and the offers most bought with the customer's
+    # (co-purchase neighbours: each offer keeps its `neighbours_per_offer` nearest).
     popular_candidates: int = 50
     history_candidates: int = 100
+    trending_candidates: int = 10
+    neighbour_candidates: int = 20
+    neighbours_per_offer: int = 20
+    # Offers are ranked by P(accept) ("probability") or by P(accept) x offer value
+    # ("expected_value").
+    rank_by: Literal["probability", "expected_value"] = "probability"
     top_k: int = 5
     # Pairs grow with customers x candidates: train on the most recent cutoffs only.
     max_train_cutoffs: int = 4
@@ -56,11 +66,15 @@ class NboParams(_Frozen):
 
 
 class GateParams(_Frozen):
-    """A challenger becomes champion only when it beats both by these margins (test set)."""
+    """A challenger becomes champion only when it beats the champion by more than these
+    margins on the same test cutoff."""
 
     churn_auc_margin: float = 0.0
     clv_mae_margin: float = 0.0
     nbo_hit_margin: float = 0.0
+    # A CLV whose total predicted value is off the actual total by more than this share is
+    # corrected on validation, is not graded A on the test cutoff, and is not promoted.
+    clv_max_total_bias: float = 0.1
 
 
 class TrainingParams(_Frozen):

@@ -31,6 +31,7 @@ class Scored:
     intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
     fn: Callable[[np.ndarray], dict[str, float]] | None = field(default=None, repr=False)
     n: int = 0
+    role: str = "baseline"  # "model" (ours: LightGBM, blends) or "baseline" (classical)
 
 
 @dataclass(frozen=True)
@@ -55,13 +56,15 @@ def score_with_intervals(
     rounds: int,
     seed: int,
     keys: list[str],
+    role: str = "baseline",
 ) -> Scored:
-    """Metrics on all n test rows, plus bootstrap intervals (customers resampled) for `keys`."""
+    """Metrics on all n test rows, plus bootstrap intervals (customers resampled) for `keys`;
+    `role` says whether the contender is ours ("model") or a classical "baseline"."""
     full = metric_fn(np.arange(n))
     intervals = {
         key: bootstrap_interval(partial(_one, metric_fn, key), n, rounds, seed) for key in keys
     }
-    return Scored(name, full, intervals, metric_fn, n)
+    return Scored(name, full, intervals, metric_fn, n, role)
 
 
 def _one(metric_fn: Callable[[np.ndarray], dict[str, float]], key: str, idx: np.ndarray) -> float:
@@ -90,13 +93,17 @@ def paired_differences(
 
 
 def grade(
-    model: Scored, paired: list[Paired], key: str, caveat: str | None = None
+    model: Scored,
+    paired: list[Paired],
+    key: str,
+    caveat: str | None = None,
+    capped: bool = False,
 ) -> tuple[str, str, str]:
     """Graded against the strongest baseline (smallest paired difference): A when the 95%
     interval of the difference is above 0, B when the model is ahead but the interval
     includes 0 (a tie within noise, not a win), C when it is not ahead. `caveat` (a reason
-    the figure misleads, e.g. a biased total) caps the grade at B. Returns (grade, strongest
-    baseline, explanation)."""
+    the figure misleads, e.g. a biased total) caps the grade at B; `capped` (the model is
+    itself a classical baseline) at C. Returns (grade, strongest baseline, explanation)."""
     best = min(paired, key=lambda p: p.difference)
     if best.low > 0:
         letter = "A"
@@ -113,9 +120,12 @@ def grade(
         f"{key} {model.metrics[key]:.4f}: {verdict} the strongest baseline '{best.baseline}'; "
         f"paired difference {best.as_text(key)}"
     )
-    if caveat and letter == "A":
+    if capped:
+        letter = "C"
+    elif caveat and letter == "A":
         letter, text = "B", f"{text}; capped at B: {caveat}"
-    elif caveat:
+        caveat = None
+    if caveat:
         text = f"{text}; {caveat}"
     return letter, best.baseline, text
 

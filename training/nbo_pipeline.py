@@ -17,22 +17,26 @@ from features.labels import ACCEPTED
 from features.model_spec import model_spec
 from features.names import CUSTOMER_ID, EVENT_TIMESTAMP, OFFER_ID
 from features.retrieval import historical_features, service_features
-from serving.models import BundleModel, candidates, recommend, set_population
+from serving.models import COPURCHASE, BundleModel, candidates, recommend, set_population
 from training import baselines
 from training.config import TrainingParams
+from training.contenders import BASELINE, MODEL
 from training.evaluate import plot_importance, score_with_intervals
 from training.metrics import ranking_metrics
-from training.nbo import train_nbo, with_labels
+from training.nbo import fit_neighbours, neighbours_meta, train_nbo, with_labels
 from training.pipeline import TrainResult, _importance, _judge, _labelled, _parts, _sizes
 
 
 def _nbo_pairs(
     store: FeatureStore, paths: Workspace, rows: pd.DataFrame, params: TrainingParams
-) -> pd.DataFrame:
-    """Candidate pairs for the customers in `rows`, with Feast features and labels."""
+) -> tuple[pd.DataFrame, dict[pd.Timestamp, pd.DataFrame]]:
+    """Candidate pairs for the customers in `rows`, with Feast features, co-purchase
+    features and labels, and the co-purchase neighbours of each cutoff (fitted on every
+    customer's affinity rows of that cutoff: only what was known at the cutoff)."""
     keys = [CUSTOMER_ID, EVENT_TIMESTAMP]
-    stamps = set(rows[EVENT_TIMESTAMP])
-    filters = [(EVENT_TIMESTAMP, "in", sorted(stamps))]
+    nbo = params.nbo
+    stamps = sorted(set(rows[EVENT_TIMESTAMP]))
+    filters = [(EVENT_TIMESTAMP, "in", stamps)]
     affinity = pd.read_parquet(
         paths.snapshot(AFFINITY_VIEW),
         columns=[*keys, OFFER_ID, "affinity_orders_365d", "affinity_recency_days"],
@@ -42,16 +46,62 @@ def _nbo_pairs(
     for f in (affinity, offers):
         f[EVENT_TIMESTAMP] = pd.to_datetime(f[EVENT_TIMESTAMP], utc=True)
     customers = rows[keys].drop_duplicates()
-    pairs = candidates(
-        affinity,
-        offers,
-        customers,
-        params.nbo.history_candidates,
-        params.nbo.popular_candidates,
-    )
+    neighbours: dict[pd.Timestamp, pd.DataFrame] = {}
+    parts = []
+    for stamp in stamps:
+        at = affinity[affinity[EVENT_TIMESTAMP] == stamp]
+        use = nbo.neighbour_candidates > 0 and nbo.neighbours_per_offer > 0
+        near = fit_neighbours(at, nbo.neighbours_per_offer) if use else None
+        if near is not None:
+            neighbours[pd.Timestamp(stamp)] = near
+        parts.append(
+            candidates(
+                at,
+                offers[offers[EVENT_TIMESTAMP] == stamp],
+                customers[customers[EVENT_TIMESTAMP] == stamp],
+                nbo.history_candidates,
+                nbo.popular_candidates,
+                nbo.trending_candidates,
+                nbo.neighbour_candidates if near is not None else 0,
+                near,
+            )
+        )
+    pairs = pd.concat(parts, ignore_index=True)
     pairs = historical_features(store, model_spec("nbo").feature_service, pairs)
     pairs[ACCEPTED] = with_labels(pairs, rows)
-    return pairs
+    return pairs, neighbours
+
+
+def _model_features(pairs: pd.DataFrame, spec_service: str) -> list[str]:
+    """The Feast features of the service plus the co-purchase features the candidates
+    carry (when neighbour candidates are on)."""
+    extra = [c for c in COPURCHASE if c in pairs]
+    return [*service_features(spec_service), *extra]
+
+
+def candidate_recall(pairs: pd.DataFrame, bought: pd.DataFrame) -> float:
+    """Share of the (customer, offer, cutoff) purchases in `bought` that are candidate
+    `pairs`: what the best possible ranking of the candidates could recall."""
+    keys = [CUSTOMER_ID, OFFER_ID, EVENT_TIMESTAMP]
+    if bought.empty:
+        return 0.0
+    found = (
+        bought[keys]
+        .astype({OFFER_ID: str})
+        .merge(pairs[keys].astype({OFFER_ID: str}).drop_duplicates(), on=keys)
+    )
+    return float(len(found) / len(bought[keys].drop_duplicates()))
+
+
+# Light buyers: at most this many orders in the year before the cutoff.
+LIGHT_BUYER_ORDERS = 3
+
+
+def _light_buyers(pairs: pd.DataFrame) -> set[str]:
+    if "frequency_365d" not in pairs:
+        return set()
+    light = pairs[pairs["frequency_365d"].fillna(0) <= LIGHT_BUYER_ORDERS]
+    return set(light[CUSTOMER_ID].astype(str))
 
 
 def _ranked(model: BundleModel, pairs: pd.DataFrame, k: int) -> dict[str, list[str]]:
@@ -71,9 +121,12 @@ def run_nbo(
     who bought something in the test horizon."""
     spec = model_spec("nbo")
     rows, split = _labelled(spec, paths, labels, params, params.nbo.max_train_cutoffs)
-    pairs = _nbo_pairs(store, paths, rows, params)
+    pairs, neighbours = _nbo_pairs(store, paths, rows, params)
     train, valid, test = _parts(pairs, split)
-    features = service_features(spec.feature_service)
+    features = _model_features(pairs, spec.feature_service)
+    # Serving uses the neighbours of the latest cutoff (the test cutoff's: fitted on what
+    # was known before its horizon).
+    near = neighbours.get(pd.Timestamp(split.test))
     model, info = train_nbo(
         train,
         train[spec.target].to_numpy(),
@@ -82,6 +135,7 @@ def run_nbo(
         features,
         params.nbo,
         params.seed,
+        None if near is None else neighbours_meta(near),
     )
     p_test = model.predict(test)
     set_population(model, p_test)
@@ -126,13 +180,32 @@ def run_nbo(
             params.bootstrap,
             params.seed,
             [key, "recall@10"],
+            MODEL if name == "lightgbm" else BASELINE,
         )
         for name, r in recs.items()
     ]
     importance = _importance(model)
     plots = [plot_importance(importance, out_dir, "nbo")]
     info["test_buyers"] = len(customers)
-    info["candidate_recall"] = float(test[spec.target].sum() / max(1, len(test_rows)))
+    # The ceiling of any ranking: the share of test-horizon purchases among the candidates
+    # (and among the history + popular candidates alone, the narrower set).
+    info["candidate_recall"] = candidate_recall(test, test_rows)
+    narrow = candidates(
+        test_affinity.assign(**{EVENT_TIMESTAMP: split.test}),
+        test_offers.assign(**{EVENT_TIMESTAMP: split.test}),
+        test_rows[[CUSTOMER_ID, EVENT_TIMESTAMP]].drop_duplicates(),
+        params.nbo.history_candidates,
+        params.nbo.popular_candidates,
+    )
+    info["candidate_recall_history_popular"] = candidate_recall(narrow, test_rows)
+    info["candidates_per_customer"] = float(len(test) / max(1, len(customers)))
+    light = _light_buyers(test)
+    info["light_buyers"] = len(light & set(customers))
+    for name in ("lightgbm", "history x popularity blend"):
+        act = {c: actual[c] for c in customers if c in light}
+        rec = {c: recs[name].get(c, []) for c in act}
+        label = name.replace(" ", "_")
+        info[f"light_buyers_hit_at_{k}_{label}"] = ranking_metrics(rec, act, k, catalog)[key]
     everybody = np.arange(len(customers))
     return TrainResult(
         "nbo",
@@ -140,7 +213,7 @@ def run_nbo(
         info,
         split,
         scored,
-        *_judge(scored, spec.primary, key, params),
+        *_judge(scored, spec, key, params),
         plots,
         importance,
         test[features].head(5),

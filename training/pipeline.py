@@ -16,10 +16,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from feast import FeatureStore
+from sklearn.metrics import roc_auc_score
 
 from features.catalog import Workspace
 from features.config import LabelParams
-from features.model_spec import Metric, ModelSpec, model_spec
+from features.model_spec import ModelSpec, model_spec
 from features.names import CUSTOMER_ID, EVENT_TIMESTAMP
 from features.retrieval import historical_features, service_features
 from serving.models import (
@@ -27,10 +28,11 @@ from serving.models import (
     reason_codes,
     set_population,
 )
-from training import baselines
-from training.churn import train_churn
+from training import baselines, contenders
+from training.churn import choose_calibrator, train_churn
 from training.clv import train_clv
 from training.config import TrainingParams
+from training.contenders import BASELINE
 from training.datasets import TimeSplit, time_split
 from training.evaluate import (
     Paired,
@@ -43,8 +45,6 @@ from training.evaluate import (
     score_with_intervals,
 )
 from training.metrics import churn_metrics, clv_metrics
-
-BGNBD_MISSING = "skipped: the optional `bgnbd` extra (pymc-marketing) is not installed"
 
 
 @dataclass
@@ -67,6 +67,7 @@ class TrainResult:
     primary_key: str  # the primary metric's name ("roc_auc", "hit@5")
     # The primary metric of any model of this kind on the same test rows (the champion's).
     primary_metric: Callable[[BundleModel], float]
+    champion: str = "lightgbm"  # the contender the model scores with (chosen on validation)
 
 
 Runner = Callable[[FeatureStore, Workspace, LabelParams, TrainingParams, Path], TrainResult]
@@ -137,34 +138,54 @@ def run_churn(
     params: TrainingParams,
     out_dir: Path,
 ) -> TrainResult:
-    """Churn model vs the best recency rule and logistic regression on RFM."""
+    """Churn: LightGBM, the classical models and blends compete on validation; the winner
+    is the model, compared on the test cutoff with every contender and the recency rule."""
     spec = model_spec("churn")
     rows, split = _labelled(spec, paths, labels, params)
     frame = historical_features(store, spec.feature_service, rows)
     train, valid, test = _parts(frame, split)
     features = service_features(spec.feature_service)
     y_tr, y_va, y = (f[spec.target].to_numpy(int) for f in (train, valid, test))
-    model, info = train_churn(train, y_tr, valid, y_va, features, params.churn, params.seed)
+    lightgbm, info = train_churn(train, y_tr, valid, y_va, features, params.churn, params.seed)
+    x_valid = lightgbm.frame_matrix(valid)
+    fitted: dict[str, BundleModel] = {}
+    options = contenders.churn_contenders(lightgbm, train, y_tr)
+    for c in options:
+        calibrator, _ = choose_calibrator(
+            params.churn.calibration, contenders.scores(lightgbm, x_valid, c), y_va, params.seed
+        )
+        fitted[c.name] = contenders.with_scorer(lightgbm, c, calibrator=calibrator)
+    valid_scores = {c.name: contenders.scores(lightgbm, x_valid, c) for c in options}
+    champion, figures = contenders.choose(
+        options,
+        lambda c, idx: roc_auc_score(y_va[idx], valid_scores[c.name][idx]),
+        len(y_va),
+        spec.primary.higher_is_better,
+        params.bootstrap,
+        params.seed,
+    )
+    model = fitted[champion.name]
     p_test = model.predict(test)
     set_population(model, p_test)
     key = spec.primary_key(params.nbo.top_k)
+    predictions = {name: m.predict(test) for name, m in fitted.items()}
     rule_days = baselines.recency_rule(valid, y_va)
-    logistic = baselines.rfm_logistic(train, y_tr)
-    predictions = {
-        "lightgbm": p_test,
-        f"recency rule ({rule_days} days)": baselines.recency_rule_predict(test, rule_days),
-        "logistic regression on RFM": baselines.rfm_logistic_predict(logistic, test),
-    }
-    if baselines.bgnbd_available():
-        predictions["BG/NBD P(no purchase)"] = baselines.bgnbd_no_purchase(
-            test, labels.churn_horizon_days, params.seed
-        )
-    else:
-        info["bgnbd"] = BGNBD_MISSING
-    scored = _score_all(churn_metrics, y, predictions, params, ["roc_auc", "pr_auc", "brier"])
+    predictions[f"recency rule ({rule_days} days)"] = baselines.recency_rule_predict(
+        test, rule_days
+    )
+    roles = {c.name: c.role for c in options}
+    scored = _score_all(
+        churn_metrics,
+        y,
+        _champion_first(predictions, champion.name),
+        params,
+        roles,
+        ["roc_auc", "pr_auc", "brier"],
+    )
+    info.update(_choice(champion, figures, "validation roc_auc"))
     info["recency_rule_days"] = rule_days
     info["example_reasons_highest_risk"] = _example_reasons(model, test, p_test)
-    plots = plot_churn(y, predictions, out_dir)
+    plots = plot_churn(y, _champion_first(predictions, champion.name), out_dir)
     importance = _importance(model)
     plots.append(plot_importance(importance, out_dir, "churn"))
     return TrainResult(
@@ -173,7 +194,7 @@ def run_churn(
         info,
         split,
         scored,
-        *_judge(scored, spec.primary, key, params),
+        *_judge(scored, spec, key, params),
         plots,
         importance,
         test[features].head(5),
@@ -182,6 +203,7 @@ def run_churn(
         p_test,
         key,
         lambda m: churn_metrics(y, m.predict(test))[key],
+        champion.name,
     )
 
 
@@ -192,40 +214,60 @@ def run_clv(
     params: TrainingParams,
     out_dir: Path,
 ) -> TrainResult:
-    """CLV model vs average monthly spend x months x retention (and BG/NBD x Gamma-Gamma
-    when the optional `pymc-marketing` extra is installed)."""
+    """CLV: LightGBM, BG/NBD x Gamma-Gamma and blends compete on validation MAE, each with
+    its mean calibrated on validation; compared on the test cutoff with every contender,
+    average monthly spend x months x retention and predicting zero."""
     spec = model_spec("clv")
     rows, split = _labelled(spec, paths, labels, params)
     frame = historical_features(store, spec.feature_service, rows)
     train, valid, test = _parts(frame, split)
     features = service_features(spec.feature_service)
     y_tr, y_va, y = (f[spec.target].to_numpy(float) for f in (train, valid, test))
-    model, info = train_clv(train, y_tr, valid, y_va, features, params.clv, params.seed)
+    lightgbm, info = train_clv(train, y_tr, valid, y_va, features, params.clv, params.seed)
+    x_valid = lightgbm.frame_matrix(valid)
+    fitted: dict[str, BundleModel] = {}
+    options = contenders.clv_contenders(lightgbm, train)
+    for c in options:
+        raw = np.clip(contenders.scores(lightgbm, x_valid, c), 0, None)
+        scale = contenders.value_scale(raw, y_va, params.gate.clv_max_total_bias)
+        fitted[c.name] = contenders.with_scorer(lightgbm, c, value_scale=scale)
+    valid_values = {name: m.predict(valid) for name, m in fitted.items()}
+    champion, figures = contenders.choose(
+        options,
+        lambda c, idx: float(np.mean(np.abs(valid_values[c.name][idx] - y_va[idx]))),
+        len(y_va),
+        spec.primary.higher_is_better,
+        params.bootstrap,
+        params.seed,
+    )
+    model = fitted[champion.name]
     p_test = model.predict(test)
     set_population(model, p_test)
     key = spec.primary_key(params.nbo.top_k)
     retention = baselines.retention_rate(np.concatenate([y_tr, y_va]))
-    predictions = {
-        "lightgbm": p_test,
-        "monthly spend x months x retention": baselines.monthly_spend_clv(
-            test, labels.clv_horizon_days, retention
-        ),
-    }
-    if baselines.bgnbd_available():
-        predictions["BG/NBD x Gamma-Gamma"] = baselines.bgnbd_gamma_gamma_clv(
-            test, labels.clv_horizon_days, params.seed
-        )
-    else:
-        info["bgnbd"] = BGNBD_MISSING
+    predictions = {name: m.predict(test) for name, m in fitted.items()}
+    predictions["monthly spend x months x retention"] = baselines.monthly_spend_clv(
+        test, labels.clv_horizon_days, retention
+    )
     predictions["predict zero"] = np.zeros(len(y))
-    scored = _score_all(clv_metrics, y, predictions, params, ["mae", "spearman", "top20_capture"])
+    roles = {c.name: c.role for c in options}
+    scored = _score_all(
+        clv_metrics,
+        y,
+        _champion_first(predictions, champion.name),
+        params,
+        roles,
+        ["mae", "spearman", "top20_capture", "normalized_gini"],
+    )
     bias = scored[0].metrics["total_bias"]
     caveat = (
         f"its total predicted value is {bias:+.0%} off the actual total "
-        f"(more than ±{params.clv.max_total_bias:.0%})"
-        if abs(bias) > params.clv.max_total_bias
+        f"(more than ±{params.gate.clv_max_total_bias:.0%})"
+        if abs(bias) > params.gate.clv_max_total_bias
         else None
     )
+    info.update(_choice(champion, figures, "validation mae"))
+    info["value_scale"] = model.meta["value_scale"]
     info["retention_rate"] = retention
     info["example_reasons_highest_value"] = _example_reasons(model, test, p_test)
     plots = plot_clv(y, p_test, out_dir)
@@ -237,7 +279,7 @@ def run_clv(
         info,
         split,
         scored,
-        *_judge(scored, spec.primary, key, params, caveat),
+        *_judge(scored, spec, key, params, caveat),
         plots,
         importance,
         test[features].head(5),
@@ -246,7 +288,21 @@ def run_clv(
         p_test,
         key,
         lambda m: clv_metrics(y, m.predict(test))[key],
+        champion.name,
     )
+
+
+def _champion_first(predictions: dict[str, np.ndarray], champion: str) -> dict[str, np.ndarray]:
+    return {champion: predictions[champion], **predictions}
+
+
+def _choice(champion: contenders.Contender, figures: dict[str, float], what: str) -> dict[str, Any]:
+    """What the report says of the choice of the champion."""
+    return {
+        "champion": champion.name,
+        "champion_role": champion.role,
+        f"contenders_{what.replace(' ', '_')}": {k: round(v, 6) for k, v in figures.items()},
+    }
 
 
 def _example_reasons(
@@ -261,14 +317,39 @@ def _example_reasons(
 
 def _judge(
     scored: list[Scored],
-    metric: Metric,
+    spec: ModelSpec,
     key: str,
     params: TrainingParams,
     caveat: str | None = None,
 ) -> tuple[tuple[str, str, str], list[Paired]]:
-    """The grade and the paired differences of the model (first) against every baseline."""
-    paired = paired_differences(scored[0], scored[1:], metric, key, params.bootstrap, params.seed)
-    return grade(scored[0], paired, key, caveat), paired
+    """The grade of the model (first) against the baselines, and its paired differences on
+    the primary metric with every other contender. The grade also reads the secondary
+    metrics against the strongest baseline: significantly worse on one caps it at B."""
+    model, others = scored[0], scored[1:]
+    paired = paired_differences(model, others, spec.primary, key, params.bootstrap, params.seed)
+    baselines = {s.name for s in others if s.role == BASELINE}
+    against = [p for p in paired if p.baseline in baselines]
+    strongest = min(against, key=lambda p: p.difference).baseline
+    rival = next(s for s in others if s.name == strongest)
+    worse = []
+    for metric in spec.secondary:
+        name = metric.key(params.nbo.top_k)
+        if name not in model.metrics or name not in rival.metrics:
+            continue
+        (p,) = paired_differences(model, [rival], metric, name, params.bootstrap, params.seed)
+        if p.high < 0:
+            worse.append(f"{name} {p.as_text(name)}")
+    reasons = [r for r in (caveat, *(f"significantly worse on {w}" for w in worse)) if r]
+    note = "; ".join(reasons) or None
+    if model.role == BASELINE:
+        note = "; ".join(
+            [
+                f"the champion is the classical model '{model.name}': no model of ours beat it on "
+                "validation",
+                *reasons,
+            ]
+        )
+    return grade(model, against, key, note, capped=model.role == BASELINE), paired
 
 
 def _score_all(
@@ -276,12 +357,20 @@ def _score_all(
     y: np.ndarray,
     predictions: dict[str, np.ndarray],
     params: TrainingParams,
+    roles: dict[str, str],
     keys: list[str],
 ) -> list[Scored]:
-    """Every contender's metrics on the test rows, with bootstrap intervals for `keys`."""
+    """Every contender's metrics on the test rows, with bootstrap intervals for `keys`; a
+    name without a role is a baseline."""
     return [
         score_with_intervals(
-            name, partial(_on_rows, metric, y, p), len(y), params.bootstrap, params.seed, keys
+            name,
+            partial(_on_rows, metric, y, p),
+            len(y),
+            params.bootstrap,
+            params.seed,
+            keys,
+            roles.get(name, BASELINE),
         )
         for name, p in predictions.items()
     ]

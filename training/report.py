@@ -20,6 +20,7 @@ def _fmt(value: float) -> str:
 def markdown(result: TrainResult, champion: dict[str, float] | None = None) -> str:
     """The report as Markdown: contenders on the test cutoff, the grade, split and details."""
     keys = list(result.scored[0].metrics)
+    roles = {s.name: s.role for s in result.scored}
     lines = [
         f"# {TITLES[result.kind]} — evaluation report",
         "",
@@ -28,25 +29,31 @@ def markdown(result: TrainResult, champion: dict[str, float] | None = None) -> s
         f"{result.split.train[0].date()} .. {result.split.train[-1].date()} "
         f"({len(result.split.train)} cutoffs). Rows: {json.dumps(result.rows)}.",
         "",
+        f"**Model: {result.champion}**, the best of the contenders (LightGBM, the classical "
+        "models and blends of them) on the validation cutoffs; the test cutoff was not used "
+        "to choose it.",
+        "",
         f"**Grade {result.grade[0]}** — {result.grade[2]}.",
-        "Grades compare the model with the strongest baseline on the same test customers: "
-        "A when the 95% bootstrap interval of the paired difference is above 0, B when the "
-        "model is ahead but the interval includes 0 (a tie within noise), C when it is not "
-        "ahead.",
+        "Grades compare the model with the strongest classical baseline on the same test "
+        "customers: A when the 95% bootstrap interval of the paired difference is above 0 "
+        "(and no secondary metric is significantly worse), B when the model is ahead but the "
+        "interval includes 0 (a tie within noise), C when it is not ahead or is itself a "
+        "classical baseline.",
         "",
         f"Paired differences on {result.primary_key} (positive: the model is better):",
         "",
-        "| baseline | model minus baseline | 95% interval |",
-        "|---|---|---|",
+        "| contender | role | model minus contender | 95% interval |",
+        "|---|---|---|---|",
         *(
-            f"| {p.baseline} | {p.difference:+.4f} | {p.low:+.4f}..{p.high:+.4f} |"
+            f"| {p.baseline} | {roles.get(p.baseline, '')} | {p.difference:+.4f} | "
+            f"{p.low:+.4f}..{p.high:+.4f} |"
             for p in result.paired
         ),
         "",
-        "All contenders on the test cutoff:",
+        "All contenders on the test cutoff (the model first):",
         "",
-        "| contender | " + " | ".join(keys) + " |",
-        "|---|" + "---|" * len(keys),
+        "| contender | role | " + " | ".join(keys) + " |",
+        "|---|---|" + "---|" * len(keys),
     ]
     for scored in result.scored:
         cells = []
@@ -56,7 +63,7 @@ def markdown(result: TrainResult, champion: dict[str, float] | None = None) -> s
                 lo, hi = scored.intervals[key]
                 cell += f" ({_fmt(lo)}..{_fmt(hi)})"
             cells.append(cell)
-        lines.append(f"| {scored.name} | " + " | ".join(cells) + " |")
+        lines.append(f"| {scored.name} | {scored.role} | " + " | ".join(cells) + " |")
     if champion:
         lines += [
             "",

@@ -16,10 +16,11 @@ from features.model_spec import CHAMPION, ModelSpec, check_kinds, model_spec
 from serving.models import BundleModel, ModelNotFound
 from serving.registry import load_registered
 from training.config import TrainingParams
+from training.contenders import BASELINE
 from training.export import REFERENCE_DIR, write_reference
 from training.pipeline import TrainResult, runner
 from training.report import write_report
-from training.tracking import PRIMARY_METRIC_TAG, data_fingerprint, log_run, metric_key
+from training.tracking import PRIMARY_METRIC_TAG, data_fingerprint, log_run, metric_key, promote
 
 # Snapshot outputs every model's data fingerprint covers, beside its labels.
 FEATURE_OUTPUTS = (CUSTOMER_VIEW, OFFER_VIEW, AFFINITY_VIEW)
@@ -31,16 +32,19 @@ def _slug(name: str) -> str:
 
 def _metrics(result: TrainResult, spec: ModelSpec, champion: float | None) -> dict[str, float]:
     key, higher = result.primary_key, spec.primary.higher_is_better
-    model, baselines = result.scored[0], result.scored[1:]
+    model, others = result.scored[0], result.scored[1:]
     out = {f"model_{k}": v for k, v in model.metrics.items()}
     for k, (lo, hi) in model.intervals.items():
         out[f"model_{k}_ci_low"], out[f"model_{k}_ci_high"] = lo, hi
-    for b in baselines:
-        out.update({f"baseline_{_slug(b.name)}_{k}": v for k, v in b.metrics.items()})
-    for p in result.paired:  # model minus baseline on the primary metric, positive = better
+    for b in others:
+        prefix = "baseline" if b.role == BASELINE else "contender"
+        out.update({f"{prefix}_{_slug(b.name)}_{k}": v for k, v in b.metrics.items()})
+    for p in result.paired:  # model minus each contender on the primary metric, + = better
         slug = f"paired_{_slug(p.baseline)}_{key}"
         out[slug], out[f"{slug}_ci_low"], out[f"{slug}_ci_high"] = p.difference, p.low, p.high
-    values = [b.metrics[key] for b in baselines]
+    values = [b.metrics[key] for b in others if b.role == BASELINE]
+    if model.role == BASELINE:
+        values.append(model.metrics[key])
     out[f"best_baseline_{key}"] = max(values) if higher else min(values)
     if champion is not None:
         out[f"champion_{key}"] = champion
@@ -69,8 +73,9 @@ def train_models(
     id_salt: str = "",
 ) -> list[dict[str, Any]]:
     """Train each model, compare it with its baselines and the champion, log and register it
-    as @challenger. Reads the snapshots of the workspace `paths`, writes reports to its
-    reports folder. Returns one summary per model."""
+    as @challenger (and as @champion when the model has none yet). Reads the snapshots of
+    the workspace `paths`, writes reports to its reports folder. Returns one summary per
+    model."""
     summaries = []
     for kind in check_kinds(kinds):
         spec = model_spec(kind)
@@ -120,11 +125,14 @@ def train_models(
                 paths.mlflow_artifacts,
                 client,
             )
+        if champion_model is None:  # the first version: there is always a champion
+            promote(kind, params.gate, client)
         model_scored = result.scored[0]
         summaries.append(
             {
                 "model": kind,
                 "version": version,
+                "contender": result.champion,
                 "grade": result.grade[0],
                 "test_cutoff": tags["test_cutoff"],
                 key: round(model_scored.metrics[key], 4),

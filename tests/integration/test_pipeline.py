@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from crmscore.cli import app
 from crmscore.settings import load_settings
 from features.feast_repo import SERVICE_FEATURES
-from features.model_spec import CHALLENGER, REFERENCE_ARTIFACT, model_spec
+from features.model_spec import CHALLENGER, CHAMPION, REFERENCE_ARTIFACT, model_spec
 from features.retrieval import historical_features
 from features.store import open_store
 from features.synthetic import dataset_yaml, synthetic_export, write_export
@@ -178,10 +178,14 @@ def test_train_registers_challengers_with_reports(
     out = _cli(*base, "train")
     kinds = {m["model"]: m for m in out["models"]}
     assert set(kinds) == {"churn", "clv", "nbo"}
+    client = configure(f"sqlite:///{copy / 'mlflow' / 'mlflow.db'}")
     for kind, summary in kinds.items():
         assert Path(summary["report"]).exists()
-        assert (copy / "reports" / kind / f"{kind}_report.md").read_text().count("|") > 10
-    client = configure(f"sqlite:///{copy / 'mlflow' / 'mlflow.db'}")
+        report = (copy / "reports" / kind / f"{kind}_report.md").read_text()
+        assert report.count("|") > 10 and f"**Model: {summary['contender']}**" in report
+        # The first version of a model is its champion at once: there is always one.
+        champion = client.get_model_version_by_alias(model_spec(kind).registry_name, CHAMPION)
+        assert str(champion.version) == summary["version"]
     version = client.get_model_version_by_alias(model_spec("churn").registry_name, CHALLENGER)
     run = client.get_run(version.run_id)
     for tag in ("git_commit", "data_fingerprint", "feature_service", "test_cutoff"):
@@ -216,7 +220,7 @@ def test_nbo_trains_and_promotes_with_another_top_k(
 ) -> None:
     """`training.nbo.top_k: 3`: graded, logged and gated on hit@3; the registered bundle is
     the model, with its reference sample beside it."""
-    from training.tracking import promote, settings_json
+    from training.tracking import PRIMARY_METRIC_TAG, promote, settings_json
     from training.train import train_models
 
     ws, config = workspace
@@ -232,12 +236,14 @@ def test_nbo_trains_and_promotes_with_another_top_k(
         "test",
     )  # fmt: skip
     assert summary["hit@3"] >= 0 and "champion_hit@3" in summary
+    # The first version is the champion at once; the gate reads the run's hit@3.
     decision = promote("nbo", params.gate, client)
-    assert "hit@3" in decision.reason
+    assert not decision.promoted and decision.reason == "the challenger is the champion"
     model = load_registered("nbo", client)
     assert model.meta["top_k"] == 3 and model.version.startswith(summary["version"])
     run = client.get_run(client.get_model_version(model.info["name"], summary["version"]).run_id)
     assert "model_hit_at_3" in run.data.metrics and "model_hit_at_5" not in run.data.metrics
+    assert run.data.tags[PRIMARY_METRIC_TAG] == "hit@3"
     reference = client.list_artifacts(run.info.run_id, REFERENCE_ARTIFACT.split("/")[0])
     assert [a.path for a in reference] == [REFERENCE_ARTIFACT]
     assert not client.list_artifacts(run.info.run_id, "serving")

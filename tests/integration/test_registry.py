@@ -31,11 +31,18 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> tuple[MlflowClient, Pa
 
 
 def _log(
-    client: MlflowClient, root: Path, model_auc: float, baseline: float, champion: float | None
+    client: MlflowClient,
+    root: Path,
+    model_auc: float,
+    baseline: float,
+    champion: float | None,
+    bias: float | None = None,
 ) -> str:
     metrics = {"model_roc_auc": model_auc, "best_baseline_roc_auc": baseline}
     if champion is not None:
         metrics["champion_roc_auc"] = champion
+    if bias is not None:
+        metrics["model_total_bias"] = bias
     example, _, _ = _customers(5, 9)
     return log_run(
         "churn",
@@ -58,22 +65,30 @@ def _champion(client: MlflowClient) -> str:
 
 def test_gate_promotes_refuses_and_rolls_back(registry: tuple[MlflowClient, Path]) -> None:
     client, root = registry
-    first = _log(client, root, 0.80, 0.77, None)
+    # The first version: no champion to beat, and it was the best contender on validation,
+    # so it becomes the champion even below the best baseline on the test cutoff.
+    first = _log(client, root, 0.76, 0.77, None)
     assert str(client.get_model_version_by_alias(CHURN_NAME, CHALLENGER).version) == first
     decision = promote("churn", GateParams(churn_auc_margin=0.01), client)
     assert decision.promoted and _champion(client) == first
 
     # Worse than the champion on the same test window: refused, champion kept.
-    worse = _log(client, root, 0.79, 0.77, 0.80)
+    worse = _log(client, root, 0.75, 0.77, 0.76)
     decision = promote("churn", GateParams(), client)
     assert not decision.promoted and "champion" in decision.reason
     assert _champion(client) == first and worse != first
 
-    # Better than the champion but not by the margin over the baseline: refused.
-    _log(client, root, 0.81, 0.805, 0.80)
+    # A tie is not a win; better, but not by the margin, is refused too.
+    _log(client, root, 0.76, 0.77, 0.76)
+    assert not promote("churn", GateParams(), client).promoted
+    _log(client, root, 0.765, 0.77, 0.76)
     assert not promote("churn", GateParams(churn_auc_margin=0.01), client).promoted
+    # A total far off the actual total is refused whatever the primary metric.
+    _log(client, root, 0.90, 0.77, 0.76, bias=-0.3)
+    decision = promote("churn", GateParams(), client)
+    assert not decision.promoted and "off the actual total" in decision.reason
 
-    better = _log(client, root, 0.83, 0.77, 0.80)
+    better = _log(client, root, 0.78, 0.77, 0.76)
     assert promote("churn", GateParams(churn_auc_margin=0.01), client).promoted
     assert _champion(client) == better
     assert rollback("churn", client).promoted

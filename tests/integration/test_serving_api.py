@@ -212,7 +212,7 @@ def test_models_health_and_readiness(server: Server) -> None:
         models = client.get("/v1/models").json()["models"]
     assert set(models) == {"churn", "clv", "nbo"}
     for info in models.values():
-        assert info["version"] and info["alias"] in ("champion", "challenger")
+        assert info["version"] and info["alias"] == "champion"
         assert info["test_cutoff"] and info["training_cutoffs"]
     assert httpx.get(f"{server.url}/healthz").status_code == 200
     assert httpx.get(f"{server.url}/readyz").status_code == 200

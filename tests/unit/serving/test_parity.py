@@ -16,7 +16,14 @@ from features.feast_repo import AFFINITY_VIEW, OFFER_VIEW, SERVICE_FEATURES
 from features.names import HISTORY_OFFERS, HISTORY_OFFERS_SEPARATOR
 from features.online import OnlineRow
 from serving.batch import Champions, score_frame
-from serving.models import BundleModel, candidates, recommend, set_population
+from serving.models import (
+    COPURCHASE,
+    BundleModel,
+    candidates,
+    model_candidates,
+    recommend,
+    set_population,
+)
 from serving.scoring import Customer, Models, Scorer
 from tests.unit.serving.test_models import CHURN_FEATURES, CLV_FEATURES, awkward, rows
 from tests.unit.training.data import (
@@ -30,7 +37,7 @@ from tests.unit.training.test_models import _customers
 from training.churn import train_churn
 from training.clv import train_clv
 from training.config import ChurnParams, ClvParams, NboParams
-from training.nbo import train_nbo
+from training.nbo import fit_neighbours, neighbours_meta, train_nbo
 
 KEYS = ["customer_id", "event_timestamp"]
 AFFINITY = SERVICE_FEATURES["nbo_v1"][AFFINITY_VIEW]
@@ -62,18 +69,38 @@ def churn_clv() -> tuple[BundleModel, BundleModel]:
     return churn, clv
 
 
-@pytest.fixture(scope="module", params=[None, 30])
+@pytest.fixture(scope="module", params=[None, 30, "wide"])
 def nbo(request: pytest.FixtureRequest) -> BundleModel:
+    """Narrow candidates (history + popular), with and without the recency rule; and wide
+    ones (trending and co-purchase neighbours too, ranked by expected value by a ranker)."""
     train, valid = pairs_frame(300, 12, 1), pairs_frame(150, 12, 2)
+    wide = request.param == "wide"
     params = NboParams(
         top_k=3,
         history_candidates=3,
         popular_candidates=4,
-        exclude_bought_within_days=request.param,
+        trending_candidates=2 if wide else 0,
+        neighbour_candidates=2 if wide else 0,
+        exclude_bought_within_days=None if wide else request.param,
+        objectives=["lambdarank"] if wide else ["binary"],
+        rank_by="expected_value" if wide else "probability",
+        lgbm={"learning_rate": 0.2},
     )
+    features, neighbours = NBO_FEATURES, None
+    if wide:
+        features = [*NBO_FEATURES, *COPURCHASE]
+        customers = train[KEYS].drop_duplicates()
+        neighbours = neighbours_meta(
+            fit_neighbours(affinity_frame(customers, offers_frame(12, 10), 5), 4)
+        )
+        rng = np.random.default_rng(7)
+        for frame in (train, valid):
+            frame["copurchase_score"] = rng.exponential(0.3, len(frame)) * (1 + frame["accepted"])
+            frame["copurchase_max"] = frame["copurchase_score"] / 2
+            frame["copurchase_links"] = rng.poisson(1, len(frame))
     model, _ = train_nbo(
         train, train["accepted"].to_numpy(), valid, valid["accepted"].to_numpy(),
-        NBO_FEATURES, params, 4,
+        features, params, 4, neighbours,
     )  # fmt: skip
     return model
 
@@ -93,7 +120,10 @@ def test_api_and_batch_answer_alike(
         model.version = versions[model.kind]
 
     # Batch: candidate pairs with their features (what Feast returns), ranked, scored.
-    pairs = candidates(affinity, offers, customers[KEYS], 3, 4)
+    pairs = model_candidates(nbo, affinity, offers, customers[KEYS])
+    if nbo.meta["neighbour_candidates"]:  # trending and neighbour candidates were added
+        assert len(pairs) > len(candidates(affinity, offers, customers[KEYS], 3, 4))
+        assert (pairs["copurchase_score"] > 0).any()
     customer_columns = [c for c in NBO_FEATURES if c in customers]
     pairs = (
         pairs.merge(customers[[*KEYS, *customer_columns]], on=KEYS)

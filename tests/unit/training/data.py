@@ -48,6 +48,8 @@ def affinity_frame(customers: pd.DataFrame, offers: pd.DataFrame, seed: int) -> 
     pairs["affinity_spend_365d"] = rng.gamma(2.0, 30.0, n)
     pairs["affinity_spend_share_365d"] = rng.uniform(0, 0.5, n)
     pairs["affinity_recency_days"] = rng.exponential(60, n)
+    pairs["affinity_orders_30d_last_year"] = rng.poisson(0.5, n).astype(float)
+    pairs["affinity_orders_90d"] = rng.poisson(1, n).astype(float)
     return pairs
 
 
