@@ -52,6 +52,7 @@ TRANSACTIONS = TableSpec(
     "transactions",
     required={
         "customer_id": "string",
+        # Derived as "<customer_id>@<local day>" when the export has none (ingest).
         "order_id": "string",
         "timestamp": "timestamp",
         "amount": "float",

@@ -13,7 +13,7 @@ from typing import Any
 import pandas as pd
 
 from features.catalog import Workspace
-from features.feast_repo import CUSTOMER_VIEW
+from features.feast_repo import BTYD_VIEW, CUSTOMER_VIEW
 from features.model_spec import model_spec
 from features.names import CUSTOMER_ID, EVENT_TIMESTAMP
 from monitoring.privacy import CUSTOMER_HASH, hash_ids
@@ -67,12 +67,19 @@ def batch_current(
     snapshot = paths.snapshot(CUSTOMER_VIEW)
     if not snapshot.exists():
         raise FileNotFoundError(f"{snapshot}: feature snapshots not found")
-    available = set(_schema_names(snapshot))
-    read = [CUSTOMER_ID, *[c for c in features if c in available]]
-    feats = pd.read_parquet(snapshot, columns=read, filters=[(EVENT_TIMESTAMP, "==", as_of)])
-    if feats.empty:
-        raise ValueError(f"{snapshot}: no features at {as_of.date()} (the date of {scores_path})")
-    frame = scores[[CUSTOMER_ID, prediction]].merge(feats, on=CUSTOMER_ID, how="left")
+    frame = scores[[CUSTOMER_ID, prediction]]
+    # Customer features live in two views: activity and segments, and the BTYD signals.
+    for view in (CUSTOMER_VIEW, BTYD_VIEW):
+        path = paths.snapshot(view)
+        available = set(_schema_names(path)) if path.exists() else set()
+        wanted = [c for c in features if c in available and c not in frame]
+        if view != CUSTOMER_VIEW and not wanted:
+            continue
+        filters = [(EVENT_TIMESTAMP, "==", as_of)]
+        feats = pd.read_parquet(path, columns=[CUSTOMER_ID, *wanted], filters=filters)
+        if feats.empty:
+            raise ValueError(f"{path}: no features at {as_of.date()} (the date of {scores_path})")
+        frame = frame.merge(feats, on=CUSTOMER_ID, how="left")
     frame.insert(0, CUSTOMER_HASH, hash_ids(frame.pop(CUSTOMER_ID), salt))
     frame = frame.rename(columns={prediction: "prediction"})
     versions = version_column(kind)

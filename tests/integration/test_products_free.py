@@ -97,7 +97,7 @@ class Run:
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> Run:
     root = tmp_path_factory.mktemp("products_free")
-    csv = write_export(customer_day_export(400, seed=11, days=640), root / "daily.csv")
+    csv = write_export(customer_day_export(400, seed=11, days=730), root / "daily.csv")
     dataset = root / "daily_totals.yaml"
     dataset.write_text(dataset_yaml(csv))
     settings = load_settings(root / "ws", dataset=str(dataset))
@@ -113,7 +113,13 @@ def test_an_export_without_order_ids_gets_one_order_per_customer_day(tmp_path: P
     rows = pd.DataFrame(
         {
             "c": ["1", "1", "2", None, "3"],
-            "d": ["2023-01-01 10:00", "2023-01-01 23:30", "2023-01-02 01:00", "2023-01-02", None],
+            "d": [
+                "2023-01-01 10:00",
+                "2023-01-01 23:30",
+                "2023-01-02 01:00",
+                "2023-01-02 09:00",
+                None,
+            ],
             "a": ["10", "5", "7", "1", "2"],
         }
     )
@@ -173,7 +179,7 @@ def test_churn_and_clv_are_trained_and_promoted_while_nbo_is_skipped(run: Run) -
     client = steps.mlflow_client(run.settings)
     for kind in ("churn", "clv"):
         name = model_spec(kind).registry_name
-        assert client.get_model_version_by_alias(name, CHAMPION).version == "1"
+        assert str(client.get_model_version_by_alias(name, CHAMPION).version) == "1"
     assert not client.search_registered_models(f"name = '{model_spec('nbo').registry_name}'")
 
 
