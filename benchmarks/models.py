@@ -112,7 +112,9 @@ def main() -> None:
             with redirect_stdout(sys.stderr):
                 summary = step(settings)
             timings[name] = time.perf_counter() - started
-            shown = {k: summary[k] for k in ("accepted_rows", "customers", "cutoffs") if k in summary}
+            shown = {
+                k: summary[k] for k in ("accepted_rows", "customers", "cutoffs") if k in summary
+            }
             print(f"{name}: {timings[name]:.1f} s {shown or ''}".rstrip(), flush=True)
     skipped = steps.skipped_kinds(settings, kinds)
     store = open_store(settings.feast, settings.paths)
