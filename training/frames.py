@@ -51,9 +51,22 @@ def fit_early_stopped(
 ) -> lgb.Booster:
     """LightGBM on (x, y), stopped when the validation loss has not improved for `patience`
     rounds; deterministic for a given seed (2 threads)."""
-    full = {**params, "seed": seed, "deterministic": True, "num_threads": 2}
     train_set = lgb.Dataset(x, y, free_raw_data=False)
     valid_set = lgb.Dataset(xv, yv, reference=train_set)
+    return train_on_sets(params, train_set, valid_set, seed, rounds, patience)
+
+
+def train_on_sets(
+    params: dict[str, Any],
+    train_set: lgb.Dataset,
+    valid_set: lgb.Dataset,
+    seed: int,
+    rounds: int,
+    patience: int,
+) -> lgb.Booster:
+    """LightGBM on prepared datasets (e.g. with ranking groups), stopped when the validation
+    loss has not improved for `patience` rounds; deterministic for a given seed (2 threads)."""
+    full = {**params, "seed": seed, "deterministic": True, "num_threads": 2}
     return lgb.train(
         full,
         train_set,

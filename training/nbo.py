@@ -18,7 +18,7 @@ from features.labels import ACCEPTED
 from features.names import CUSTOMER_ID, EVENT_TIMESTAMP, OFFER_ID
 from serving.models import NEIGHBOUR, SIMILARITY, BundleModel, recommend
 from training.config import NboParams
-from training.frames import fit_categories, fit_frame, fit_on_frames
+from training.frames import fit_categories, fit_frame, fit_on_frames, train_on_sets
 
 DEFAULT_LGBM: dict[str, Any] = {
     "objective": "binary",
@@ -149,14 +149,7 @@ def _fit_ranker(
 
     train_set = dataset(train, y_train, None)
     valid_set = dataset(valid, y_valid, train_set)
-    full = {**lgbm, "seed": seed, "deterministic": True, "num_threads": 2}
-    return lgb.train(
-        full,
-        train_set,
-        ROUNDS,
-        valid_sets=[valid_set],
-        callbacks=[lgb.early_stopping(PATIENCE, verbose=False)],
-    )
+    return train_on_sets(lgbm, train_set, valid_set, seed, ROUNDS, PATIENCE)
 
 
 def train_nbo(

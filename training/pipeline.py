@@ -150,12 +150,12 @@ def run_churn(
     x_valid = lightgbm.frame_matrix(valid)
     fitted: dict[str, BundleModel] = {}
     options = contenders.churn_contenders(lightgbm, train, y_tr)
+    valid_scores = {c.name: contenders.scores(lightgbm, x_valid, c) for c in options}
     for c in options:
         calibrator, _ = choose_calibrator(
-            params.churn.calibration, contenders.scores(lightgbm, x_valid, c), y_va, params.seed
+            params.churn.calibration, valid_scores[c.name], y_va, params.seed
         )
         fitted[c.name] = contenders.with_scorer(lightgbm, c, calibrator=calibrator)
-    valid_scores = {c.name: contenders.scores(lightgbm, x_valid, c) for c in options}
     champion, figures = contenders.choose(
         options,
         lambda c, idx: roc_auc_score(y_va[idx], valid_scores[c.name][idx]),
