@@ -263,17 +263,22 @@ def churn_flag(model: BundleModel, p: np.ndarray) -> np.ndarray:
 
 def clv_value(model: BundleModel, x: np.ndarray) -> np.ndarray:
     """Expected net revenue in the horizon (never negative): the bundle's scorer times its
-    `value_scale` (the correction that brings the total predicted value on the validation
-    cutoffs to the actual total; 1 when it was already within the allowed bias)."""
+    `value_scale` (the correction that brought the total predicted value on the observed
+    cutoffs to the actual total at training; 1 when it was already within the allowed
+    bias, and for a classical model, served as it is)."""
     scale = float(model.meta.get("value_scale", 1.0))
     return np.asarray(np.clip(score(model, x) * scale, 0, None), dtype=float)
 
 
 def lightgbm_clv(model: BundleModel, x: np.ndarray) -> np.ndarray:
     """The LightGBM CLV: P(buy) x E[spend | buy] for the two-part model (spend fitted on
-    log revenue), the booster's value otherwise."""
+    log(1 + revenue) with residual variance `spend_variance`, so the mean spend is
+    exp(mu + variance / 2) - 1; bundles without it use exp(mu) - 1), the booster's value
+    otherwise."""
     if model.meta["formulation"] == "two_part":
-        return np.asarray(model.raw(x, "buy") * np.expm1(model.raw(x, "spend")), dtype=float)
+        half_variance = float(model.meta.get("spend_variance", 0.0)) / 2
+        spend = np.expm1(model.raw(x, "spend") + half_variance)
+        return np.asarray(model.raw(x, "buy") * spend, dtype=float)
     return model.raw(x, "value")
 
 

@@ -5,6 +5,7 @@ and stored as numbers in the bundle; it is applied only by `serving.models.calib
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
@@ -15,7 +16,7 @@ from sklearn.metrics import log_loss
 
 from serving.models import BundleModel, calibrate, logit
 from training.config import ChurnParams
-from training.frames import fit_categories, fit_on_frames
+from training.frames import fit_categories, fit_frame, fit_on_frames, fit_rounds
 
 # Feature whose effect is constrained: a more recent last purchase never raises P(churn).
 MONOTONE_UP = {"recency_days": 1}
@@ -71,6 +72,27 @@ def choose_calibrator(
     return fit_calibrator(best, raw, y), losses
 
 
+def _lgbm(features: list[str], params: ChurnParams) -> tuple[dict[str, Any], int]:
+    """LightGBM's parameters for these features, and the most rounds it may take."""
+    lgbm = {**DEFAULT_LGBM, **params.lgbm}
+    rounds = int(lgbm.pop("n_estimators"))
+    lgbm["monotone_constraints"] = [MONOTONE_UP.get(c, 0) for c in features]
+    return lgbm, rounds
+
+
+def refit_churn(
+    model: BundleModel, frame: pd.DataFrame, y: np.ndarray, params: ChurnParams, seed: int
+) -> BundleModel:
+    """The model's LightGBM fitted again on `frame` (the training and validation cutoffs
+    together: every cutoff whose outcome is observed before the test cutoff) for the rounds
+    early stopping chose on validation. Calibrator and settings are kept as they are."""
+    lgbm, _ = _lgbm(model.columns, params)
+    rounds = model.boosters["churn"].best_iteration
+    x = fit_frame(frame, model.columns, model.categories)
+    booster = fit_rounds(lgbm, x, y, seed, rounds)
+    return dataclasses.replace(model, boosters={"churn": booster}, meta=dict(model.meta))
+
+
 def train_churn(
     train: pd.DataFrame,
     y_train: np.ndarray,
@@ -82,9 +104,7 @@ def train_churn(
 ) -> tuple[BundleModel, dict[str, Any]]:
     """Fit LightGBM with early stopping on validation, then calibrate on validation."""
     categories = fit_categories(train, features)
-    lgbm = {**DEFAULT_LGBM, **params.lgbm}
-    rounds = int(lgbm.pop("n_estimators"))
-    lgbm["monotone_constraints"] = [MONOTONE_UP.get(c, 0) for c in features]
+    lgbm, rounds = _lgbm(features, params)
     booster = fit_on_frames(
         lgbm, features, categories, train, y_train, valid, y_valid, seed, rounds, 100
     )

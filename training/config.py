@@ -21,6 +21,10 @@ class SplitParams(_Frozen):
     test_cutoff: date | None = None  # default: the latest cutoff with a fully observed horizon
     valid_cutoffs: int = 2
     max_train_cutoffs: int = 24
+    # After the choices made on validation (rounds, contender, calibration), fit LightGBM
+    # again on the training and validation cutoffs together: the served model then learns
+    # from every cutoff whose outcome is observed, including the latest seasons.
+    refit: bool = True
 
 
 class ChurnParams(_Frozen):
@@ -36,7 +40,7 @@ class ClvParams(_Frozen):
     """CLV regressor; the formulations listed are compared on validation, the best is kept."""
 
     lgbm: dict[str, Any] = Field(default_factory=dict)
-    formulations: list[str] = Field(default_factory=lambda: ["two_part", "tweedie", "l1"])
+    formulations: list[str] = Field(default_factory=lambda: ["two_part", "tweedie"])
     high_value_share: float = 0.2
 
 

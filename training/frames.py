@@ -76,6 +76,15 @@ def train_on_sets(
     )
 
 
+def fit_rounds(
+    params: dict[str, Any], x: pd.DataFrame, y: np.ndarray, seed: int, rounds: int
+) -> lgb.Booster:
+    """LightGBM on (x, y) for a fixed number of rounds (e.g. the rounds early stopping chose
+    on validation, when refitting on training and validation cutoffs together)."""
+    full = {**params, "seed": seed, "deterministic": True, "num_threads": 2}
+    return lgb.train(full, lgb.Dataset(x, y), max(int(rounds), 1))
+
+
 def fit_on_frames(
     params: dict[str, Any],
     features: Sequence[str],

@@ -29,8 +29,8 @@ from serving.models import (
     set_population,
 )
 from training import baselines, contenders
-from training.churn import choose_calibrator, train_churn
-from training.clv import train_clv
+from training.churn import choose_calibrator, refit_churn, train_churn
+from training.clv import refit_clv, train_clv
 from training.config import TrainingParams
 from training.contenders import BASELINE
 from training.datasets import TimeSplit, time_split
@@ -148,14 +148,24 @@ def run_churn(
     y_tr, y_va, y = (f[spec.target].to_numpy(int) for f in (train, valid, test))
     lightgbm, info = train_churn(train, y_tr, valid, y_va, features, params.churn, params.seed)
     x_valid = lightgbm.frame_matrix(valid)
-    fitted: dict[str, BundleModel] = {}
     options = contenders.churn_contenders(lightgbm, train, y_tr)
     valid_scores = {c.name: contenders.scores(lightgbm, x_valid, c) for c in options}
-    for c in options:
-        calibrator, _ = choose_calibrator(
+    calibrators = {
+        c.name: choose_calibrator(
             params.churn.calibration, valid_scores[c.name], y_va, params.seed
-        )
-        fitted[c.name] = contenders.with_scorer(lightgbm, c, calibrator=calibrator)
+        )[0]
+        for c in options
+    }
+    final, final_options = lightgbm, options
+    if params.split.refit:
+        observed, y_observed = pd.concat([train, valid], ignore_index=True), np.r_[y_tr, y_va]
+        final = refit_churn(lightgbm, observed, y_observed, params.churn, params.seed)
+        final_options = contenders.churn_contenders(final, observed, y_observed)
+        info["refit_rows"] = len(observed)
+    fitted = {
+        c.name: contenders.with_scorer(final, c, calibrator=calibrators[c.name])
+        for c in final_options
+    }
     champion, figures = contenders.choose(
         options,
         lambda c, idx: roc_auc_score(y_va[idx], valid_scores[c.name][idx]),
@@ -214,9 +224,10 @@ def run_clv(
     params: TrainingParams,
     out_dir: Path,
 ) -> TrainResult:
-    """CLV: LightGBM, BG/NBD x Gamma-Gamma and blends compete on validation MAE, each with
-    its mean calibrated on validation; compared on the test cutoff with every contender,
-    average monthly spend x months x retention and predicting zero."""
+    """CLV: LightGBM, BG/NBD x Gamma-Gamma and blends compete on validation MAE; ours are
+    refitted on every observed cutoff and their mean corrected there (classical models are
+    served as they are); compared on the test cutoff with every contender, average monthly
+    spend x months x retention and predicting zero."""
     spec = model_spec("clv")
     rows, split = _labelled(spec, paths, labels, params)
     frame = historical_features(store, spec.feature_service, rows)
@@ -225,13 +236,24 @@ def run_clv(
     y_tr, y_va, y = (f[spec.target].to_numpy(float) for f in (train, valid, test))
     lightgbm, info = train_clv(train, y_tr, valid, y_va, features, params.clv, params.seed)
     x_valid = lightgbm.frame_matrix(valid)
-    fitted: dict[str, BundleModel] = {}
     options = contenders.clv_contenders(lightgbm, train)
-    for c in options:
-        raw = np.clip(contenders.scores(lightgbm, x_valid, c), 0, None)
-        scale = contenders.value_scale(raw, y_va, params.gate.clv_max_total_bias)
-        fitted[c.name] = contenders.with_scorer(lightgbm, c, value_scale=scale)
-    valid_values = {name: m.predict(valid) for name, m in fitted.items()}
+    valid_values = {
+        c.name: np.clip(contenders.scores(lightgbm, x_valid, c), 0, None) for c in options
+    }
+    final, final_options, observed, y_observed = lightgbm, options, train, y_tr
+    if params.split.refit:
+        observed, y_observed = pd.concat([train, valid], ignore_index=True), np.r_[y_tr, y_va]
+        final = refit_clv(lightgbm, observed, y_observed, params.clv, params.seed)
+        final_options = contenders.clv_contenders(final, observed)
+        info["refit_rows"] = len(observed)
+    x_observed = final.frame_matrix(observed)
+    fitted = {}
+    for c in final_options:
+        predicted = np.clip(contenders.scores(final, x_observed, c), 0, None)
+        scale = contenders.value_scale(predicted, y_observed, params.gate.clv_max_total_bias)
+        fitted[c.name] = contenders.with_scorer(
+            final, c, value_scale=scale if c.role == contenders.MODEL else 1.0
+        )
     champion, figures = contenders.choose(
         options,
         lambda c, idx: float(np.mean(np.abs(valid_values[c.name][idx] - y_va[idx]))),

@@ -20,7 +20,7 @@ from training.contenders import BASELINE
 from training.export import REFERENCE_DIR, write_reference
 from training.pipeline import TrainResult, runner
 from training.report import write_report
-from training.tracking import PRIMARY_METRIC_TAG, data_fingerprint, log_run, metric_key, promote
+from training.tracking import PRIMARY_METRIC_TAG, data_fingerprint, log_run, metric_key
 
 # Snapshot outputs every model's data fingerprint covers, beside its labels.
 FEATURE_OUTPUTS = (CUSTOMER_VIEW, OFFER_VIEW, AFFINITY_VIEW)
@@ -125,8 +125,10 @@ def train_models(
                 paths.mlflow_artifacts,
                 client,
             )
-        if champion_model is None:  # the first version: there is always a champion
-            promote(kind, params.gate, client)
+        if champion_model is None:
+            # The first version: there is always a champion, even one short of the gate
+            # (the best contender on validation; its grade and report say what it lacks).
+            client.set_registered_model_alias(spec.registry_name, CHAMPION, str(version))
         model_scored = result.scored[0]
         summaries.append(
             {

@@ -8,8 +8,9 @@ import pytest
 
 from features.retrieval import service_features
 from serving.models import churn_band, reason_codes
-from training.churn import train_churn
-from training.clv import train_clv
+from training.churn import refit_churn, train_churn
+from training.clv import fit_formulation, refit_clv, train_clv
+from training.frames import fit_categories
 from training.config import ChurnParams, ClvParams, SplitParams
 from training.datasets import time_split
 from training.metrics import (
@@ -90,7 +91,7 @@ def test_clv_model_beats_the_mean_and_never_goes_negative() -> None:
     model, info = train_clv(train, y_train, valid, y_valid, FEATURES, ClvParams(), 1)
     p = model.predict(test)
     assert (p >= 0).all()
-    assert info["formulation"] in {"two_part", "tweedie", "l1"}
+    assert info["formulation"] in {"two_part", "tweedie"}
     assert clv_metrics(y_test, p)["mae"] < np.mean(np.abs(y_test - y_train.mean()))
 
 
@@ -126,3 +127,44 @@ def test_reason_codes_name_the_drivers_in_words() -> None:
         model.boosters["churn"].predict(x, raw_score=True),
         rtol=1e-6,
     )
+
+
+def _lognormal_spend(n: int, seed: int) -> tuple[pd.DataFrame, np.ndarray]:
+    """Buyers (60%) spend exp(mu + 0.9 z) with mu driven by one feature: skewed, so the
+    median spend is far below the mean."""
+    frame, _, _ = _customers(n, seed)
+    rng = np.random.default_rng(seed + 100)
+    mu = 5 + 0.5 * frame["monetary_365d"].to_numpy() / 400
+    buys = rng.random(n) < 0.6
+    return frame, np.where(buys, np.exp(mu + 0.9 * rng.normal(size=n)), 0.0)
+
+
+def test_two_part_clv_predicts_the_mean_spend_not_the_median() -> None:
+    (train, y), (valid, yv), (test, yt) = (_lognormal_spend(4000, s) for s in (21, 22, 23))
+    categories = fit_categories(train, FEATURES)
+    model = fit_formulation("two_part", FEATURES, categories, train, y, valid, yv, ClvParams(), 1)
+    assert model.meta["spend_variance"] == pytest.approx(0.81, rel=0.2)
+    bias = clv_metrics(yt, model.predict(test))["total_bias"]
+    median_model = model.__class__(
+        **{**model.__dict__, "meta": {**model.meta, "spend_variance": 0}}
+    )
+    median_bias = clv_metrics(yt, median_model.predict(test))["total_bias"]
+    assert abs(bias) < 0.1
+    assert median_bias < -0.25  # exp(mu) alone is about a third below the mean
+
+
+def test_refit_learns_from_training_and_validation_rows_for_the_validated_rounds() -> None:
+    train, y_train, c_train = _customers(3000, 31)
+    valid, y_valid, c_valid = _customers(1000, 32)
+    observed = pd.concat([train, valid], ignore_index=True)
+    churn = train_churn(train, y_train, valid, y_valid, FEATURES, ChurnParams(), 1)[0]
+    refitted = refit_churn(churn, observed, np.r_[y_train, y_valid], ChurnParams(), 1)
+    rounds = churn.boosters["churn"].best_iteration
+    assert refitted.boosters["churn"].num_trees() == rounds
+    assert refitted.meta["calibrator"] == churn.meta["calibrator"]
+    assert not np.allclose(refitted.predict(valid), churn.predict(valid))
+    clv, _ = train_clv(train, c_train, valid, c_valid, FEATURES, ClvParams(), 1)
+    clv_refitted = refit_clv(clv, observed, np.r_[c_train, c_valid], ClvParams(), 1)
+    for name, booster in clv.boosters.items():
+        assert clv_refitted.boosters[name].num_trees() == booster.best_iteration
+    assert clv_refitted.meta == clv.meta
