@@ -163,12 +163,18 @@ def btyd_inputs(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray
 
 
 def btyd_features(
-    snapshot: pd.DataFrame, churn_horizon_days: int, clv_horizon_days: int
+    snapshot: pd.DataFrame,
+    churn_horizon_days: int,
+    clv_horizon_days: int,
+    clv_asked_days: int | None = None,
 ) -> pd.DataFrame:
     """BTYD signals per customer and cutoff: BG/NBD and Gamma-Gamma fitted, per cutoff, on the
     customers' history before that cutoff only (the activity features), then P(alive),
     P(no purchase in the churn horizon), expected orders, order value and spend in the CLV
-    horizon. `snapshot` has customer_id, event_timestamp and the activity features."""
+    horizon (the one the CLV model is trained at), and the ratio of expected orders in the
+    asked CLV horizon (`clv_asked_days`, by default the same) to those in the trained one.
+    `snapshot` has customer_id, event_timestamp and the activity features."""
+    asked = clv_horizon_days if clv_asked_days is None else clv_asked_days
     parts = []
     for _, rows in snapshot.groupby(EVENT_TIMESTAMP, sort=True):
         # The fit sums over customers: a fixed order makes it independent of row order.
@@ -184,12 +190,16 @@ def btyd_features(
             spend = fit_gamma_gamma(x[bought], m[bought])
             orders = counts.expected_purchases(clv_horizon_days, x, t_x, T)
             value = spend.expected_spend(x, m)
+            longer = (
+                orders if asked == clv_horizon_days else counts.expected_purchases(asked, x, t_x, T)
+            )
             computed = [
                 counts.p_alive(x, t_x, T),
                 counts.p_no_purchase(churn_horizon_days, x, t_x, T),
                 orders,
                 value,
                 orders * np.clip(value, 0, None),
+                np.where(orders > 0, longer / np.where(orders > 0, orders, 1.0), 1.0),
             ]
             values = {
                 name: np.where(bought, v, np.nan) for name, v in zip(names, computed, strict=True)

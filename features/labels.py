@@ -8,6 +8,8 @@ is censored: it yields no label rather than a wrong one. The observed data ends 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pandas as pd
 
@@ -63,6 +65,29 @@ def is_observed(cutoff: pd.Timestamp, horizon_days: int, observed_until: pd.Time
     """True when [cutoff, cutoff + horizon) lies inside the data, observed until
     `observed_until` (`observed_end` of the transactions)."""
     return cutoff_us(cutoff) + horizon_days * US_PER_DAY <= cutoff_us(observed_until)
+
+
+def trainable_horizon(
+    horizon_days: int,
+    cutoffs: Sequence[pd.Timestamp],
+    observed_until: pd.Timestamp,
+    parts: int = 3,
+) -> int | None:
+    """The longest label horizon, at most `horizon_days`, whose windows fit `parts` times
+    one after the other (training, validation, test: each part's window ends by the next
+    part's cutoff, the test's inside the data). A short history still trains at this
+    horizon and extrapolates to the asked one. None when not even one day fits."""
+    for days in range(horizon_days, 0, -1):
+        limit, fits = observed_until, True
+        for _ in range(parts):
+            inside = [c for c in cutoffs if is_observed(c, days, limit)]
+            if not inside:
+                fits = False
+                break
+            limit = max(inside)
+        if fits:
+            return days
+    return None
 
 
 def active_customers(part: Partition, cutoff: pd.Timestamp, active_window_days: int) -> np.ndarray:

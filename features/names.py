@@ -140,6 +140,12 @@ CUSTOMER_BTYD: tuple[FeatureDef, ...] = (
         "float",
         "expected spend in the CLV horizon (BG/NBD x Gamma-Gamma)",
     ),
+    FeatureDef(
+        "btyd_clv_horizon_ratio",
+        "float",
+        "expected purchases in the asked CLV horizon over those in the horizon the CLV model "
+        "is trained at (BG/NBD; 1 when the history is long enough to train at the asked one)",
+    ),
 )
 
 CUSTOMER_SEGMENTS: tuple[FeatureDef, ...] = (

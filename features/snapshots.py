@@ -26,7 +26,14 @@ from features.catalog import Workspace
 from features.config import FeatureParams, LabelParams, SegmentParams
 from features.contract import CUSTOMER_ATTRIBUTES, NO_PRODUCTS, has_products
 from features.engineering import customer_features_at, prepare_partition
-from features.labels import ACCEPTED, churn_labels, clv_labels, observed_end, offer_labels
+from features.labels import (
+    ACCEPTED,
+    churn_labels,
+    clv_labels,
+    observed_end,
+    offer_labels,
+    trainable_horizon,
+)
 from features.names import (
     CATEGORY_SLOTS,
     CREATED_TIMESTAMP,
@@ -237,13 +244,20 @@ def build_snapshots(
     cutoffs = resolve_cutoffs(features.cutoffs, tx, features.min_history_days)
     if not cutoffs:
         raise ValueError("no cutoffs: the data is shorter than features.min_history_days")
+    observed_until = observed_end(tx["timestamp"])
+    # CLV labels at the longest horizon the history can train and test (the asked one when
+    # it fits); the served CLV is extrapolated to the asked horizon (`btyd_clv_horizon_ratio`).
+    clv_days = (
+        trainable_horizon(labels.clv_horizon_days, cutoffs, observed_until)
+        or labels.clv_horizon_days
+    )
     plan = SnapshotPlan(
         cutoffs=tuple(cutoffs),
         category_slots=tuple(top_categories(tx, cutoffs[0])),
         catalog=resolve_catalog(labels.offer_catalog, tx),
         observed_from=tx["timestamp"].min(),
-        observed_until=observed_end(tx["timestamp"]),
-        labels=labels,
+        observed_until=observed_until,
+        labels=labels.model_copy(update={"clv_horizon_days": clv_days}),
         affinity_top_offers=features.affinity_top_offers,
     )
     n = max(1, features.partitions, -(-len(tx) // LINES_PER_PARTITION))
@@ -284,6 +298,7 @@ def build_snapshots(
             btyd_features(
                 snapshot[[CUSTOMER_ID, EVENT_TIMESTAMP, *BTYD_INPUTS]],
                 labels.churn_horizon_days,
+                clv_days,
                 labels.clv_horizon_days,
             ),
             [CUSTOMER_ID],
@@ -308,6 +323,8 @@ def build_snapshots(
         "observed_from": plan.observed_from.isoformat(),
         "observed_until": plan.observed_until.isoformat(),
         "partitions": n,
+        # Label horizons the models are trained at, where the history is shorter than asked.
+        "trained_horizons": {"clv_horizon_days": clv_days},
         "rows": {
             **{name: len(frame) for name, frame in outputs.items()},
             **{name: w.rows for name, w in writers.items()},
@@ -320,6 +337,13 @@ def build_snapshots(
 def read_snapshots(paths: Workspace) -> dict[str, pd.DataFrame]:
     """Every output written by `build_snapshots`."""
     return {name: pd.read_parquet(paths.snapshot(name)) for name in OUTPUTS}
+
+
+def trained_horizon(paths: Workspace, setting: str, asked: int) -> int:
+    """The horizon (days) a model's labels were built at: the asked one (the `labels`
+    `setting`), or shorter when the history was (`trainable_horizon`)."""
+    found = snapshots_meta(paths).get("trained_horizons", {}).get(setting, asked)
+    return int(found)
 
 
 def snapshots_meta(paths: Workspace) -> dict[str, Any]:

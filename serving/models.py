@@ -23,6 +23,7 @@ The math exists once, here:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -265,9 +266,32 @@ def clv_value(model: BundleModel, x: np.ndarray) -> np.ndarray:
     """Expected net revenue in the horizon (never negative): the bundle's scorer times its
     `value_scale` (the correction that brought the total predicted value on the observed
     cutoffs to the actual total at training; 1 when it was already within the allowed
-    bias, and for a classical model, served as it is)."""
-    scale = float(model.meta.get("value_scale", 1.0))
+    bias, and for a classical model, served as it is), times `horizon_factor`."""
+    scale = float(model.meta.get("value_scale", 1.0)) * horizon_factor(model, x)
     return np.asarray(np.clip(score(model, x) * scale, 0, None), dtype=float)
+
+
+# Input with each customer's BG/NBD ratio of expected purchases, asked over trained horizon.
+HORIZON_RATIO = "btyd_clv_horizon_ratio"
+
+
+def horizon_factor(model: BundleModel, x: np.ndarray) -> np.ndarray:
+    """1 for a CLV trained at the horizon it serves; for one trained at a shorter horizon
+    (`trained_horizon_days`, a short history) each row's BG/NBD ratio of expected purchases
+    in the served over the trained horizon (missing as `horizon_ratio_fill`)."""
+    if "trained_horizon_days" not in model.meta:
+        return np.ones(len(x))
+    ratio = x[:, model.columns.index(HORIZON_RATIO)]
+    return np.where(np.isfinite(ratio), ratio, float(model.meta["horizon_ratio_fill"]))
+
+
+def at_trained_horizon(model: BundleModel) -> BundleModel:
+    """The bundle predicting at the horizon it was trained and tested at (no extrapolation):
+    what is compared with labels."""
+    if "trained_horizon_days" not in model.meta:
+        return model
+    meta = {k: v for k, v in model.meta.items() if k != "trained_horizon_days"}
+    return dataclasses.replace(model, meta=meta)
 
 
 def lightgbm_clv(model: BundleModel, x: np.ndarray) -> np.ndarray:

@@ -38,8 +38,9 @@ def time_split(
     labelled_cutoffs: list[pd.Timestamp], horizon_days: int, params: SplitParams
 ) -> TimeSplit:
     """Test on the latest labelled cutoff (or the configured one), validate on the cutoffs
-    before it whose horizon ends by the test cutoff, train on those whose horizon ends by the
-    first validation cutoff."""
+    before it whose horizon ends by the test cutoff (fewer than `valid_cutoffs` when no
+    training cutoff would be left), train on those whose horizon ends by the first
+    validation cutoff."""
     cutoffs = sorted(set(labelled_cutoffs))
     if not cutoffs:
         raise ValueError("no labelled cutoffs: the data is shorter than the label horizon")
@@ -59,6 +60,9 @@ def time_split(
             f"no validation cutoff ends its {horizon_days}-day horizon before the "
             f"test cutoff {test.date()}"
         )
+    # A short history: fewer validation cutoffs, so that some training cutoff fits before.
+    while len(valid) > 1 and not any(c + horizon <= valid[0] for c in cutoffs):
+        valid = valid[1:]
     train = [c for c in cutoffs if c + horizon <= valid[0]][-params.max_train_cutoffs :]
     if not train:
         raise ValueError(

@@ -23,8 +23,12 @@ from features.config import LabelParams
 from features.model_spec import ModelSpec, model_spec
 from features.names import CUSTOMER_ID, EVENT_TIMESTAMP
 from features.retrieval import historical_features, service_features
+from features.snapshots import trained_horizon
 from serving.models import (
+    HORIZON_RATIO,
     BundleModel,
+    at_trained_horizon,
+    numbers,
     reason_codes,
     set_population,
 )
@@ -93,7 +97,8 @@ def _labelled(
     max_train: int | None = None,
 ) -> tuple[pd.DataFrame, TimeSplit]:
     """The label rows of the model's cutoffs that fall in the split, and the split."""
-    horizon_days = int(getattr(labels_params, spec.horizon_setting))
+    asked = int(getattr(labels_params, spec.horizon_setting))
+    horizon_days = trained_horizon(paths, spec.horizon_setting, asked)
     labels = pd.read_parquet(paths.snapshot(spec.label_output))
     stamps = sorted(pd.to_datetime(labels[EVENT_TIMESTAMP], utc=True).unique())
     split_params = params.split
@@ -264,12 +269,12 @@ def run_clv(
     )
     model = fitted[champion.name]
     p_test = model.predict(test)
-    set_population(model, p_test)
     key = spec.primary_key(params.nbo.top_k)
     retention = baselines.retention_rate(np.concatenate([y_tr, y_va]))
     predictions = {name: m.predict(test) for name, m in fitted.items()}
+    trained_days = trained_horizon(paths, spec.horizon_setting, labels.clv_horizon_days)
     predictions["monthly spend x months x retention"] = baselines.monthly_spend_clv(
-        test, labels.clv_horizon_days, retention
+        test, trained_days, retention
     )
     predictions["predict zero"] = np.zeros(len(y))
     roles = {c.name: c.role for c in options}
@@ -290,6 +295,8 @@ def run_clv(
     )
     info.update(_choice(champion, figures, "validation mae"))
     info["value_scale"] = model.meta["value_scale"]
+    info["horizon"] = extrapolate(model, test, trained_days, labels.clv_horizon_days)
+    set_population(model, model.predict(test))
     info["retention_rate"] = retention
     info["example_reasons_highest_value"] = _example_reasons(model, test, p_test)
     plots = plot_clv(y, p_test, out_dir)
@@ -309,8 +316,30 @@ def run_clv(
         test,
         p_test,
         key,
-        lambda m: clv_metrics(y, m.predict(test))[key],
+        lambda m: clv_metrics(y, at_trained_horizon(m).predict(test))[key],
         champion.name,
+    )
+
+
+def extrapolate(model: BundleModel, test: pd.DataFrame, trained: int, asked: int) -> str:
+    """Make a CLV bundle trained at a shorter horizon than asked serve the asked one: each
+    customer's value times the BG/NBD ratio of expected purchases (`HORIZON_RATIO`; missing
+    as its mean on the test rows). Returns what the report says about the horizon."""
+    if trained >= asked:
+        return f"trained, tested and served at {asked} days"
+    if HORIZON_RATIO not in model.columns:
+        raise ValueError(
+            f"clv: the history only allows a {trained}-day horizon ({asked} asked) and the "
+            f"model has no {HORIZON_RATIO} input to extrapolate with; rebuild the features"
+        )
+    ratios = numbers(test[HORIZON_RATIO])
+    fill = float(np.nanmean(ratios)) if np.isfinite(ratios).any() else asked / trained
+    model.meta.update(trained_horizon_days=trained, horizon_days=asked, horizon_ratio_fill=fill)
+    return (
+        f"trained and tested at {trained} days (the longest horizon the history allows for "
+        f"training, validation and test windows); served at the asked {asked} days by "
+        f"extrapolation: each customer's value times their BG/NBD ratio of expected purchases "
+        f"in {asked} over {trained} days (mean {fill:.2f} on the test customers)"
     )
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from features.catalog import Workspace
 from features.config import FeatureParams, LabelParams, SegmentParams
-from features.labels import is_date_only, is_observed, observed_end
+from features.labels import is_date_only, is_observed, observed_end, trainable_horizon
 from features.snapshots import build_snapshots, read_snapshots
 from tests.conftest import tx
 
@@ -114,3 +114,20 @@ def test_cutoff_month_is_the_month_of_each_cutoff_for_every_customer() -> None:
     assert feats["cutoff_month"].dtype == "int64"
     for service in ("churn_v1", "clv_v1"):
         assert "cutoff_month" in SERVICE_FEATURES[service][CUSTOMER_VIEW], service
+
+
+def test_the_trainable_horizon_is_the_longest_whose_three_windows_fit() -> None:
+    cutoffs = list(pd.date_range("2023-04-01", "2024-06-01", freq="MS", tz="UTC"))
+    until = pd.Timestamp("2024-07-01", tz="UTC")
+    assert trainable_horizon(90, cutoffs, until) == 90
+    days = trainable_horizon(273, cutoffs, until)
+    assert days is not None and days < 273
+    fits = [c for c in cutoffs if c + pd.Timedelta(days=days) <= until]
+    valid = [c for c in fits if c + pd.Timedelta(days=days) <= max(fits)]
+    assert any(c + pd.Timedelta(days=days) <= max(valid) for c in cutoffs)
+    # One day longer and the three windows no longer fit one after the other.
+    longer = pd.Timedelta(days=days + 1)
+    fits = [c for c in cutoffs if c + longer <= until]
+    valid = [c for c in fits if c + longer <= max(fits)]
+    assert not valid or not any(c + longer <= max(valid) for c in cutoffs)
+    assert trainable_horizon(90, cutoffs[:1], until) is None

@@ -10,9 +10,9 @@ from features.retrieval import service_features
 from serving.models import churn_band, reason_codes
 from training.churn import refit_churn, train_churn
 from training.clv import fit_formulation, refit_clv, train_clv
-from training.frames import fit_categories
 from training.config import ChurnParams, ClvParams, SplitParams
 from training.datasets import time_split
+from training.frames import fit_categories
 from training.metrics import (
     clv_metrics,
     lift_top_decile,
@@ -168,3 +168,11 @@ def test_refit_learns_from_training_and_validation_rows_for_the_validated_rounds
     for name, booster in clv.boosters.items():
         assert clv_refitted.boosters[name].num_trees() == booster.best_iteration
     assert clv_refitted.meta == clv.meta
+
+
+def test_a_short_history_validates_on_fewer_cutoffs_rather_than_none() -> None:
+    cutoffs = list(pd.date_range("2020-01-01", "2020-09-01", freq="MS", tz="UTC"))
+    split = time_split(cutoffs, 100, SplitParams(valid_cutoffs=2))
+    horizon = pd.Timedelta(days=100)
+    assert split.test == cutoffs[-1] and len(split.valid) == 1
+    assert all(t + horizon <= split.valid[0] for t in split.train) and split.train
