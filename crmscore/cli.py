@@ -16,6 +16,7 @@ from crmscore import steps
 from crmscore.cliutil import (
     State,
     echo_json,
+    fail,
     kinds,
     note_skipped,
     parse_date,
@@ -63,6 +64,29 @@ def main(
 def ingest(ctx: typer.Context) -> None:
     """Validate and normalise the dataset's exports into canonical tables."""
     echo_json(run(steps.ingest, settings_of(ctx)))
+
+
+@app.command()
+def init(
+    source: Annotated[Path, typer.Option("--from", help="A transactions export to sniff.")],
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Write the draft here (default: stdout).")
+    ] = None,
+) -> None:
+    """Draft a dataset YAML from an export: delimiter, header, encoding, types and likely
+    columns are guessed, each guess commented."""
+    from features.sniff import draft_dataset
+
+    if out is not None and out.exists():
+        fail(f"{out} exists; choose another --out or remove it")
+    draft = run(draft_dataset, source)
+    for warning in draft.warnings:
+        typer.echo(f"warning: {warning}", err=True)
+    if out is None:
+        typer.echo(draft.yaml, nl=False)
+    else:
+        out.write_text(draft.yaml)
+        typer.echo(f"wrote {out}; check it, then: crmscore --dataset {out} ingest", err=True)
 
 
 @features_app.command("build")

@@ -4,17 +4,115 @@ arguments and never read files or the environment themselves."""
 
 from __future__ import annotations
 
+import codecs
 from datetime import date
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveInt,
+    field_validator,
+    model_validator,
+)
 
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-class LookupConfig(_Frozen):
+WHITESPACE = "whitespace"
+TEXT_SUFFIXES = (".csv", ".csv.gz", ".txt", ".txt.gz", ".tsv", ".tsv.gz", ".dat", ".dat.gz")
+
+
+class ReaderOptions(_Frozen):
+    """How a text file is read: delimiter, header, skipped lines, encoding, fixed widths and
+    number format. The defaults read a UTF-8 CSV with a header line (a .tsv file: tabs).
+    Parquet files carry their own schema and take none of these options."""
+
+    delimiter: str | None = Field(
+        default=None,
+        description="one character (',' ';' '|'), 'tab', or 'whitespace' (runs of spaces and "
+        "tabs); default ',' (tab for .tsv)",
+    )
+    header: bool = Field(default=True, description="the first line (after skip_rows) names columns")
+    column_names: list[str] | None = Field(
+        default=None, description="names of the columns, left to right (required without header)"
+    )
+    skip_rows: int = Field(default=0, ge=0, description="lines to skip at the top of the file")
+    encoding: str = "utf-8"
+    widths: list[PositiveInt] | None = Field(
+        default=None, description="a fixed-width file: the width of each column, left to right"
+    )
+    decimal: Literal[".", ","] = "."
+    thousands: Literal[",", ".", " ", "'"] | None = None
+
+    @field_validator("delimiter")
+    @classmethod
+    def _one_character(cls, value: str | None) -> str | None:
+        if value is None or value == WHITESPACE:
+            return value
+        if value in ("tab", "\\t"):
+            return "\t"
+        if len(value) != 1 or value in ('"', "\n", "\r") or not value.isascii():
+            raise ValueError(
+                f"delimiter must be one ASCII character (e.g. ';'), 'tab' or 'whitespace'; "
+                f"got {value!r}"
+            )
+        return value
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, value: str) -> str:
+        try:
+            codecs.lookup(value)
+        except LookupError:
+            raise ValueError(
+                f"unknown encoding {value!r} (e.g. 'utf-8', 'latin-1', 'cp1252')"
+            ) from None
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ReaderOptions:
+        if not self.header and not self.column_names:
+            raise ValueError(
+                "header: false needs column_names (the names the columns mapping refers to)"
+            )
+        if self.column_names and len(set(self.column_names)) != len(self.column_names):
+            raise ValueError(f"column_names has duplicate names: {self.column_names}")
+        if self.widths is not None:
+            if self.delimiter is not None:
+                raise ValueError("a fixed-width file (widths) has no delimiter: set only one")
+            if self.column_names and len(self.column_names) != len(self.widths):
+                raise ValueError(
+                    f"widths has {len(self.widths)} columns but column_names has "
+                    f"{len(self.column_names)}"
+                )
+        if self.thousands is not None and self.thousands == self.decimal:
+            raise ValueError(f"decimal and thousands are both {self.decimal!r}")
+        return self
+
+    def text_options_set(self) -> list[str]:
+        """The options given that only a text file can use (for a parquet file: an error)."""
+        return sorted(self.model_fields_set & set(ReaderOptions.model_fields))
+
+    def check_names(self, location: str, wanted: list[str]) -> None:
+        """With column_names, every column the config maps must be one of them."""
+        if self.column_names:
+            unknown = [name for name in wanted if name not in self.column_names]
+            if unknown:
+                raise ValueError(
+                    f"{location}: column(s) {unknown} are not in column_names {self.column_names}"
+                )
+        if location.lower().endswith(".parquet") and self.text_options_set():
+            raise ValueError(
+                f"{location}: {self.text_options_set()} apply to text files; a parquet file "
+                "has its own column names and types"
+            )
+
+
+class LookupConfig(ReaderOptions):
     """A side table joined onto a source's rows (e.g. products -> category)."""
 
     path: str | None = None
@@ -26,9 +124,25 @@ class LookupConfig(_Frozen):
         description="canonical name -> lookup column (a list: first non-empty wins)"
     )
 
+    @model_validator(mode="after")
+    def _names_known(self) -> LookupConfig:
+        self.check_names(self.path or self.package or "", [self.key, *mapped(self.columns)])
+        return self
 
-class SourceConfig(_Frozen):
-    """One input file: where it is and how its columns map to the canonical table."""
+
+def mapped(columns: dict[str, str | list[str]]) -> list[str]:
+    """The file columns a `columns` mapping reads, each once, in order."""
+    names: list[str] = []
+    for raw in columns.values():
+        for name in [raw] if isinstance(raw, str) else raw:
+            if name not in names:
+                names.append(name)
+    return names
+
+
+class SourceConfig(ReaderOptions):
+    """One input file: where it is, how it is read and how its columns map to the canonical
+    table."""
 
     path: str | None = None
     package: str | None = Field(
@@ -44,6 +158,7 @@ class SourceConfig(_Frozen):
     def _one_location(self) -> SourceConfig:
         if (self.path is None) == (self.package is None):
             raise ValueError("a source needs exactly one of 'path' or 'package'")
+        self.check_names(self.location(), mapped(self.columns))
         return self
 
     def location(self) -> str:

@@ -18,11 +18,9 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
 
 from features.catalog import Workspace
-from features.config import DatasetConfig, LookupConfig, SourceConfig, TableConfig
+from features.config import DatasetConfig, LookupConfig, SourceConfig, TableConfig, mapped
 from features.contract import (
     CUSTOMER_ATTRIBUTES,
     CUSTOMERS,
@@ -31,14 +29,23 @@ from features.contract import (
     TableSpec,
     has_products,
 )
+from features.dates import DateFormatError, guess_date_format
+from features.readers import IngestError, read_raw
 
 SOURCE_COL = "_source"
 ROW_COL = "_row"
 REJECT_COLUMNS = ["table", "source", "row", "field", "reason", "expected", "value"]
 
-
-class IngestError(ValueError):
-    """Input that cannot be ingested at all (missing file or column, bad config)."""
+__all__ = [
+    "IngestError",
+    "TableReport",
+    "build_table",
+    "customer_day_orders",
+    "customers_table",
+    "ingest",
+    "load_source",
+    "resolve_location",
+]
 
 
 @dataclass
@@ -73,57 +80,6 @@ def resolve_location(location: str | None, package: str | None, base_dir: Path) 
     return path if path.is_absolute() else base_dir / path
 
 
-def _source_columns(columns: dict[str, str | list[str]]) -> list[str]:
-    names: list[str] = []
-    for raw in columns.values():
-        for name in [raw] if isinstance(raw, str) else raw:
-            if name not in names:
-                names.append(name)
-    return names
-
-
-def read_raw(path: Path, columns: list[str]) -> pd.DataFrame:
-    """Read the given columns of a CSV, CSV.GZ or parquet file, CSV values as strings."""
-    if not path.exists():
-        raise IngestError(f"{path}: file not found")
-    suffixes = "".join(path.suffixes[-2:]).lower()
-    if path.suffix.lower() == ".parquet":
-        available = pq.read_schema(path).names
-        _check_columns(path, columns, available)
-        table = pq.read_table(path, columns=columns)
-    elif suffixes.endswith((".csv", ".csv.gz", ".txt", ".tsv")):
-        with pacsv.open_csv(path) as reader:
-            available = reader.schema.names
-        _check_columns(path, columns, available)
-        table = pacsv.read_csv(
-            path,
-            convert_options=pacsv.ConvertOptions(
-                include_columns=columns,
-                column_types=dict.fromkeys(columns, pa.string()),
-                strings_can_be_null=True,
-                quoted_strings_can_be_null=True,
-            ),
-        )
-    else:
-        raise IngestError(f"{path}: unsupported file type (expected .csv, .csv.gz or .parquet)")
-    return table.to_pandas(types_mapper=_arrow_strings)
-
-
-def _arrow_strings(dtype: pa.DataType) -> Any:
-    if pa.types.is_string(dtype) or pa.types.is_large_string(dtype):
-        return pd.StringDtype("pyarrow")
-    return None
-
-
-def _check_columns(path: Path, wanted: list[str], available: list[str]) -> None:
-    missing = [c for c in wanted if c not in available]
-    if missing:
-        raise IngestError(
-            f"{path}: column(s) {missing} named in the dataset config are not in the file; "
-            f"its columns are {available}"
-        )
-
-
 def _first_non_empty(frame: pd.DataFrame, names: list[str]) -> pd.Series:
     out = frame[names[0]]
     for name in names[1:]:
@@ -143,7 +99,7 @@ def _map_columns(raw: pd.DataFrame, columns: dict[str, str | list[str]]) -> pd.D
 
 def _apply_lookup(frame: pd.DataFrame, lookup: LookupConfig, base_dir: Path) -> pd.DataFrame:
     path = resolve_location(lookup.path, lookup.package, base_dir)
-    side = read_raw(path, list({lookup.key, *_source_columns(lookup.columns)}))
+    side = read_raw(path, list({lookup.key, *mapped(lookup.columns)}), lookup).frame
     side = _map_columns(side, lookup.columns).assign(_key=_normalise_id(side[lookup.key]))
     side = side.drop_duplicates("_key").set_index("_key")
     keys = _normalise_id(frame[lookup.by])
@@ -155,15 +111,15 @@ def _apply_lookup(frame: pd.DataFrame, lookup: LookupConfig, base_dir: Path) -> 
 def load_source(source: SourceConfig, base_dir: Path, index: int) -> pd.DataFrame:
     """One source as a frame of canonical columns (still raw values) plus provenance."""
     path = resolve_location(source.path, source.package, base_dir)
-    raw = read_raw(path, _source_columns(source.columns))
-    frame = _map_columns(raw, source.columns)
+    raw = read_raw(path, mapped(source.columns), source)
+    frame = _map_columns(raw.frame, source.columns)
     for name, value in source.constants.items():
         frame[name] = value
     for lookup in source.lookups:
         frame = _apply_lookup(frame, lookup, base_dir)
     frame[SOURCE_COL] = np.int16(index)
-    # Row numbers as a person sees them: CSV lines (the header is line 1), parquet rows from 1.
-    frame[ROW_COL] = np.arange(len(frame), dtype=np.int64) + (2 if path.suffix != ".parquet" else 1)
+    # Rows as a person finds them: lines of a text file (the header is a line), parquet rows.
+    frame[ROW_COL] = raw.rows
     return frame
 
 
@@ -195,7 +151,10 @@ class _Rejects:
     def __post_init__(self) -> None:
         self.mask = np.zeros(len(self.frame), dtype=bool)
 
-    def add(self, bad: np.ndarray, fld: str, reason: str, expected: str, raw: pd.Series) -> None:
+    def add(
+        self, bad: np.ndarray, fld: str, reason: str, expected: str | np.ndarray, raw: pd.Series
+    ) -> None:
+        """Reject the rows of `bad` not rejected yet; `expected` is one text or one per row."""
         new = bad & ~self.mask
         if not new.any():
             return
@@ -207,7 +166,7 @@ class _Rejects:
                     "row": self.frame[ROW_COL].to_numpy()[new],
                     "field": fld,
                     "reason": reason,
-                    "expected": expected,
+                    "expected": expected if isinstance(expected, str) else expected[new],
                     "value": raw.astype("string").to_numpy()[new],
                 }
             )
@@ -217,7 +176,7 @@ class _Rejects:
 @dataclass(frozen=True)
 class _ParseFailure:
     column: str
-    expected: str
+    expected: str | np.ndarray  # one text, or one per row when sources differ
     mask: np.ndarray
     raw: pd.Series
 
@@ -228,28 +187,70 @@ def _parse(
     """Convert raw values to canonical types; report the values that do not parse."""
     out = pd.DataFrame(index=frame.index)
     failures = []
+    sources = frame[SOURCE_COL].to_numpy()
     for column in frame.columns:
         # Outside the contract: customer attributes (strings) or inputs of `derive` (numbers).
         ctype = spec.column_type(column) or ("string" if column in CUSTOMER_ATTRIBUTES else "float")
         raw = frame[column]
         if column in (SOURCE_COL, ROW_COL):
             out[column] = raw
-        elif ctype == "float":
-            out[column] = pd.to_numeric(raw, errors="coerce").astype("float64")
-            failures.append(
-                _ParseFailure(
-                    column, "a number", (out[column].isna() & raw.notna()).to_numpy(), raw
-                )
-            )
+            continue
+        if ctype == "float":
+            out[column] = pd.to_numeric(_decimal_points(raw, sources, cfg), errors="coerce")
+            out[column] = out[column].astype("float64")
+            expected: str | np.ndarray = "a number"
         elif ctype == "timestamp":
-            out[column] = _parse_time(raw, cfg.timestamp_format, tz)
-            expected = f"a date-time{f' as {cfg.timestamp_format}' if cfg.timestamp_format else ''}"
-            failures.append(
-                _ParseFailure(column, expected, (out[column].isna() & raw.notna()).to_numpy(), raw)
-            )
+            out[column], expected = _parse_times(raw, sources, cfg, tz, column)
         else:  # strings, ids and customer attributes
             out[column] = _normalise_id(raw)
+            continue
+        failures.append(
+            _ParseFailure(column, expected, (out[column].isna() & raw.notna()).to_numpy(), raw)
+        )
     return out, [f for f in failures if f.mask.any()]
+
+
+def _decimal_points(raw: pd.Series, sources: np.ndarray, cfg: TableConfig) -> pd.Series:
+    """Number texts of sources with a decimal comma or thousands separators, rewritten as
+    plain numbers ('1.234,5' -> '1234.5'); other values unchanged."""
+    if not pd.api.types.is_string_dtype(raw):
+        return raw
+    out = raw
+    for index, source in enumerate(cfg.sources):
+        if source.decimal == "." and source.thousands is None:
+            continue
+        text = raw
+        if source.thousands is not None:
+            text = text.str.replace(source.thousands, "", regex=False)
+        text = text.str.replace(source.decimal, ".", regex=False)
+        out = out.where(sources != index, text)
+    return out
+
+
+def _parse_times(
+    raw: pd.Series, sources: np.ndarray, cfg: TableConfig, tz: str, column: str
+) -> tuple[pd.Series, str | np.ndarray]:
+    """Parse a timestamp column with the table's `timestamp_format`, or else with each
+    source's format decided from all its values (features.dates); also what was expected."""
+    if cfg.timestamp_format or not pd.api.types.is_string_dtype(raw):
+        fmt = cfg.timestamp_format
+        return _parse_time(raw, fmt, tz), f"a date-time{f' as {fmt}' if fmt else ''}"
+    parts = []
+    expected = np.empty(len(raw), dtype=object)
+    for index, source in enumerate(cfg.sources):
+        rows = sources == index
+        if not rows.any():
+            continue
+        where = f"{source.location()}: column {source.columns.get(column, column)!r} ({column})"
+        try:
+            guess = guess_date_format(raw[rows], where)
+        except DateFormatError as exc:
+            raise IngestError(str(exc)) from None
+        fmt = guess.format if guess else None
+        parts.append(_parse_time(raw[rows], fmt, tz))
+        expected[rows] = f"a date-time{f' as {fmt}' if fmt else ''}"
+    parsed = pd.concat(parts) if len(parts) > 1 else parts[0]
+    return parsed, expected[0] if len(set(expected)) == 1 else expected
 
 
 def _parse_time(raw: pd.Series, fmt: str | None, tz: str) -> pd.Series:
@@ -382,7 +383,13 @@ def build_table(
         report.duplicate_rows = int((~keep).sum())
         parsed = parsed[keep]
         failures = [
-            _ParseFailure(f.column, f.expected, f.mask[keep], f.raw[keep]) for f in failures
+            _ParseFailure(
+                f.column,
+                f.expected if isinstance(f.expected, str) else f.expected[keep],
+                f.mask[keep],
+                f.raw[keep],
+            )
+            for f in failures
         ]
 
     rejects = _Rejects(parsed)
@@ -461,6 +468,17 @@ def ingest(dataset: DatasetConfig, base_dir: Path, paths: Workspace) -> dict[str
         accepted[name] = rows
         rejected.append(bad)
 
+    rejects = pd.concat([r for r in rejected if len(r)] or [rejected[0]], ignore_index=True)
+    empty = [name for name, r in reports.items() if r.accepted_rows == 0]
+    if empty:
+        rejects.to_csv(paths.rejects, index=False)
+        r = reports[empty[0]]
+        raise IngestError(
+            f"table '{empty[0]}': no row accepted: all {r.input_rows} rows were rejected "
+            f"({', '.join(f'{k}: {v}' for k, v in sorted(r.rejected_rows.items()))}); "
+            f"see {paths.rejects}"
+        )
+
     tx_cfg = dataset.tables["transactions"]
     transactions = accepted["transactions"]
     accepted["customers"] = customers_table(
@@ -472,7 +490,6 @@ def ingest(dataset: DatasetConfig, base_dir: Path, paths: Workspace) -> dict[str
         _write_parquet_atomic(frame, paths.table(table))
     for stale in set(TABLES) - set(accepted):
         paths.table(stale).unlink(missing_ok=True)
-    rejects = pd.concat([r for r in rejected if len(r)] or [rejected[0]], ignore_index=True)
     rejects.to_csv(paths.rejects, index=False)
 
     tx = reports["transactions"].as_dict()
