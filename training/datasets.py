@@ -16,6 +16,7 @@ class TimeSplit:
     train: tuple[pd.Timestamp, ...]
     valid: tuple[pd.Timestamp, ...]
     test: pd.Timestamp
+    horizon_days: int  # the label horizon the parts are kept apart by
 
     def part(self, stamps: pd.Series) -> pd.Series:
         """'train', 'valid', 'test' or '' for each timestamp."""
@@ -69,4 +70,4 @@ def time_split(
             f"no training cutoff ends its {horizon_days}-day horizon before the "
             f"first validation cutoff {valid[0].date()}"
         )
-    return TimeSplit(tuple(train), tuple(valid), test)
+    return TimeSplit(tuple(train), tuple(valid), test, horizon_days)

@@ -66,9 +66,8 @@ def train_on_sets(
 ) -> lgb.Booster:
     """LightGBM on prepared datasets (e.g. with ranking groups), stopped when the validation
     loss has not improved for `patience` rounds; deterministic for a given seed (2 threads)."""
-    full = {**params, "seed": seed, "deterministic": True, "num_threads": 2}
     return lgb.train(
-        full,
+        _deterministic(params, seed),
         train_set,
         rounds,
         valid_sets=[valid_set],
@@ -81,8 +80,12 @@ def fit_rounds(
 ) -> lgb.Booster:
     """LightGBM on (x, y) for a fixed number of rounds (e.g. the rounds early stopping chose
     on validation, when refitting on training and validation cutoffs together)."""
-    full = {**params, "seed": seed, "deterministic": True, "num_threads": 2}
-    return lgb.train(full, lgb.Dataset(x, y), max(int(rounds), 1))
+    return lgb.train(_deterministic(params, seed), lgb.Dataset(x, y), max(int(rounds), 1))
+
+
+def _deterministic(params: dict[str, Any], seed: int) -> dict[str, Any]:
+    """`params` seeded, deterministic and on 2 threads: the same data gives the same model."""
+    return {**params, "seed": seed, "deterministic": True, "num_threads": 2}
 
 
 def fit_on_frames(

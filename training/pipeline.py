@@ -272,7 +272,7 @@ def run_clv(
     key = spec.primary_key(params.nbo.top_k)
     retention = baselines.retention_rate(np.concatenate([y_tr, y_va]))
     predictions = {name: m.predict(test) for name, m in fitted.items()}
-    trained_days = trained_horizon(paths, spec.horizon_setting, labels.clv_horizon_days)
+    trained_days = split.horizon_days
     predictions["monthly spend x months x retention"] = baselines.monthly_spend_clv(
         test, trained_days, retention
     )

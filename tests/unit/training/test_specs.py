@@ -86,7 +86,7 @@ def test_too_little_data_is_refused_with_the_minimum_named() -> None:
     from training.pipeline import check_enough
 
     cutoffs = [pd.Timestamp(f"2021-0{m}-01", tz="UTC") for m in (1, 4, 7)]
-    split = TimeSplit((cutoffs[0],), (cutoffs[1],), cutoffs[2])
+    split = TimeSplit((cutoffs[0],), (cutoffs[1],), cutoffs[2], 30)
     rows = pd.DataFrame(
         {
             "customer_id": [f"c{i}" for i in range(20)] * 3,
