@@ -23,6 +23,7 @@ from crmscore.cliutil import (
     run,
     settings_of,
 )
+from crmscore.settings import copy_default_configs
 from features.model_spec import MODEL_KINDS
 
 app = typer.Typer(
@@ -68,15 +69,29 @@ def ingest(ctx: typer.Context) -> None:
 
 @app.command()
 def init(
-    source: Annotated[Path, typer.Option("--from", help="A transactions export to sniff.")],
+    source: Annotated[
+        Path | None, typer.Option("--from", help="A transactions export to sniff.")
+    ] = None,
     out: Annotated[
         Path | None, typer.Option("--out", help="Write the draft here (default: stdout).")
     ] = None,
+    configs: Annotated[
+        Path | None,
+        typer.Option("--configs", help="Copy the default configs into this folder instead."),
+    ] = None,
 ) -> None:
     """Draft a dataset YAML from an export: delimiter, header, encoding, types and likely
-    columns are guessed, each guess commented."""
+    columns are guessed, each guess commented. With --configs DIR: copy the default
+    settings.yaml and datasets/ there, to edit and use with `crmscore --config DIR`."""
     from features.sniff import draft_dataset
 
+    if configs is not None:
+        copied = run(copy_default_configs, configs)
+        typer.echo("\n".join(str(path) for path in copied))
+        typer.echo(f"edit them, then: crmscore --config {configs} ...", err=True)
+        return
+    if source is None:
+        fail("give --from FILE (draft a dataset YAML) or --configs DIR (copy the defaults)")
     if out is not None and out.exists():
         fail(f"{out} exists; choose another --out or remove it")
     draft = run(draft_dataset, source)

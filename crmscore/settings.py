@@ -18,6 +18,8 @@ from serving.config import ServingParams
 from training.config import TrainingParams
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# Where an installed crmscore keeps its default configs (the wheel puts configs/ there).
+PACKAGED_CONFIGS = Path(__file__).resolve().parent / "configs"
 
 
 class SettingsError(ValueError):
@@ -72,6 +74,33 @@ def _validation_message(path: Path, exc: ValidationError) -> str:
     return "\n".join(lines)
 
 
+def default_config_dir() -> Path:
+    """The default configs: the ones packaged with an installed crmscore, else the source
+    tree's `configs/` (a checkout or an editable install)."""
+    return PACKAGED_CONFIGS if PACKAGED_CONFIGS.is_dir() else PROJECT_ROOT / "configs"
+
+
+def default_data_root() -> Path:
+    """What relative dataset paths are relative to: the project root in a checkout, the
+    current directory for an installed crmscore."""
+    return Path.cwd() if PACKAGED_CONFIGS.is_dir() else PROJECT_ROOT
+
+
+def copy_default_configs(dest: Path) -> list[Path]:
+    """Copy the default configs (settings.yaml, datasets/*.yaml) into `dest` for editing;
+    use them with `crmscore --config DEST`. ValueError, copying nothing, when a file exists."""
+    source = default_config_dir()
+    files = [source / "settings.yaml", *sorted((source / "datasets").glob("*.yaml"))]
+    targets = [dest / f.relative_to(source) for f in files]
+    existing = [str(t) for t in targets if t.exists()]
+    if existing:
+        raise ValueError(f"{', '.join(existing)}: exists; choose another folder or remove it")
+    for file, target in zip(files, targets, strict=True):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(file.read_bytes())
+    return targets
+
+
 def dataset_path(config_dir: Path, dataset: str) -> Path:
     """A dataset name from `configs/datasets/`, or a path to a dataset YAML."""
     candidate = Path(dataset)
@@ -102,7 +131,7 @@ def load_settings(
     `settings:` (what that dataset needs, e.g. shorter windows for one year of data),
     `overrides` (command-line options), environment variables for hosts."""
     env = dict(os.environ) if env is None else env
-    config_dir = config_dir or Path(env.get("CRMSCORE_CONFIG", PROJECT_ROOT / "configs"))
+    config_dir = config_dir or Path(env.get("CRMSCORE_CONFIG", default_config_dir()))
     workspace = workspace or Path(env.get("CRMSCORE_HOME", DEFAULT_ROOT))
     settings_file = config_dir / "settings.yaml"
     raw = _read_yaml(settings_file)
@@ -123,7 +152,7 @@ def load_settings(
         return Settings(
             workspace=workspace.resolve(),
             config_dir=config_dir.resolve(),
-            data_root=Path(env.get("CRMSCORE_DATA_ROOT", PROJECT_ROOT)).resolve(),
+            data_root=Path(env.get("CRMSCORE_DATA_ROOT", default_data_root())).resolve(),
             dataset=parsed_dataset,
             **raw,
         )

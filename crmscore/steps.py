@@ -275,7 +275,7 @@ def target(
     """A campaign target list (CSV) from the latest batch scores (of `as_of` when given)."""
     import pandas as pd
 
-    from serving.batch import write_atomic
+    from features.publish import write_atomic
     from serving.targets import OBJECTIVE_COLUMNS, target_list
 
     paths = settings.paths

@@ -5,20 +5,26 @@ Nothing else builds workspace paths: commands, pipelines, the service and monito
 
     data/          canonical tables (<table>.parquet), rejects.csv, ingest_report.json
     features/      feature and label snapshots (<output>.parquet), snapshots.json
-    feast/         Feast registry and SQLite online store
+    feast/         Feast registry, SQLite online store, what materialize loaded
     mlflow/        embedded MLflow store (mlflow.db) and its artifacts
     reports/       evaluation reports and plots, per model
-    scores/        batch scores (scores_<date>.parquet/.csv) and target lists
+    scores/        batch scores (date=<date>/: scores_<date>.parquet/.csv) and target lists
     predictions/   the API's prediction log (date=YYYY-MM-DD/*.parquet)
     serving/       API key hashes, the service's settings and the reload stamp
+    secrets/       the key of the customer-id hashes, when none is configured (mode 0600)
     monitoring/    drift reports, backtests, uplift, the retrain decision, Evidently workspace
+
+The files of data/, features/ and each day of scores/ are output sets, written all or nothing
+(features/publish.py): they live in `<set>/current/`, a pointer to the last complete version.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
+
+from features.publish import CURRENT
 
 # The workspace when neither --workspace nor CRMSCORE_HOME names one (relative to the cwd).
 DEFAULT_ROOT = Path("workspace")
@@ -39,12 +45,38 @@ class Workspace:
     """Paths inside one workspace folder (`root`)."""
 
     root: Path
+    # Output sets being written: (set folder, the new version folder written into) pairs.
+    staged_sets: tuple[tuple[Path, Path], ...] = ()
+
+    def staged(self, set_folder: Path, version: Path) -> Workspace:
+        """This workspace with the files of the output set in `set_folder` (e.g.
+        `data_versions`) in `version`, the new version being written (features.publish)."""
+        return replace(self, staged_sets=(*self.staged_sets, (set_folder, version)))
+
+    def pinned(self, set_folder: Path) -> Workspace:
+        """This workspace with the output set in `set_folder` fixed at the version published
+        now: files read through it come from one version even if another is published
+        meanwhile (the previous version is kept on disk)."""
+        return self.staged(set_folder, self.output_set(set_folder).resolve())
+
+    def output_set(self, set_folder: Path) -> Path:
+        """Where the files of an output set are: the version being written when staged,
+        else the published one (`<set_folder>/current`)."""
+        for folder, version in self.staged_sets:
+            if folder == set_folder:
+                return version
+        return set_folder / CURRENT
 
     # data/: what ingest writes
     @property
-    def data_dir(self) -> Path:
-        """Canonical tables of the ingested dataset."""
+    def data_versions(self) -> Path:
+        """The versions of the ingested tables (an output set)."""
         return self.root / "data"
+
+    @property
+    def data_dir(self) -> Path:
+        """Canonical tables of the ingested dataset (the published version)."""
+        return self.output_set(self.data_versions)
 
     def table(self, name: str) -> Path:
         """A canonical table ("transactions", "customers", ...)."""
@@ -64,11 +96,21 @@ class Workspace:
         """Counts of the last ingest."""
         return self.data_dir / "ingest_report.json"
 
+    @property
+    def failed_rejects(self) -> Path:
+        """Rejected rows of an ingest that accepted nothing (the tables are left as they were)."""
+        return self.data_versions / "rejects_failed.csv"
+
     # features/: what the feature build writes
     @property
-    def snapshot_dir(self) -> Path:
-        """Feature snapshots and labels."""
+    def snapshot_versions(self) -> Path:
+        """The versions of the feature snapshots (an output set)."""
         return self.root / "features"
+
+    @property
+    def snapshot_dir(self) -> Path:
+        """Feature snapshots and labels (the published version)."""
+        return self.output_set(self.snapshot_versions)
 
     def snapshot(self, output: str) -> Path:
         """One snapshot output ("customer_features", "labels_churn", ...)."""
@@ -94,6 +136,11 @@ class Workspace:
     def online_store(self) -> Path:
         """Feast's SQLite online store."""
         return self.feast_dir / "online_store.db"
+
+    @property
+    def materialized(self) -> Path:
+        """Fingerprints of the snapshot files each feature view was last materialized from."""
+        return self.feast_dir / "materialized.json"
 
     # mlflow/
     @property
@@ -127,13 +174,18 @@ class Workspace:
         """Batch scores and target lists."""
         return self.root / "scores"
 
+    def scores_versions(self, as_of: str) -> Path:
+        """The versions of the batch scores of a date (an output set)."""
+        return self.scores_dir / f"date={as_of}"
+
     def scores_file(self, as_of: str, suffix: str = ".parquet") -> Path:
         """Batch scores of a date (YYYY-MM-DD), as parquet or ".csv"."""
-        return self.scores_dir / f"scores_{as_of}{suffix}"
+        return self.output_set(self.scores_versions(as_of)) / f"scores_{as_of}{suffix}"
 
     def scores_files(self, as_of: str | None = None) -> list[Path]:
         """Batch-scores parquet files, oldest first (only `as_of`'s when given)."""
-        return sorted(self.scores_dir.glob(f"scores_{as_of or '*'}.parquet"))
+        found = self.scores_dir.glob(f"date={as_of or '*'}/{CURRENT}/scores_*.parquet")
+        return sorted(found, key=self.scores_date)
 
     @staticmethod
     def scores_date(path: Path) -> str:
@@ -173,6 +225,12 @@ class Workspace:
     def reload_stamp(self) -> Path:
         """Touched by a reload; every worker watches it."""
         return self.serving_dir / "reload.stamp"
+
+    # secrets/
+    @property
+    def id_key_file(self) -> Path:
+        """The key of the customer-id hashes, generated when none is configured."""
+        return self.root / "secrets" / "id_hash.key"
 
     # monitoring/
     @property

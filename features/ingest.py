@@ -30,6 +30,7 @@ from features.contract import (
     has_products,
 )
 from features.dates import DateFormatError, guess_date_format
+from features.publish import publishing, write_atomic
 from features.readers import IngestError, read_raw
 
 SOURCE_COL = "_source"
@@ -459,7 +460,6 @@ def ingest(dataset: DatasetConfig, base_dir: Path, paths: Workspace) -> dict[str
 
     Writes the tables, the rejects file and the ingest report (`paths`); returns the report.
     Relative source paths are resolved against `base_dir`."""
-    paths.data_dir.mkdir(parents=True, exist_ok=True)
     reports: dict[str, TableReport] = {}
     accepted: dict[str, pd.DataFrame] = {}
     rejected: list[pd.DataFrame] = []
@@ -470,13 +470,14 @@ def ingest(dataset: DatasetConfig, base_dir: Path, paths: Workspace) -> dict[str
 
     rejects = pd.concat([r for r in rejected if len(r)] or [rejected[0]], ignore_index=True)
     empty = [name for name, r in reports.items() if r.accepted_rows == 0]
-    if empty:
-        rejects.to_csv(paths.rejects, index=False)
+    if empty:  # nothing is published: the rejects go beside the tables left as they were
+        paths.data_versions.mkdir(parents=True, exist_ok=True)
+        write_atomic(rejects, paths.failed_rejects)
         r = reports[empty[0]]
         raise IngestError(
             f"table '{empty[0]}': no row accepted: all {r.input_rows} rows were rejected "
             f"({', '.join(f'{k}: {v}' for k, v in sorted(r.rejected_rows.items()))}); "
-            f"see {paths.rejects}"
+            f"see {paths.failed_rejects}"
         )
 
     tx_cfg = dataset.tables["transactions"]
@@ -484,14 +485,24 @@ def ingest(dataset: DatasetConfig, base_dir: Path, paths: Workspace) -> dict[str
     accepted["customers"] = customers_table(
         transactions, tx_cfg.customer_attributes, accepted.get("customers")
     )
-    accepted["transactions"] = transactions.drop(columns=tx_cfg.customer_attributes)
 
-    for table, frame in accepted.items():
-        _write_parquet_atomic(frame, paths.table(table))
-    for stale in set(TABLES) - set(accepted):
-        paths.table(stale).unlink(missing_ok=True)
-    rejects.to_csv(paths.rejects, index=False)
+    with publishing(paths.data_versions) as version:  # all tables of this run, or none
+        out = paths.staged(paths.data_versions, version)
+        for table, frame in accepted.items():
+            frame.to_parquet(out.table(table), index=False)
+        rejects.to_csv(out.rejects, index=False)
+        report = _report(dataset, reports, transactions, paths)
+        out.ingest_report.write_text(json.dumps(report, indent=2))
+    return report
 
+
+def _report(
+    dataset: DatasetConfig,
+    reports: dict[str, TableReport],
+    transactions: pd.DataFrame,
+    paths: Workspace,
+) -> dict[str, Any]:
+    """The ingest report: counts, period and where the rejects are."""
     tx = reports["transactions"].as_dict()
     report = {
         "dataset": dataset.name,
@@ -515,11 +526,4 @@ def ingest(dataset: DatasetConfig, base_dir: Path, paths: Workspace) -> dict[str
         "tables": {name: r.as_dict() for name, r in reports.items()},
         "rejects_file": str(paths.rejects),
     }
-    paths.ingest_report.write_text(json.dumps(report, indent=2))
     return report
-
-
-def _write_parquet_atomic(frame: pd.DataFrame, path: Path) -> None:
-    tmp = path.with_suffix(".parquet.tmp")
-    frame.to_parquet(tmp, index=False)
-    tmp.replace(path)

@@ -14,7 +14,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -54,6 +54,7 @@ from features.offers import (
     offer_stats,
     resolve_catalog,
 )
+from features.publish import publishing
 from features.segments import add_segments
 
 OUTPUTS = (
@@ -190,11 +191,10 @@ LINES_PER_PARTITION = 2_000_000
 
 
 class _PairWriter:
-    """Appends partitions' frames to one parquet file, replaced atomically on success."""
+    """Appends partitions' frames to one parquet file (of a version being written)."""
 
     def __init__(self, path: Path, created: pd.Timestamp | None) -> None:
         self.path, self.created = path, created
-        self.tmp = path.with_suffix(".parquet.tmp")
         self.writer: pq.ParquetWriter | None = None
         self.rows = 0
 
@@ -206,16 +206,15 @@ class _PairWriter:
             frame[CREATED_TIMESTAMP] = self.created
         table = pa.Table.from_pandas(frame, preserve_index=False)
         if self.writer is None:
-            self.writer = pq.ParquetWriter(self.tmp, table.schema)
+            self.writer = pq.ParquetWriter(self.path, table.schema)
         self.writer.write_table(table.cast(self.writer.schema))
         self.rows += len(frame)
 
     def close(self, empty: pd.DataFrame) -> None:
         if self.writer is None:  # no rows at all: still write the typed columns
-            empty.to_parquet(self.tmp, index=False)
+            empty.to_parquet(self.path, index=False)
         else:
             self.writer.close()
-        self.tmp.replace(self.path)
 
 
 def _run(jobs: Iterator[tuple[Any, ...]], workers: int) -> Iterator[dict[str, pd.DataFrame]]:
@@ -271,8 +270,28 @@ def build_snapshots(
         for i in range(n)
         if (tx_parts == i).any()
     )
-    paths.snapshot_dir.mkdir(parents=True, exist_ok=True)
     created = pd.Timestamp.now(tz="UTC").floor("s")
+    # Every output and the metadata of this build are published together, or none is.
+    with publishing(paths.snapshot_versions) as version:
+        staged = paths.staged(paths.snapshot_versions, version)
+        return _write_outputs(tables, plan, jobs, n, created, labels, segments, workers, staged)
+
+
+def _write_outputs(
+    tables: dict[str, pd.DataFrame],
+    plan: SnapshotPlan,
+    jobs: Iterator[tuple[Any, ...]],
+    n: int,
+    created: pd.Timestamp,
+    labels: LabelParams,
+    segments: SegmentParams,
+    workers: int,
+    paths: Workspace,
+) -> dict[str, Any]:
+    """Run the partition jobs and write every output and the metadata to `paths` (a staged
+    version of the snapshots); returns the metadata. `labels` are the asked label settings
+    (the plan's carry the CLV horizon the history can train)."""
+    tx, cutoffs, clv_days = tables["transactions"], plan.cutoffs, plan.labels.clv_horizon_days
     writers = {
         "customer_offer_features": _PairWriter(paths.snapshot("customer_offer_features"), created),
         "labels_offer": _PairWriter(paths.snapshot("labels_offer"), None),
@@ -288,7 +307,7 @@ def build_snapshots(
         writer.close(empty_output(name))
     merged = {name: _concat(frames) for name, frames in kept.items()}
 
-    snapshot = add_profile(merged["customer_features"], tables.get("customers"))
+    snapshot = add_profile(merged["customer_features"], tables.get("customers"), tx)
     snapshot = add_segments(snapshot, segments, labels.active_window_days)
     outputs = {
         "customer_features": _finish(
@@ -309,10 +328,7 @@ def build_snapshots(
         "labels_clv": _sorted(merged["labels_clv"], [CUSTOMER_ID]),
     }
     for name, frame in outputs.items():
-        path = paths.snapshot(name)
-        tmp = path.with_name(f"{path.name}.tmp")
-        frame.to_parquet(tmp, index=False)
-        tmp.replace(path)
+        frame.to_parquet(paths.snapshot(name), index=False)
     products = has_products(tx)
     metadata = {
         "cutoffs": [c.isoformat() for c in cutoffs],
@@ -335,8 +351,9 @@ def build_snapshots(
 
 
 def read_snapshots(paths: Workspace) -> dict[str, pd.DataFrame]:
-    """Every output written by `build_snapshots`."""
-    return {name: pd.read_parquet(paths.snapshot(name)) for name in OUTPUTS}
+    """Every output written by `build_snapshots`, all of the same build."""
+    pinned = paths.pinned(paths.snapshot_versions)
+    return {name: pd.read_parquet(pinned.snapshot(name)) for name in OUTPUTS}
 
 
 def trained_horizon(paths: Workspace, setting: str, asked: int) -> int:
@@ -361,8 +378,18 @@ def offers_skipped(paths: Workspace) -> str | None:
     return None if snapshots_meta(paths).get("products", True) else NO_PRODUCTS
 
 
-def add_profile(snapshot: pd.DataFrame, customers: pd.DataFrame | None) -> pd.DataFrame:
-    """Customer attributes (static, so point-in-time safe) joined onto the snapshot."""
+def add_profile(
+    snapshot: pd.DataFrame,
+    customers: pd.DataFrame | None,
+    transactions: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """Customer attributes as of each row's cutoff, joined onto the snapshot.
+
+    An attribute the transaction lines carry (e.g. the country of each invoice line) takes,
+    at each cutoff, the last value seen on a line before it: a later change (or a correction
+    of later lines) does not reach earlier snapshots. Before a customer's first line with a
+    value it is missing. Other attributes, and customers whose lines never carry one, take
+    the customers table's value (a customers file has no dates: static)."""
     attrs = pd.DataFrame({CUSTOMER_ID: pd.Series(dtype="string")})
     if customers is not None:
         attrs = customers[[CUSTOMER_ID, *[a for a in CUSTOMER_ATTRIBUTES if a in customers]]]
@@ -373,7 +400,53 @@ def add_profile(snapshot: pd.DataFrame, customers: pd.DataFrame | None) -> pd.Da
             if attr in out
             else pd.Series(pd.NA, index=out.index, dtype="string")
         )
+        if transactions is not None and attr in transactions:
+            seen = transactions.loc[transactions[attr].notna(), [CUSTOMER_ID, "timestamp", attr]]
+            carried = out[CUSTOMER_ID].isin(seen[CUSTOMER_ID]).to_numpy()
+            as_of = attribute_as_of(out[[CUSTOMER_ID, EVENT_TIMESTAMP]], seen, attr)
+            out[attr] = as_of.where(carried, out[attr])
     return out
+
+
+def attribute_as_of(keys: pd.DataFrame, lines: pd.DataFrame, attr: str) -> pd.Series:
+    """For each (customer_id, event_timestamp) row of `keys`, the value of `attr` on the
+    customer's last line of `lines` (customer_id, timestamp, attr) strictly before the
+    event time; missing when there is none. Aligned with `keys`' index."""
+    ns: Literal["datetime64[ns, UTC]"] = "datetime64[ns, UTC]"
+    right = pd.DataFrame(
+        {
+            CUSTOMER_ID: lines[CUSTOMER_ID].astype(str).to_numpy(),
+            EVENT_TIMESTAMP: pd.DatetimeIndex(pd.to_datetime(lines["timestamp"], utc=True)).astype(
+                ns
+            ),
+            attr: lines[attr].astype("string").to_numpy(),
+        }
+    ).sort_values([CUSTOMER_ID, EVENT_TIMESTAMP], kind="stable")
+    # Only the lines where the value changes matter: far fewer rows to search.
+    changed = right[attr].ne(right[attr].shift()) | right[CUSTOMER_ID].ne(
+        right[CUSTOMER_ID].shift()
+    )
+    right = right.loc[changed, [CUSTOMER_ID, EVENT_TIMESTAMP, attr]].sort_values(
+        EVENT_TIMESTAMP, kind="stable"
+    )
+    left = pd.DataFrame(
+        {
+            CUSTOMER_ID: keys[CUSTOMER_ID].astype(str).to_numpy(),
+            EVENT_TIMESTAMP: pd.DatetimeIndex(
+                pd.to_datetime(keys[EVENT_TIMESTAMP], utc=True)
+            ).astype(ns),
+            "_row": np.arange(len(keys)),
+        }
+    ).sort_values(EVENT_TIMESTAMP, kind="stable")
+    found = pd.merge_asof(
+        left,
+        right,
+        on=EVENT_TIMESTAMP,
+        by=CUSTOMER_ID,
+        allow_exact_matches=False,  # features use events strictly before the cutoff
+        direction="backward",
+    ).sort_values("_row")
+    return pd.Series(found[attr].to_numpy(), index=keys.index, dtype="string")
 
 
 def _offer_features(partials: pd.DataFrame, created: pd.Timestamp) -> pd.DataFrame:
@@ -396,7 +469,8 @@ def _finish(frame: pd.DataFrame, keys: list[str], created: pd.Timestamp) -> pd.D
 
 def read_tables(paths: Workspace) -> dict[str, pd.DataFrame]:
     """Canonical tables written by ingest."""
-    tables = {p.stem: pd.read_parquet(p) for p in paths.tables()}
+    pinned = paths.pinned(paths.data_versions)  # every table of the same ingest
+    tables = {p.stem: pd.read_parquet(p) for p in pinned.tables()}
     if "transactions" not in tables:
         raise FileNotFoundError(f"{paths.table('transactions')}: not found; run `crmscore ingest`")
     return tables

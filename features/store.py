@@ -11,6 +11,9 @@ Tests compare the two byte for byte.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import sqlite3
 import struct
 from collections.abc import Sequence
@@ -91,28 +94,99 @@ def materialize(
     """Bring the online store up to `end` (default: the latest snapshot), incrementally.
 
     Each view continues from where its last materialization ended; running it again with
-    nothing new writes the same values again (idempotent)."""
+    nothing new writes the same values again (idempotent). A view whose snapshot file changed
+    since it was last materialized (a rebuild from corrected data: `snapshot_fingerprint`,
+    recorded in `paths.materialized`) is reloaded whole: its online rows are replaced by the
+    snapshot's (on SQLite, rows of entities the snapshot no longer holds are removed)."""
     store = open_store(params, paths)
     end = end or _latest_snapshot(paths)
     written: dict[str, int | None] = {}
-    fast = not stock and isinstance(store.config.online_store, SqliteOnlineStoreConfig)
+    reloaded: list[str] = []
+    loaded = read_materialized(paths)
+    sqlite = isinstance(store.config.online_store, SqliteOnlineStoreConfig)
+    fast = not stock and sqlite
     for view in store.list_feature_views():
-        start = incremental_start(view, end)
+        fingerprint = snapshot_fingerprint(_file_source(view))
+        changed = loaded.get(view.name) != fingerprint
+        start = incremental_start(view, end, reload=changed)
+        if changed:
+            reloaded.append(view.name)
         if fast:
-            written[view.name] = fast_materialize(store, view.name, start, end)
+            written[view.name] = fast_materialize(store, view.name, start, end, replace=changed)
         else:
+            if changed and sqlite:
+                clear_view(store, view)
             store.materialize(start, end, [view.name])
             written[view.name] = None  # Feast does not report a count
-    return {"path": "fast" if fast else "stock", "end": end.isoformat(), "entities": written}
+        loaded[view.name] = fingerprint
+        write_materialized(paths, loaded)
+    return {
+        "path": "fast" if fast else "stock",
+        "end": end.isoformat(),
+        "entities": written,
+        "reloaded": reloaded,
+    }
 
 
-def incremental_start(view: FeatureView, end: datetime) -> datetime:
-    """Where an incremental run starts: the end of the last one, else `end - ttl`.
+def snapshot_fingerprint(source: FileSource) -> str:
+    """SHA-256 of the content of the snapshot file a view reads (through the snapshots'
+    `current` pointer: the published version)."""
+    digest = hashlib.sha256()
+    with Path(source.path).open("rb") as data:
+        for block in iter(lambda: data.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_materialized(paths: Workspace) -> dict[str, str]:
+    """The snapshot fingerprint each view was last materialized from (empty when none)."""
+    if not paths.materialized.exists():
+        return {}
+    try:
+        found = json.loads(paths.materialized.read_text())
+    except ValueError:
+        return {}  # unreadable: every view is reloaded
+    return {str(k): str(v) for k, v in found.items()} if isinstance(found, dict) else {}
+
+
+def write_materialized(paths: Workspace, fingerprints: dict[str, str]) -> None:
+    """Record the fingerprints (atomically: a crash keeps the previous record)."""
+    path = paths.materialized
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(json.dumps(fingerprints, indent=2, sort_keys=True))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def clear_view(store: FeatureStore, view: FeatureView) -> None:
+    """Delete every online row of a view (SQLite), before it is reloaded whole."""
+    config = store.config
+    conn = sqlite3.connect(SqliteOnlineStore._get_db_path(config))
+    try:
+        with conn:
+            conn.execute(f"DELETE FROM {_quoted_table(store, view)}")
+    finally:
+        conn.close()
+
+
+def _quoted_table(store: FeatureStore, view: FeatureView) -> str:
+    config = store.config
+    table = compute_table_id(
+        config.project, view, config.registry.enable_online_feature_view_versioning
+    )
+    return '"' + table.replace('"', '""') + '"'
+
+
+def incremental_start(view: FeatureView, end: datetime, reload: bool = False) -> datetime:
+    """Where an incremental run starts: the end of the last one, else (or to `reload` the
+    view whole) `end - ttl`.
 
     Feast's own `materialize_incremental` starts a first run at now - ttl, which loads nothing
     for data whose cutoffs are older than the ttl (a historical dataset); `end - ttl` loads
     exactly the values that are still fresh at `end`."""
-    if view.most_recent_end_time is not None:
+    if view.most_recent_end_time is not None and not reload:
         return view.most_recent_end_time
     ttl = view.ttl if view.ttl and view.ttl.total_seconds() > 0 else timedelta(weeks=52)
     return end - ttl
@@ -286,8 +360,11 @@ def _upsert_per_entity(table: str, feature_names: list[str]) -> str:
     )
 
 
-def fast_materialize(store: FeatureStore, view_name: str, start: datetime, end: datetime) -> int:
-    """What `store.materialize(start, end, [view_name])` writes to SQLite, written fast.
+def fast_materialize(
+    store: FeatureStore, view_name: str, start: datetime, end: datetime, replace: bool = False
+) -> int:
+    """What `store.materialize(start, end, [view_name])` writes to SQLite, written fast; with
+    `replace`, the view's rows are deleted first, in the same transaction.
 
     Returns the number of entities written."""
     config = store.config
@@ -296,28 +373,39 @@ def fast_materialize(store: FeatureStore, view_name: str, start: datetime, end: 
     if any(e.value_type != ValueType.STRING for e in entities):
         raise TypeError(f"{view_name}: the fast path supports string join keys only")
     frame = latest_rows(store, view, start, end)
-    if view.online and len(frame):
-        join_keys = [e.join_key for e in entities]
-        keys = serialize_string_keys(join_keys, [frame[k].astype(str).tolist() for k in join_keys])
-        order = np.argsort(np.array(keys, dtype=object), kind="stable").tolist()
-        source = _file_source(view)
-        event_ts = _epochs(frame[source.timestamp_field])
-        created_col = source.created_timestamp_column
-        created_ts = _epochs(frame[created_col]) if created_col else [None] * len(frame)
-        columns = _encoded_columns(view, frame)
-        table = compute_table_id(
-            config.project, view, config.registry.enable_online_feature_view_versioning
-        )
-        sql = _upsert_per_entity(table, [name for name, _, _ in columns])
-        interleaved = [seq for _, values, text in columns for seq in (values, text)]
-        params = list(zip(keys, event_ts, created_ts, *interleaved, strict=True))
-        rows = [params[i] for i in order]
+    if view.online and (replace or len(frame)):
         conn = sqlite3.connect(SqliteOnlineStore._get_db_path(config))
         try:
             conn.execute("PRAGMA cache_size = -262144")
-            with conn:
-                conn.executemany(sql, rows)
+            with conn:  # one transaction: readers see the old rows or the new ones
+                if replace:
+                    conn.execute(f"DELETE FROM {_quoted_table(store, view)}")
+                if len(frame):
+                    conn.executemany(*_upsert_rows(store, view, frame))
         finally:
             conn.close()
     store.registry.apply_materialization(view, store.project, start, end)
     return len(frame)
+
+
+def _upsert_rows(
+    store: FeatureStore, view: FeatureView, frame: pd.DataFrame
+) -> tuple[str, list[tuple[Any, ...]]]:
+    """The upsert statement of a view and its parameters for the rows of `frame`, in key
+    order."""
+    config = store.config
+    join_keys = [store.get_entity(e).join_key for e in view.entities]
+    keys = serialize_string_keys(join_keys, [frame[k].astype(str).tolist() for k in join_keys])
+    order = np.argsort(np.array(keys, dtype=object), kind="stable").tolist()
+    source = _file_source(view)
+    event_ts = _epochs(frame[source.timestamp_field])
+    created_col = source.created_timestamp_column
+    created_ts = _epochs(frame[created_col]) if created_col else [None] * len(frame)
+    columns = _encoded_columns(view, frame)
+    table = compute_table_id(
+        config.project, view, config.registry.enable_online_feature_view_versioning
+    )
+    sql = _upsert_per_entity(table, [name for name, _, _ in columns])
+    interleaved = [seq for _, values, text in columns for seq in (values, text)]
+    params = list(zip(keys, event_ts, created_ts, *interleaved, strict=True))
+    return sql, [params[i] for i in order]

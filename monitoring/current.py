@@ -16,6 +16,7 @@ from features.catalog import Workspace
 from features.feast_repo import BTYD_VIEW, CUSTOMER_VIEW
 from features.model_spec import model_spec
 from features.names import CUSTOMER_ID, EVENT_TIMESTAMP
+from features.privacy import resolve_id_key
 from monitoring.privacy import CUSTOMER_HASH, hash_ids
 
 
@@ -53,7 +54,8 @@ def batch_current(
     scores_path: Path, paths: Workspace, kind: str, features: list[str], salt: str = ""
 ) -> CurrentData:
     """A batch-scoring file with the features of its date from the workspace's feature
-    snapshots; ids are replaced by their hash with `salt` (the one serving and training use)."""
+    snapshots; ids are replaced by their hash with `salt` (the configured key, else the
+    workspace's: the one serving and training use)."""
     if not scores_path.exists():
         raise FileNotFoundError(f"{scores_path}: no such batch scores file")
     scores = pd.read_parquet(scores_path)
@@ -80,7 +82,8 @@ def batch_current(
         if feats.empty:
             raise ValueError(f"{path}: no features at {as_of.date()} (the date of {scores_path})")
         frame = frame.merge(feats, on=CUSTOMER_ID, how="left")
-    frame.insert(0, CUSTOMER_HASH, hash_ids(frame.pop(CUSTOMER_ID), salt))
+    key = resolve_id_key(salt, paths)
+    frame.insert(0, CUSTOMER_HASH, hash_ids(frame.pop(CUSTOMER_ID), key))
     frame = frame.rename(columns={prediction: "prediction"})
     versions = version_column(kind)
     info = {
@@ -133,7 +136,7 @@ def log_current(paths: Workspace, start: date, end: date, kind: str, salt: str =
         if needed not in frame:
             raise ValueError(f"{folder}: column '{needed}' missing in the prediction log")
     if CUSTOMER_ID in frame:  # never keep raw ids, even if a writer logged them
-        frame[CUSTOMER_HASH] = hash_ids(frame.pop(CUSTOMER_ID), salt)
+        frame[CUSTOMER_HASH] = hash_ids(frame.pop(CUSTOMER_ID), resolve_id_key(salt, paths))
     cold = frame["cold_start"].fillna(False).astype(bool) if "cold_start" in frame else None
     cold_rows = int(cold.sum()) if cold is not None else 0
     if cold is not None:

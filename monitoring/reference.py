@@ -15,8 +15,9 @@ import mlflow
 import pandas as pd
 from mlflow import MlflowClient
 
-from features.model_spec import CHALLENGER, CHAMPION, MODEL_KINDS, REFERENCE_ARTIFACT, model_spec
+from features.model_spec import CHAMPION, MODEL_KINDS, REFERENCE_ARTIFACT, model_spec
 from monitoring.privacy import CUSTOMER_HASH
+from serving.registry import alias_version
 
 # Columns of the reference that are not features.
 NOT_FEATURES = (CUSTOMER_HASH, "event_timestamp", "prediction", "target", "offer_id")
@@ -56,18 +57,18 @@ class Reference:
 def resolve_version(
     client: MlflowClient, kind: str, version: str | None = None, alias: str = CHAMPION
 ) -> tuple[str, str | None]:
-    """(version, alias): `version` as given ("3" or "3@champion"), else the alias's version,
-    else @challenger's (batch scoring uses it when no champion passed the gate)."""
+    """(version, alias): `version` as given ("3" or "3@champion"), else the version behind
+    `alias` (a ReferenceError when the registry has none: training always makes a
+    champion, so nothing stands in for it). A registry that cannot be read raises
+    `serving.registry.RegistryError`: an error never reads as "no version"."""
     name = model_spec(kind).registry_name
     if version:
         number, _, tag = str(version).partition("@")
         return number, tag or None
-    for candidate in dict.fromkeys([alias, CHAMPION, CHALLENGER]):
-        try:
-            return str(client.get_model_version_by_alias(name, candidate).version), candidate
-        except mlflow.exceptions.MlflowException:
-            continue
-    raise ReferenceError(f"{name} has no @{alias} (nor @challenger): run `crmscore train` first")
+    found = alias_version(client, name, alias)
+    if found is None:
+        raise ReferenceError(f"{name} has no @{alias} version: run `crmscore train` first")
+    return str(found.version), alias
 
 
 def load_reference(

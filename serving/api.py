@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -16,7 +17,7 @@ from typing import Any, TypeVar
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -181,12 +182,18 @@ async def require_admin(role: str = Depends(require_key)) -> str:
 
 def _scorer(state: ServingState) -> Scorer:
     if state.scorer is None:
-        raise ApiError(503, "not_ready", f"models not loaded: {state.load_error}")
+        # Why is in the server log: an error's text can hold paths and internals.
+        raise ApiError(503, "not_ready", "models not loaded")
     return state.scorer
 
 
-def _respond(state: ServingState, answers: list[dict[str, Any]], request_id: str) -> dict[str, Any]:
-    if state.prediction_log is not None:
+def _respond(
+    state: ServingState, answers: list[dict[str, Any]], request_id: str, live: bool = True
+) -> dict[str, Any]:
+    """The answer body; `live` answers (customers as the feature store has them) go to the
+    prediction log, what-if answers (features the caller made up) do not: monitoring reads
+    the log as the customers being served."""
+    if live and state.prediction_log is not None:
         state.prediction_log.put(log_rows(answers, request_id, state.id_salt, datetime.now(UTC)))
     for a in answers:
         a.pop("_features", None)
@@ -224,9 +231,31 @@ def _validate_features(
             continue
         if dtype == "string" and not isinstance(value, str):
             problems.append({"field": f"{where}.{name}", "expected": "a string"})
-        elif dtype != "string" and (isinstance(value, (str, bool))):
-            problems.append({"field": f"{where}.{name}", "expected": "a number"})
+        elif dtype != "string" and not is_finite_number(value):
+            problems.append({"field": f"{where}.{name}", "expected": "a finite number"})
     return problems
+
+
+def is_finite_number(value: Any) -> bool:
+    """True for an int or float that is a finite float64 (not NaN, not ±Infinity, not an
+    integer or literal like 1e309 beyond float range); False for anything else."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
+
+
+# The page at `/`: links only, no script (BentoML's own index page loads a third-party one).
+INDEX_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>crmscore</title></head>
+<body><h1>crmscore</h1>
+<p>Churn, customer lifetime value and next-best-offer scores for CRM systems.</p>
+<ul><li><a href="openapi.json">OpenAPI document</a></li>
+<li><a href="docs">API reference</a></li></ul>
+</body></html>
+"""
 
 
 def create_app() -> FastAPI:
@@ -312,7 +341,7 @@ def create_app() -> FastAPI:
         answers = await _off_loop_if_large(
             len(customers), lambda: scorer.score(customers, body.explain, body.top_k)
         )
-        return _respond(state, answers, uuid.uuid4().hex)
+        return _respond(state, answers, uuid.uuid4().hex, live=False)
 
     @app.get("/v1/models", response_model=ModelsResponse, responses=ERRORS)
     def models(request: Request, _: str = Depends(require_key)) -> Any:
@@ -332,10 +361,27 @@ def create_app() -> FastAPI:
         try:
             state.load(announce=True)
         except Exception as exc:
+            # The cause goes to the server log under a reference, not to the caller: an
+            # error's text can hold paths and internals.
+            reference = uuid.uuid4().hex[:12]
+            LOG.error("reload %s refused: %s: %s", reference, type(exc).__name__, exc)
             raise ApiError(
-                409, "reload_failed", f"kept the models in use: {type(exc).__name__}: {exc}"
-            ) from exc
+                409,
+                "reload_failed",
+                "the new models could not be loaded; kept the models in use "
+                f"(reference {reference} in the server log)",
+            ) from None
         return models(request, "admin")
+
+    @app.get("/", include_in_schema=False)
+    def index() -> HTMLResponse:
+        """A plain page linking the API's documents (BentoML's index page is not served)."""
+        return HTMLResponse(INDEX_PAGE)
+
+    @app.get("/docs.json", include_in_schema=False)
+    def docs_json() -> JSONResponse:
+        """The API's OpenAPI document (in place of BentoML's, which names its version)."""
+        return JSONResponse(app.openapi())
 
     @app.get("/healthz", response_model=Status)
     def healthz() -> Any:

@@ -9,12 +9,12 @@ kept in memory. With no key configured, `crmscore serve` creates a key pair in t
 from __future__ import annotations
 
 import hashlib
-import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
 from features.catalog import Workspace
+from features.publish import write_private
 
 
 def key_hash(key: str) -> str:
@@ -76,11 +76,7 @@ def create_key_files(paths: Workspace) -> tuple[str, str]:
     files = paths.key_files()
     keys = f"crm_{secrets.token_urlsafe(24)}", f"crmadmin_{secrets.token_urlsafe(24)}"
     for key, var in zip(keys, ("CRMSCORE_API_KEYS_FILE", "CRMSCORE_ADMIN_KEYS_FILE"), strict=True):
-        path = files[var]
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # Created with owner-only permissions: the hash is never world-readable, even briefly.
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as out:
-            out.write(key_hash(key) + "\n")
-        path.chmod(0o600)
+        # A new file created owner-only (never a wider one chmod-ed later) replaces the old:
+        # the hash is never readable by others, even briefly, even over a file that was.
+        write_private(files[var], key_hash(key) + "\n")
     return keys

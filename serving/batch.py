@@ -1,14 +1,14 @@
 """Batch scoring: every customer as of a date, with all the answers the API gives.
 
 `score_frame` is a pure function over a partition of customers (features in, scores out);
-`score_batch` gathers the features from Feast, applies it and writes parquet + CSV atomically.
+`score_batch` gathers the features from Feast, applies it and publishes parquet + CSV as one
+set (features/publish.py: readers see both files of one run).
 Both go through the model runtime (`serving.models`) the API uses, so a customer gets the
 same scores, CLV percentile and tier, and offers from either.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ from features.catalog import Workspace
 from features.feast_repo import AFFINITY_VIEW, CUSTOMER_VIEW, OFFER_VIEW
 from features.model_spec import model_spec
 from features.names import CUSTOMER_ID, EVENT_TIMESTAMP, OFFER_ID
+from features.publish import publishing
 from features.retrieval import historical_features
 from serving.models import (
     BundleModel,
@@ -99,20 +100,6 @@ def _offer_column(name: str, rank: int) -> str:
     return f"offer_{rank}" if name == OFFER_ID else f"offer_{rank}_{name}"
 
 
-def write_atomic(frame: pd.DataFrame, path: Path) -> None:
-    """Write parquet or CSV to a temporary file and rename it into place: readers see the old
-    file or the new one, never half of one; a failed write leaves no temporary file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        if path.suffix == ".csv":
-            frame.to_csv(tmp, index=False)
-        else:
-            frame.to_parquet(tmp, index=False)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def score_batch(
     as_of: pd.Timestamp, store: FeatureStore, paths: Workspace, models: Champions
 ) -> tuple[Path, Path, int]:
@@ -143,11 +130,12 @@ def score_batch(
     scores = score_frame(customers, churn_features, clv_features, offers, models)
     scores.insert(1, "as_of", as_of)
     date = as_of.date().isoformat()
-    parquet, csv = paths.scores_file(date), paths.scores_file(date, ".csv")
-    parquet.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(scores, parquet)
-    write_atomic(scores, csv)
-    return parquet, csv, len(scores)
+    # The parquet and CSV files of a date are published together, or neither is.
+    with publishing(paths.scores_versions(date)) as version:
+        staged = paths.staged(paths.scores_versions(date), version)
+        scores.to_parquet(staged.scores_file(date), index=False)
+        scores.to_csv(staged.scores_file(date, ".csv"), index=False)
+    return paths.scores_file(date), paths.scores_file(date, ".csv"), len(scores)
 
 
 def _offers(
@@ -172,8 +160,9 @@ def load_champions(client: Any, no_offers: str | None = None) -> Champions:
     """The served version of each model (`serving.registry.load_registered`), with its
     version ("3@champion"). Churn and CLV are required (ValueError naming the missing one);
     the offer model is left out when `no_offers` gives a reason (data without products) or
-    when it has no registered version (then `no_offers` says so)."""
-    from serving.registry import load_registered
+    when the registry has no champion of it (then `no_offers` says so); one that cannot be
+    loaded, or a registry that cannot be read, is an error."""
+    from serving.registry import NoVersion, load_registered
 
     loaded: dict[str, BundleModel] = {}
     for kind in ("churn", "clv", "nbo"):
@@ -182,7 +171,7 @@ def load_champions(client: Any, no_offers: str | None = None) -> Champions:
         try:
             model = load_registered(kind, client)
         except ModelNotFound as exc:
-            if kind == "nbo":
+            if kind == "nbo" and isinstance(exc, NoVersion):
                 no_offers = str(exc)
                 continue
             raise ValueError(str(exc)) from exc

@@ -15,7 +15,7 @@ from features.model_spec import MODEL_KINDS
 from serving.auth import ApiKeys, create_key_files
 from serving.config import ID_SALT_VAR, SETTINGS_VAR, ServiceSettings, write_service_settings
 from serving.models import ModelNotFound
-from serving.registry import configure, served_version
+from serving.registry import RegistryError, configure, served_version
 
 # The project root: BentoML imports `serving.service` from there.
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -52,9 +52,9 @@ class Launch:
 
 def serving_problems(settings: ServiceSettings, env: dict[str, str]) -> list[str]:
     """What would stop the service from starting, in words (empty when nothing): no Feast
-    registry, no registered churn or CLV model, unreadable API key files. The offer model is
-    optional (data without products has none): without it answers carry no offers and a
-    warning."""
+    registry, no registered churn or CLV model (or a model registry that cannot be read),
+    unreadable API key files. The offer model is optional (data without products has none):
+    without it answers carry no offers and a warning."""
     paths = settings.paths
     problems = []
     if not paths.feast_registry.exists():
@@ -66,7 +66,7 @@ def serving_problems(settings: ServiceSettings, env: dict[str, str]) -> list[str
     for kind in (k for k in MODEL_KINDS if k not in OPTIONAL_KINDS):
         try:
             served_version(kind, client)
-        except ModelNotFound as exc:
+        except (ModelNotFound, RegistryError) as exc:
             problems.append(str(exc))
     try:
         ApiKeys.from_env(env)

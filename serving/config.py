@@ -3,8 +3,8 @@ the service's own settings file, which `crmscore serve` writes and the service r
 
 The service reads nothing else at start-up: not configs/, not crmscore's settings loader
 (which would pull training code into the serving process). Secrets stay in the environment:
-the id salt (`CRMSCORE_ID_SALT`) and the Redis connection string (`CRMSCORE_REDIS_URL`) are
-never written to the file."""
+the id hash key (`CRMSCORE_ID_SALT`; else the workspace's key file) and the Redis connection
+string (`CRMSCORE_REDIS_URL`) are never written to the file."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from features.catalog import DEFAULT_ROOT, Workspace
 from features.config import FeastParams
+from features.privacy import resolve_id_key
 
 # Names the service's settings file; without it, the file in the workspace of CRMSCORE_HOME.
 SETTINGS_VAR = "CRMSCORE_SERVICE_SETTINGS"
@@ -101,6 +102,7 @@ def load_service_settings(env: dict[str, str]) -> ServiceSettings:
     return settings
 
 
-def id_salt(env: dict[str, str]) -> str:
-    """The salt of the customer-id hashes in the prediction log (environment only)."""
-    return env.get(ID_SALT_VAR, "")
+def id_salt(env: dict[str, str], paths: Workspace) -> str:
+    """The key of the customer-id hashes in the prediction log: the environment's, else the
+    workspace's (created when missing: `features.privacy.resolve_id_key`); never empty."""
+    return resolve_id_key(env.get(ID_SALT_VAR, ""), paths)

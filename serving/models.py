@@ -24,7 +24,10 @@ The math exists once, here:
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
+import subprocess
+import sys
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +42,8 @@ from features.names import ALL_FEATURES, CUSTOMER_ID, EVENT_TIMESTAMP, OFFER_ID,
 
 # The bundle's description of the model beside its booster files.
 BUNDLE_FILE = "model.json"
+# The SHA-256 of every other file of the bundle, written when it is saved.
+CHECKSUMS_FILE = "checksums.json"
 # The pair feature the "exclude recently bought" rule reads, and the offer's value.
 RECENCY = "affinity_recency_days"
 OFFER_VALUE = "offer_value"
@@ -50,6 +55,11 @@ Row = dict[str, Any]
 
 class ModelNotFound(LookupError):
     """No usable registered version of a model."""
+
+
+class BundleError(ValueError):
+    """A bundle's files are damaged, edited or inconsistent (the message says which);
+    nothing is loaded from it."""
 
 
 @dataclass(frozen=True)
@@ -100,23 +110,43 @@ class BundleModel:
 
     @classmethod
     def from_folder(cls, folder: Path, version: str = "") -> BundleModel:
-        """Read `model.json` and the booster files of a bundle."""
-        meta = json.loads((folder / BUNDLE_FILE).read_text())
-        boosters = {
-            name: lgb.Booster(model_file=str(folder / f"booster_{name}.txt"))
-            for name in meta["boosters"]
-        }
-        return cls(
-            meta["kind"], list(meta["columns"]), _codes(meta["categories"]), boosters, meta, version
-        )
+        """Read `model.json` and the booster files of a bundle, checked first: each file
+        against its checksum (`checksums.json`), so a damaged or edited file is refused
+        before LightGBM parses it (a bad booster file aborts the process, it does not
+        raise); then the columns against the boosters' feature names and the settings
+        against their ranges. A bundle saved before checksums existed has each booster
+        parsed in a child process first. BundleError says what is wrong."""
+        files, checked = _verified_files(folder)
+        try:
+            meta = json.loads(files[BUNDLE_FILE])
+            names = [str(name) for name in meta["boosters"]]
+            boosters = {name: _parse_booster(files, checked, folder, name) for name in names}
+            model = cls(
+                meta["kind"],
+                list(meta["columns"]),
+                _codes(meta["categories"]),
+                boosters,
+                meta,
+                version,
+            )
+        except BundleError:
+            raise
+        except (KeyError, TypeError, AttributeError, ValueError) as exc:
+            raise BundleError(f"{BUNDLE_FILE} is not a bundle description ({exc!r})") from None
+        check_bundle(model)
+        return model
 
     def save(self, folder: Path) -> Path:
-        """Write the bundle (booster text files and model.json) to `folder`; returns it."""
+        """Write the bundle (booster text files, model.json and the checksums of both, in
+        checksums.json) to `folder`; returns it."""
         folder.mkdir(parents=True, exist_ok=True)
         for name, booster in self.boosters.items():
-            booster.save_model(str(folder / f"booster_{name}.txt"))
+            booster.save_model(str(folder / booster_file(name)))
         meta = {**self.meta, "boosters": sorted(self.boosters)}
         (folder / BUNDLE_FILE).write_text(json.dumps(meta, indent=1))
+        written = [BUNDLE_FILE, *(booster_file(name) for name in sorted(self.boosters))]
+        sums = {name: sha256((folder / name).read_bytes()) for name in written}
+        (folder / CHECKSUMS_FILE).write_text(json.dumps(sums, indent=1))
         return folder
 
     @property
@@ -744,3 +774,115 @@ def _load_pyfunc(data_path: str) -> BundleModel:
     model = BundleModel.from_folder(Path(data_path))
     model.threads = 0
     return model
+
+
+# Bundle files: integrity and consistency
+
+
+def booster_file(name: str) -> str:
+    """The file name of a bundle's booster."""
+    return f"booster_{name}.txt"
+
+
+def sha256(data: bytes) -> str:
+    """The SHA-256 of `data`, as hex."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def _read(folder: Path, name: str) -> bytes:
+    try:
+        return (folder / name).read_bytes()
+    except OSError:
+        raise BundleError(f"{name} is missing or unreadable") from None
+
+
+def _verified_files(folder: Path) -> tuple[dict[str, bytes], bool]:
+    """The bundle's files by name, each checked against `checksums.json` (a listed file
+    that differs is a BundleError), and whether they were checked. Without checksums.json
+    (a bundle saved before them) only model.json is read, unchecked; `_parse_booster`
+    then tries each booster in a child process."""
+    if not (folder / CHECKSUMS_FILE).exists():
+        return {BUNDLE_FILE: _read(folder, BUNDLE_FILE)}, False
+    try:
+        sums = json.loads(_read(folder, CHECKSUMS_FILE))
+    except ValueError:
+        raise BundleError(f"{CHECKSUMS_FILE} is not JSON") from None
+    if not isinstance(sums, dict) or BUNDLE_FILE not in sums:
+        raise BundleError(f"{CHECKSUMS_FILE} does not list {BUNDLE_FILE}")
+    files = {}
+    for name, expected in sums.items():
+        data = _read(folder, str(name))
+        if sha256(data) != expected:
+            raise BundleError(f"{name} does not match its checksum: damaged or edited")
+        files[str(name)] = data
+    return files, True
+
+
+def _parse_booster(
+    files: Mapping[str, bytes], checked: bool, folder: Path, name: str
+) -> lgb.Booster:
+    """A booster from its checksum-verified text (`checked`: a booster without a checksum
+    is a BundleError); in a bundle without checksums, from its file once a child process
+    parsed it without dying."""
+    file = booster_file(name)
+    if not checked:
+        _check_parses(folder / file)
+        return lgb.Booster(model_file=str(folder / file))
+    if file not in files:
+        raise BundleError(f"{file} has no checksum in {CHECKSUMS_FILE}")
+    return lgb.Booster(model_str=files[file].decode())
+
+
+# LightGBM aborts the process on a malformed model file: it is tried in a child first.
+_PARSE = "import sys, lightgbm; lightgbm.Booster(model_file=sys.argv[1])"
+
+
+def _check_parses(path: Path) -> None:
+    """BundleError unless LightGBM parses the booster file at `path` in a child process."""
+    if not path.is_file():
+        raise BundleError(f"{path.name} is missing")
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", _PARSE, str(path)], capture_output=True, timeout=300
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        raise BundleError(f"{path.name} could not be checked") from None
+    if done.returncode != 0:
+        raise BundleError(f"{path.name} is not a LightGBM model: damaged or edited")
+
+
+def check_bundle(model: BundleModel) -> None:
+    """BundleError unless the bundle is consistent: every booster reads the bundle's
+    columns in the same order, and the settings are in range (churn threshold in (0, 1),
+    band edges ordered within (0, 1); CLV high-value share in (0, 1) and percentile
+    quantiles ascending; at least one offer per customer)."""
+    for name, booster in model.boosters.items():
+        if list(booster.feature_name()) != model.columns:
+            raise BundleError(f"the columns of {BUNDLE_FILE} are not those booster {name} reads")
+    meta = model.meta
+    if model.kind == "churn":
+        threshold = _number(meta, "threshold")
+        edges = meta.get("band_edges")
+        if not 0 < threshold < 1:
+            raise BundleError(f"threshold {threshold}: expected a probability in (0, 1)")
+        if not isinstance(edges, list) or len(edges) != 2:
+            raise BundleError("band_edges: expected two probabilities")
+        low, high = (_number({"edge": e}, "edge") for e in edges)
+        if not 0 < low <= high < 1:
+            raise BundleError(f"band_edges {edges}: expected 0 < low <= high < 1")
+    if model.kind == "clv":
+        share = _number(meta, "high_value_share")
+        if not 0 < share < 1:
+            raise BundleError(f"high_value_share {share}: expected a share in (0, 1)")
+        quantiles = np.asarray(meta.get("quantiles", []), dtype=float)
+        if not (np.isfinite(quantiles).all() and (np.diff(quantiles) >= 0).all()):
+            raise BundleError("quantiles: expected ascending finite values")
+    if model.kind == "nbo" and "top_k" in meta and _number(meta, "top_k") < 1:
+        raise BundleError(f"top_k {meta['top_k']}: expected at least 1")
+
+
+def _number(meta: Mapping[str, Any], key: str) -> float:
+    value = meta.get(key)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise BundleError(f"{key} {value!r}: expected a number")
+    return float(value)

@@ -15,7 +15,7 @@ from typing import Any
 
 from features.catalog import Workspace
 from features.model_spec import CHAMPION, model_spec
-from serving.models import BundleModel, ModelNotFound, _ensure_features_known
+from serving.models import BundleError, BundleModel, ModelNotFound, _ensure_features_known
 
 # The MLflow model's description, and the loader a crmscore bundle names in it.
 MLMODEL_FILE = "MLmodel"
@@ -45,18 +45,52 @@ def configure(tracking_uri: str) -> Any:
     return mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
 
-def served_version(kind: str, client: Any) -> tuple[Any, str]:
-    """The registry version that serves a model, with its alias: the @champion (training
-    makes a model's first version its champion, so a trained model always has one)."""
+class RegistryError(ValueError):
+    """The model registry could not be read, or contradicts itself (an alias on a missing
+    version): whatever needed a version stops here, nothing falls back to another."""
+
+
+class NoVersion(ModelNotFound):
+    """The registry answered: the model has no version behind the alias asked for."""
+
+
+def alias_version(client: Any, name: str, alias: str) -> Any | None:
+    """The version of registered model `name` behind `alias`; None only when the registry
+    says there is none (no such registered model, or no such alias on it). Any other
+    failure to read the registry is a RegistryError: it never reads as "no version"."""
     from mlflow.exceptions import MlflowException
 
-    name = model_spec(kind).registry_name
     try:
-        return client.get_model_version_by_alias(name, CHAMPION), CHAMPION
-    except MlflowException:
-        raise ModelNotFound(
-            f"no @{CHAMPION} version of {name}: run `crmscore train` first"
-        ) from None
+        registered = client.get_registered_model(name)
+    except MlflowException as exc:
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return None
+        raise RegistryError(f"the model registry could not be read for {name}: {exc}") from exc
+    except Exception as exc:
+        raise RegistryError(
+            f"the model registry could not be read for {name}: {type(exc).__name__}"
+        ) from exc
+    number = (registered.aliases or {}).get(alias)
+    if number is None:
+        return None
+    try:
+        return client.get_model_version(name, str(number))
+    except Exception as exc:
+        raise RegistryError(
+            f"{name}@{alias} names version {number}, which the registry cannot give: "
+            f"{type(exc).__name__}"
+        ) from exc
+
+
+def served_version(kind: str, client: Any) -> tuple[Any, str]:
+    """The registry version that serves a model, with its alias: the @champion (training
+    makes a model's first version its champion, so a trained model always has one).
+    NoVersion when the registry has no champion; RegistryError when it cannot say."""
+    name = model_spec(kind).registry_name
+    version = alias_version(client, name, CHAMPION)
+    if version is None:
+        raise NoVersion(f"no @{CHAMPION} version of {name}: run `crmscore train` first")
+    return version, CHAMPION
 
 
 def bundle_folder(model_dir: Path) -> Path:
@@ -73,7 +107,10 @@ def bundle_folder(model_dir: Path) -> Path:
 def load_registered(kind: str, client: Any, alias: str | None = None) -> BundleModel:
     """A registered version of a model as its bundle: the version behind `alias`, or by
     default the one that serves (`served_version`). The version says which alias it came
-    by ("3@challenger"); `info` has the registry and training details of the version."""
+    by ("3@challenger"); `info` has the registry and training details of the version.
+    NoVersion when there is no such version, ModelNotFound when it is not a sound crmscore
+    bundle (its files fail their checks: `BundleModel.from_folder`), RegistryError when the
+    registry cannot be read."""
     import mlflow
     from mlflow.exceptions import MlflowException
 
@@ -81,11 +118,15 @@ def load_registered(kind: str, client: Any, alias: str | None = None) -> BundleM
     if alias is None:
         version, alias = served_version(kind, client)
     else:
-        try:
-            version = client.get_model_version_by_alias(name, alias)
-        except MlflowException as exc:
-            raise ModelNotFound(f"{name} has no @{alias} version") from exc
-    run = client.get_run(version.run_id)
+        version = alias_version(client, name, alias)
+        if version is None:
+            raise NoVersion(f"{name} has no @{alias} version")
+    try:
+        run = client.get_run(version.run_id)
+    except Exception as exc:
+        raise RegistryError(
+            f"the training run of {name} v{version.version} could not be read: {type(exc).__name__}"
+        ) from exc
     with tempfile.TemporaryDirectory() as tmp:
         try:
             local = mlflow.artifacts.download_artifacts(
@@ -94,9 +135,13 @@ def load_registered(kind: str, client: Any, alias: str | None = None) -> BundleM
             model = BundleModel.from_folder(
                 bundle_folder(Path(local)), f"{version.version}@{alias}"
             )
-        except (OSError, KeyError, ValueError, ModelNotFound, MlflowException) as exc:
+        except (BundleError, ModelNotFound, MlflowException) as exc:
+            raise ModelNotFound(f"{name} v{version.version} cannot be loaded: {exc}") from exc
+        except (OSError, KeyError, ValueError) as exc:
+            # Their messages name the temporary folder, which is gone: the type says enough.
             raise ModelNotFound(
-                f"{name} v{version.version} is not a crmscore model bundle: retrain it ({exc})"
+                f"{name} v{version.version} is not a crmscore model bundle: retrain it "
+                f"({type(exc).__name__})"
             ) from exc
     params = run.data.params
     model.info = {

@@ -22,9 +22,8 @@ from features.contract import NO_PRODUCTS
 from features.online import OnlineFeatures
 from serving.auth import ApiKeys
 from serving.config import ServiceSettings, ServingParams, id_salt
-from serving.models import ModelNotFound
 from serving.predlog import PredictionLog
-from serving.registry import configure, load_registered
+from serving.registry import NoVersion, configure, load_registered
 from serving.scoring import Models, Scorer
 
 LOG = logging.getLogger("crmscore.serving")
@@ -47,14 +46,16 @@ def load_scorer(
 ) -> Scorer:
     """The registered models (champions) with the online store. Churn and CLV are required;
     the offer model is left out, and the answers say why, when the data has no products
-    (`paths`' feature build says so) or no version of it is registered."""
+    (`paths`' feature build says so) or the registry has no champion of it. A champion that
+    cannot be loaded (a damaged bundle, an unreadable registry) is an error for every
+    model: nothing is served without saying so."""
     churn, clv = load_registered("churn", client), load_registered("clv", client)
     no_offers = no_offers_reason(paths)
     nbo = None
     if no_offers is None:
         try:
             nbo = load_registered("nbo", client)
-        except ModelNotFound as exc:
+        except NoVersion as exc:
             no_offers = str(exc)
             LOG.warning("serving without offers: %s", exc)
     models = Models(churn, clv, nbo, no_offers)
@@ -152,7 +153,7 @@ def build_state(settings: ServiceSettings, env: dict[str, str]) -> ServingState:
         keys=ApiKeys.from_env(env),
         client=configure(settings.tracking_uri),
         store=open_store(settings.feast, paths),
-        id_salt=id_salt(env),
+        id_salt=id_salt(env, paths),
         prediction_log=log,
         reload_stamp=paths.reload_stamp,
         paths=paths,

@@ -25,7 +25,7 @@ def write_reference(
     test: pd.DataFrame,
     predictions: np.ndarray,
     folder: Path,
-    salt: str = "",
+    salt: str,
     seed: int = 0,
 ) -> Path:
     """Write a sample (at most 20,000 rows, drawn with `seed`) of the test rows with the

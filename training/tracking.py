@@ -23,6 +23,7 @@ from mlflow.models import infer_signature
 
 from features.model_spec import CHALLENGER, CHAMPION, model_spec
 from serving.models import BundleModel
+from serving.registry import alias_version
 from training.config import GateParams, NboParams
 
 PREVIOUS_CHAMPION_TAG = "previous_champion_version"
@@ -190,16 +191,15 @@ def gate_passes(kind: str, record: RunRecord, gate: GateParams) -> tuple[bool, s
 
 
 def promote(kind: str, gate: GateParams, client: MlflowClient) -> GateDecision:
-    """Move @champion to the @challenger version when the gate passes."""
+    """Move @champion to the @challenger version when the gate passes, recording the
+    champion it replaces (the registered model's `previous_champion_version` tag) for
+    `rollback`. Only a registry that has no champion lets a challenger in without the
+    comparison; one that cannot be read stops the promotion (RegistryError)."""
     name = model_spec(kind).registry_name
-    try:
-        challenger = client.get_model_version_by_alias(name, CHALLENGER)
-    except mlflow.exceptions.MlflowException:
+    challenger = alias_version(client, name, CHALLENGER)
+    if challenger is None:
         return GateDecision(kind, False, None, "no @challenger version: run `crmscore train`")
-    try:
-        champion = client.get_model_version_by_alias(name, CHAMPION)
-    except mlflow.exceptions.MlflowException:
-        champion = None
+    champion = alias_version(client, name, CHAMPION)
     if champion is not None and champion.version == challenger.version:
         return GateDecision(kind, False, str(challenger.version), "the challenger is the champion")
     passed, reason = gate_passes(kind, _record(kind, challenger, client), gate)
@@ -211,12 +211,16 @@ def promote(kind: str, gate: GateParams, client: MlflowClient) -> GateDecision:
 
 
 def rollback(kind: str, client: MlflowClient) -> GateDecision:
-    """Put the previous champion back as @champion."""
+    """Put the previous champion (recorded by `promote`) back as @champion; the champion it
+    replaces becomes the previous one, so a second rollback undoes the first."""
     name = model_spec(kind).registry_name
+    champion = alias_version(client, name, CHAMPION)
+    if champion is None:
+        return GateDecision(kind, False, None, "no @champion version: run `crmscore train`")
     previous = client.get_registered_model(name).tags.get(PREVIOUS_CHAMPION_TAG)
     if not previous:
         return GateDecision(kind, False, None, "no previous champion to roll back to")
-    current = str(client.get_model_version_by_alias(name, CHAMPION).version)
+    current = str(champion.version)
     client.set_registered_model_alias(name, CHAMPION, previous)
     client.set_registered_model_tag(name, PREVIOUS_CHAMPION_TAG, current)
     return GateDecision(kind, True, previous, f"@champion moved back from version {current}")

@@ -13,6 +13,7 @@ from features.catalog import Workspace
 from features.config import LabelParams
 from features.feast_repo import AFFINITY_VIEW, CUSTOMER_VIEW, OFFER_VIEW
 from features.model_spec import CHAMPION, ModelSpec, check_kinds, model_spec
+from features.privacy import resolve_id_key
 from serving.models import BundleModel, ModelNotFound
 from serving.registry import load_registered
 from training.config import TrainingParams
@@ -75,8 +76,10 @@ def train_models(
     """Train each model, compare it with its baselines and the champion, log and register it
     as @challenger (and as @champion when the model has none yet). Reads the snapshots of
     the workspace `paths`, writes reports to its reports folder. Returns one summary per
-    model."""
+    model. Customer ids in the reference samples are hashed with `id_salt` (the configured
+    key), else the workspace's key (`features.privacy.resolve_id_key`)."""
     summaries = []
+    id_key = resolve_id_key(id_salt, paths)
     for kind in check_kinds(kinds):
         spec = model_spec(kind)
         out_dir = paths.model_reports(kind)
@@ -109,7 +112,7 @@ def train_models(
                 result.test_frame,
                 result.test_predictions,
                 Path(tmp) / "reference",
-                id_salt,
+                id_key,
                 params.seed,
             ).parent
             version = log_run(

@@ -17,10 +17,12 @@ from crmscore.cli import app
 from crmscore.settings import load_settings
 from features.catalog import Workspace
 from features.config import FeatureParams
-from features.feast_repo import SERVICE_FEATURES
+from features.feast_repo import CUSTOMER_VIEW, SERVICE_FEATURES
 from features.ingest import ingest
 from features.model_spec import model_spec
 from features.names import CUSTOMER_ID, EVENT_TIMESTAMP
+from features.privacy import resolve_id_key
+from features.publish import publishing
 from features.snapshots import build_snapshots, read_tables
 from monitoring.config import MonitoringParams
 from monitoring.decision import RETRAIN, read_decision
@@ -145,10 +147,10 @@ def _register_reference(client: mlflow.MlflowClient, ws: Path, reference: pd.Dat
 
 def _workspace(tmp_path: Path, snapshot: Path, current: pd.DataFrame, version: str) -> Path:
     ws = tmp_path / "ws"
-    (ws / "features").mkdir(parents=True)
-    (ws / "scores").mkdir()
+    paths = Workspace(ws)
     feats = current.drop(columns=["prediction"])
-    feats.to_parquet(ws / "features" / "customer_features.parquet", index=False)
+    with publishing(paths.snapshot_versions) as version:
+        feats.to_parquet(paths.staged(paths.snapshot_versions, version).snapshot(CUSTOMER_VIEW))
     scores = pd.DataFrame(
         {
             CUSTOMER_ID: current[CUSTOMER_ID],
@@ -158,7 +160,9 @@ def _workspace(tmp_path: Path, snapshot: Path, current: pd.DataFrame, version: s
             "clv_model_version": f"{version}@champion",
         }
     )
-    scores.to_parquet(ws / "scores" / f"scores_{CUTOFF.date()}.parquet", index=False)
+    day = str(CUTOFF.date())
+    with publishing(paths.scores_versions(day)) as version:
+        scores.to_parquet(paths.staged(paths.scores_versions(day), version).scores_file(day))
     return ws
 
 
@@ -167,7 +171,9 @@ def test_cli_reports_alarms_writes_the_decision_and_retrain_reads_it(
 ) -> None:
     reference, current = _halves(features, 5)
     ref = reference[[*CLV_FEATURES, "prediction"]].copy()
-    ref.insert(0, "customer_hash", hash_ids(reference[CUSTOMER_ID]))
+    # No key configured: monitoring hashes with the workspace's key (made here first).
+    key = resolve_id_key("", Workspace(tmp_path / "ws"))
+    ref.insert(0, "customer_hash", hash_ids(reference[CUSTOMER_ID], key))
     ref.insert(1, EVENT_TIMESTAMP, CUTOFF)
     ref["target"] = 100.0
     shifted = current.copy()

@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from crmscore.cli import app
 from crmscore.settings import load_settings
+from features.catalog import Workspace
 from features.feast_repo import SERVICE_FEATURES
 from features.model_spec import CHALLENGER, CHAMPION, REFERENCE_ARTIFACT, model_spec
 from features.retrieval import historical_features
@@ -135,11 +136,11 @@ def test_online_values_equal_offline_values(workspace: tuple[Path, Path], tmp_pa
 
 def test_ingest_report_and_feature_metadata(workspace: tuple[Path, Path]) -> None:
     ws, _ = workspace
-    report = json.loads((ws / "data" / "ingest_report.json").read_text())
+    report = json.loads(Workspace(ws).ingest_report.read_text())
     assert report["input_rows"] == (
         report["accepted_rows"] + report["rejected_rows"] + report["duplicate_rows"]
     )
-    meta = json.loads((ws / "features" / "snapshots.json").read_text())
+    meta = json.loads(Workspace(ws).snapshots_meta.read_text())
     assert meta["offer_catalog"] == "category"
     assert len(meta["cutoffs"]) >= 8
 
@@ -198,11 +199,11 @@ def test_train_registers_challengers_with_reports(
         assert d["reason"]
 
     # Batch scoring of the latest snapshot, twice: deterministic, every customer scored.
-    latest = json.loads((copy / "features" / "snapshots.json").read_text())["cutoffs"][-1][:10]
+    latest = json.loads(Workspace(copy).snapshots_meta.read_text())["cutoffs"][-1][:10]
     first = _cli(*base, "score", "batch", "--as-of", latest)
     scores = pd.read_parquet(first["parquet"])
     snapshot = pd.read_parquet(
-        copy / "features" / "customer_features.parquet", columns=["customer_id", "event_timestamp"]
+        Workspace(copy).snapshot("customer_features"), columns=["customer_id", "event_timestamp"]
     )
     expected = snapshot[snapshot["event_timestamp"] == pd.Timestamp(latest, tz="UTC")]
     assert sorted(scores["customer_id"]) == sorted(expected["customer_id"])

@@ -14,8 +14,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from features.catalog import Workspace
 from features.model_spec import CHAMPION, model_spec
-from features.privacy import hash_id
+from features.privacy import hash_id, workspace_id_key
 from serving.registry import configure
 from tests.integration.conftest import ADMIN_KEY, USER_KEY, Server
 
@@ -23,8 +24,7 @@ pytestmark = pytest.mark.slow
 
 
 def _scores(server: Server) -> pd.DataFrame:
-    path = server.trained.workspace / "scores" / f"scores_{server.trained.latest}.parquet"
-    return pd.read_parquet(path)
+    return pd.read_parquet(Workspace(server.trained.workspace).scores_file(server.trained.latest))
 
 
 def _post(client: httpx.Client, body: dict, path: str = "/v1/score") -> httpx.Response:
@@ -225,16 +225,18 @@ def test_prediction_log_has_hashed_ids_and_no_log_line_has_a_raw_id(server: Serv
     folder = server.trained.workspace / "predictions"
     deadline = time.monotonic() + 30
     logged = pd.DataFrame()
+    # No key configured: the service hashes with the workspace's key.
+    key = workspace_id_key(Workspace(server.trained.workspace))
+    hashes = {hash_id(c, key) for c in ids}
     while time.monotonic() < deadline:
         files = list(folder.glob("date=*/part-*.parquet"))
         logged = pd.concat([pd.read_parquet(f) for f in files]) if files else logged
-        if set(hash_id(c) for c in ids) <= set(logged.get("customer_hash", [])):
+        if hashes <= set(logged.get("customer_hash", [])):
             break
         time.sleep(0.5)
-    hashes = {hash_id(c) for c in ids}
     assert hashes <= set(logged["customer_hash"])
     assert "customer_id" not in logged.columns
-    row = logged[logged["customer_hash"] == hash_id(ids[0])].iloc[-1]
+    row = logged[logged["customer_hash"] == hash_id(ids[0], key)].iloc[-1]
     assert 0 <= row["churn_probability"] <= 1 and row["recency_days"] >= 0
     assert row["churn_model_version"]
     text = server.log.read_text()

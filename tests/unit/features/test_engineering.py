@@ -12,6 +12,7 @@ import pytest
 
 from features.catalog import Workspace
 from features.config import FeatureParams, LabelParams, SegmentParams
+from features.ingest import customers_table
 from features.snapshots import build_snapshots, monthly_cutoffs, read_snapshots
 from tests.conftest import tx
 
@@ -47,10 +48,15 @@ def _build(
     labels: LabelParams | None = None,
     partitions: int = 2,
 ) -> dict[str, pd.DataFrame]:
-    """All outputs, each sorted by cutoff and keys (pair outputs are in partition order)."""
+    """All outputs, each sorted by cutoff and keys (pair outputs are in partition order).
+    Customer attributes on the lines (country) also go to a customers table, as ingest does."""
+    attributes = [c for c in ("country",) if c in frame]
+    tables = {"transactions": frame}
+    if attributes:
+        tables["customers"] = customers_table(frame, attributes, None)
     with tempfile.TemporaryDirectory() as out:
         build_snapshots(
-            {"transactions": frame},
+            tables,
             FeatureParams(cutoffs=cutoffs or [CUTOFF.date()], partitions=partitions),
             labels
             or LabelParams(churn_horizon_days=30, clv_horizon_days=30, offer_horizon_days=30),
@@ -126,6 +132,8 @@ def _random_transactions(seed: int) -> pd.DataFrame:
             "amount": np.round(rng.normal(40, 30, n), 2),
             "category": rng.choice(list("abcdefghij"), n),
             "product_id": rng.integers(0, 60, n).astype(str),
+            # A customer attribute carried per line (like Online Retail's country per invoice).
+            "country": rng.choice(["UK", "FR", "DE"], n),
         }
     )
     rows["timestamp"] = rows["timestamp"].dt.tz_localize("UTC")
@@ -154,6 +162,7 @@ def test_changing_the_future_does_not_move_features(cutoff: date) -> None:
     changed = base.copy()
     changed.loc[future, "amount"] *= -3
     changed.loc[future, "category"] = "z"
+    changed.loc[future, "country"] = "Atlantis"  # moved (or a corrected value) after t
     extra = (
         base[future].head(200).assign(order_id=lambda f: "new" + f["order_id"], timestamp=t)
     )  # events exactly at the cutoff
@@ -164,6 +173,38 @@ def test_changing_the_future_does_not_move_features(cutoff: date) -> None:
     assert not _at(before["labels_clv"], cutoff).equals(_at(after["labels_clv"], cutoff))
     # The BTYD fit at the cutoff saw only the past, and it did fit (values, not all missing).
     assert _at(before["customer_btyd"], cutoff)["btyd_p_alive"].between(0, 1).mean() > 0.9
+    # The attribute is there, as of the cutoff (the test is not vacuous).
+    assert _at(before["customer_features"], cutoff)["country"].isin(["UK", "FR", "DE"]).all()
+
+
+def test_customer_attributes_are_the_last_value_seen_before_the_cutoff() -> None:
+    rows = [
+        ("a", "o1", "2021-01-05", 10.0, "UK"),
+        ("a", "o2", "2021-02-10", 10.0, None),  # a line without the attribute changes nothing
+        ("a", "o3", "2021-02-20", 10.0, "FR"),  # moved before the cutoff: FR at the cutoff
+        ("a", "o4", "2021-03-01", 10.0, "DE"),  # exactly at the cutoff: not before it
+        ("b", "o5", "2021-01-10", 10.0, "US"),
+        ("b", "o6", "2021-05-01", 10.0, "CA"),  # after the cutoff
+        ("c", "o7", "2021-01-02", 10.0, None),  # never carries it: the customers table's
+        ("d", "o8", "2021-06-01", 10.0, "NZ"),
+    ]
+    frame = pd.DataFrame(
+        rows, columns=["customer_id", "order_id", "timestamp", "amount", "country"]
+    ).assign(timestamp=lambda f: pd.to_datetime(f["timestamp"], utc=True))
+    customers = customers_table(frame, ["country"], None)
+    assert customers.set_index("customer_id")["country"].to_dict()["a"] == "DE"  # latest ever
+    customers.loc[customers["customer_id"] == "c", "country"] = "IE"  # from a customers file
+    with tempfile.TemporaryDirectory() as out:
+        build_snapshots(
+            {"transactions": frame, "customers": customers},
+            FeatureParams(cutoffs=[CUTOFF.date()], partitions=1),
+            LabelParams(churn_horizon_days=30, clv_horizon_days=30, offer_horizon_days=30),
+            SegmentParams(),
+            Workspace(Path(out)),
+        )
+        snapshot = read_snapshots(Workspace(Path(out)))["customer_features"]
+    countries = snapshot.set_index("customer_id")["country"].to_dict()
+    assert countries == {"a": "FR", "b": "US", "c": "IE"}
 
 
 @pytest.mark.parametrize("cutoff", CUTOFFS[:2])

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from serving.batch import write_atomic
+from features.publish import write_atomic
 from serving.targets import target_list
 
 

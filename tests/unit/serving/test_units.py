@@ -60,7 +60,7 @@ def test_prediction_log_writes_hashed_rows_off_the_request_path(tmp_path: Path) 
     log.close()  # the last 2 rows are flushed on close
     frame = pd.concat(pd.read_parquet(f) for f in tmp_path.glob("date=*/part-*.parquet"))
     assert sorted(frame["customer_hash"]) == sorted(hash_id(f"cust-{i}", "salt") for i in range(5))
-    assert hash_id("cust-1", "salt") != hash_id("cust-1")  # the salt matters
+    assert hash_id("cust-1", "salt") != hash_id("cust-1", "pepper")  # the key matters
     assert not frame.astype(str).apply(lambda c: c.str.contains("cust-")).any().any()
     assert set(frame["nbo_model_version"]) == {"1@challenger"}
     assert frame["churn_probability"].sort_values().tolist() == [0.0, 0.1, 0.2, 0.3, 0.4]
