@@ -120,6 +120,12 @@ CUSTOMER_CALENDAR: tuple[FeatureDef, ...] = (
     FeatureDef("cutoff_month", "int", "month of the year of the score date (1 = January)"),
 )
 
+# The classical models among them (training's baselines; the CLV one is also the starting
+# point of the btyd_tweedie formulation), and the CLV horizon extrapolation ratio.
+BTYD_CHURN = "btyd_p_no_purchase_churn_horizon"
+BTYD_CLV = "btyd_expected_spend_clv_horizon"
+BTYD_HORIZON_RATIO = "btyd_clv_horizon_ratio"
+
 # Buy-till-you-die signals (features/btyd.py): BG/NBD and Gamma-Gamma fitted per cutoff on the
 # history before it; the horizons are the label windows (labels.*_horizon_days).
 CUSTOMER_BTYD: tuple[FeatureDef, ...] = (

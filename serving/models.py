@@ -38,7 +38,15 @@ import numpy as np
 import pandas as pd
 
 from features.model_spec import model_spec
-from features.names import ALL_FEATURES, CUSTOMER_ID, EVENT_TIMESTAMP, OFFER_ID, reason_text
+from features.names import (
+    ALL_FEATURES,
+    BTYD_CLV,
+    BTYD_HORIZON_RATIO,
+    CUSTOMER_ID,
+    EVENT_TIMESTAMP,
+    OFFER_ID,
+    reason_text,
+)
 
 # The bundle's description of the model beside its booster files.
 BUNDLE_FILE = "model.json"
@@ -301,17 +309,13 @@ def clv_value(model: BundleModel, x: np.ndarray) -> np.ndarray:
     return np.asarray(np.clip(score(model, x) * scale, 0, None), dtype=float)
 
 
-# Input with each customer's BG/NBD ratio of expected purchases, asked over trained horizon.
-HORIZON_RATIO = "btyd_clv_horizon_ratio"
-
-
 def horizon_factor(model: BundleModel, x: np.ndarray) -> np.ndarray:
     """1 for a CLV trained at the horizon it serves; for one trained at a shorter horizon
     (`trained_horizon_days`, a short history) each row's BG/NBD ratio of expected purchases
     in the served over the trained horizon (missing as `horizon_ratio_fill`)."""
     if "trained_horizon_days" not in model.meta:
         return np.ones(len(x))
-    ratio = x[:, model.columns.index(HORIZON_RATIO)]
+    ratio = x[:, model.columns.index(BTYD_HORIZON_RATIO)]
     return np.where(np.isfinite(ratio), ratio, float(model.meta["horizon_ratio_fill"]))
 
 
@@ -327,13 +331,26 @@ def at_trained_horizon(model: BundleModel) -> BundleModel:
 def lightgbm_clv(model: BundleModel, x: np.ndarray) -> np.ndarray:
     """The LightGBM CLV: P(buy) x E[spend | buy] for the two-part model (spend fitted on
     log(1 + revenue) with residual variance `spend_variance`, so the mean spend is
-    exp(mu + variance / 2) - 1; bundles without it use exp(mu) - 1), the booster's value
-    otherwise."""
-    if model.meta["formulation"] == "two_part":
+    exp(mu + variance / 2) - 1; bundles without it use exp(mu) - 1); for btyd_tweedie the
+    classical expected spend (`clv_base`) times the boosters' correction exp(raw score);
+    the booster's value otherwise."""
+    formulation = model.meta["formulation"]
+    if formulation == "two_part":
         half_variance = float(model.meta.get("spend_variance", 0.0)) / 2
         spend = np.expm1(model.raw(x, "spend") + half_variance)
         return np.asarray(model.raw(x, "buy") * spend, dtype=float)
+    if formulation == "btyd_tweedie":
+        margin = model.boosters["value"].predict(x, raw_score=True, num_threads=model.threads)
+        return np.asarray(clv_base(model, x) * np.exp(margin), dtype=float)
     return model.raw(x, "value")
+
+
+def clv_base(model: BundleModel, x: np.ndarray) -> np.ndarray:
+    """The BG/NBD x Gamma-Gamma expected spend a btyd_tweedie CLV starts from: missing as
+    the bundle's `base_fill`, raised to at least `base_floor` (its log is the offset)."""
+    column = x[:, model.columns.index(BTYD_CLV)]
+    filled = np.where(np.isnan(column), float(model.meta["base_fill"]), column)
+    return np.asarray(np.maximum(filled, float(model.meta["base_floor"])), dtype=float)
 
 
 def clv_percentile(model: BundleModel, values: np.ndarray) -> np.ndarray:

@@ -5,6 +5,9 @@ Formulations (evaluated by `serving.models.clv_value`):
   buyers (the mean of the log-normal, exp(mu + sigma^2 / 2), sigma^2 from the regressor's
   residuals on validation: exp(mu) alone is the median, about a third below the mean);
 - tweedie: one regressor with a Tweedie objective (zero-inflated, skewed targets);
+- btyd_tweedie: the same regressor started from the log of the classical BG/NBD x
+  Gamma-Gamma expected spend (its offset), so that its trees learn a multiplicative
+  correction of the classical model rather than the whole value from scratch;
 - l1: one regressor minimising absolute error directly (a conditional median).
 """
 
@@ -18,7 +21,8 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-from serving.models import BundleModel, clv_value
+from features.names import BTYD_CLV
+from serving.models import BundleModel, clv_base, clv_value
 from training.config import ClvParams
 from training.frames import fit_categories, fit_early_stopped, fit_frame, fit_rounds
 
@@ -33,6 +37,10 @@ BASE_LGBM: dict[str, Any] = {
     "verbose": -1,
 }
 ROUNDS = 2000
+TWEEDIE_FORMULATIONS = ("tweedie", "btyd_tweedie")
+# The btyd_tweedie offset: the classical expected spend, missing as its training mean and
+# at least this share of the mean (its log must stay finite for customers it gives up on).
+BASE_FLOOR_SHARE = 0.01
 
 
 def _fit(
@@ -43,11 +51,25 @@ def _fit(
     yv: np.ndarray,
     seed: int,
     rounds: int | None,
+    offsets: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> lgb.Booster:
-    """Early stopped on validation, or `rounds` rounds without it (a refit)."""
+    """Early stopped on validation, or `rounds` rounds without it (a refit); from the
+    rows' starting raw scores `offsets` (training, validation) if given."""
     if rounds is not None:
-        return fit_rounds({**BASE_LGBM, **params}, x, y, seed, rounds)
-    return fit_early_stopped({**BASE_LGBM, **params}, x, y, xv, yv, seed, ROUNDS, patience=100)
+        start = None if offsets is None else offsets[0]
+        return fit_rounds({**BASE_LGBM, **params}, x, y, seed, rounds, start)
+    return fit_early_stopped(
+        {**BASE_LGBM, **params}, x, y, xv, yv, seed, ROUNDS, patience=100, offsets=offsets
+    )
+
+
+def base_settings(train: pd.DataFrame) -> dict[str, float]:
+    """How the btyd_tweedie offset treats the classical expected spend (`clv_base`): a
+    missing value as the training mean, every value at least `BASE_FLOOR_SHARE` of it."""
+    values = pd.to_numeric(train[BTYD_CLV], errors="coerce").to_numpy(float)
+    mean = float(np.nanmean(values)) if np.isfinite(values).any() else 1.0
+    mean = mean if mean > 0 else 1.0
+    return {"base_fill": mean, "base_floor": BASE_FLOOR_SHARE * mean}
 
 
 def fit_formulation(
@@ -61,12 +83,18 @@ def fit_formulation(
     params: ClvParams,
     seed: int,
     rounds: Mapping[str, int] | None = None,
+    power: float | None = None,
 ) -> BundleModel:
     """Fit one formulation with early stopping on validation, or, given each booster's
-    `rounds`, for those rounds (validation then only measures the two-part spend variance)."""
+    `rounds`, for those rounds (validation then only measures the two-part spend variance).
+    A Tweedie formulation uses variance `power` (by default the first of the settings')."""
     x, xv = fit_frame(train, features, categories), fit_frame(valid, features, categories)
     boosters: dict[str, lgb.Booster]
     meta: dict[str, Any] = {}
+    tweedie = {
+        "objective": "tweedie",
+        "tweedie_variance_power": params.tweedie_powers[0] if power is None else power,
+    }
     if name == "two_part":
         buy = _fit(
             {"objective": "binary", **params.lgbm},
@@ -91,14 +119,33 @@ def fit_formulation(
         if pos_v.sum() > 1:  # a refit has no validation rows: its caller keeps the variance
             residuals = np.log1p(yv[pos_v]) - spend.predict(xv[pos_v])
             meta["spend_variance"] = float(np.var(residuals))
+    elif name == "btyd_tweedie":
+        if BTYD_CLV not in features:
+            raise ValueError(f"CLV formulation 'btyd_tweedie' needs the {BTYD_CLV} feature")
+        meta = {**base_settings(train), "tweedie_variance_power": tweedie["tweedie_variance_power"]}
+        probe = BundleModel.create("clv", features, categories, {}, **meta)
+        offsets = (
+            np.log(clv_base(probe, probe.frame_matrix(train))),
+            np.log(clv_base(probe, probe.frame_matrix(valid))),
+        )
+        value = _fit(
+            {**tweedie, **params.lgbm},
+            x,
+            np.clip(y, 0, None),
+            xv,
+            np.clip(yv, 0, None),
+            seed,
+            None if rounds is None else rounds["value"],
+            offsets,
+        )
+        boosters = {"value": value}
     else:
-        objectives: dict[str, dict[str, Any]] = {
-            "tweedie": {"objective": "tweedie", "tweedie_variance_power": 1.3},
-            "l1": {"objective": "l1"},
-        }
+        objectives: dict[str, dict[str, Any]] = {"tweedie": tweedie, "l1": {"objective": "l1"}}
         objective = objectives.get(name)
         if objective is None:
-            raise ValueError(f"CLV formulation '{name}': expected two_part, tweedie or l1")
+            raise ValueError(
+                f"CLV formulation '{name}': expected two_part, tweedie, btyd_tweedie or l1"
+            )
         clipped, clipped_v = np.clip(y, 0, None), np.clip(yv, 0, None)
         value = _fit(
             {**objective, **params.lgbm},
@@ -110,6 +157,8 @@ def fit_formulation(
             None if rounds is None else rounds["value"],
         )
         boosters = {"value": value}
+        if name == "tweedie":
+            meta["tweedie_variance_power"] = tweedie["tweedie_variance_power"]
     return BundleModel.create(
         "clv",
         features,
@@ -140,8 +189,13 @@ def refit_clv(
         params,
         seed,
         rounds,
+        model.meta.get("tweedie_variance_power"),
     )
-    return dataclasses.replace(model, boosters=refitted.boosters, meta=dict(model.meta))
+    # The spend variance is kept; the offset settings must be the refit's own.
+    offset: dict[str, Any] = {
+        k: refitted.meta[k] for k in ("base_fill", "base_floor") if k in refitted.meta
+    }
+    return dataclasses.replace(model, boosters=refitted.boosters, meta={**model.meta, **offset})
 
 
 def train_clv(
@@ -153,14 +207,36 @@ def train_clv(
     params: ClvParams,
     seed: int,
 ) -> tuple[BundleModel, dict[str, Any]]:
-    """Fit every configured formulation; keep the one with the lowest validation MAE."""
+    """Fit every configured formulation (each Tweedie one at each of the variance powers of
+    the settings); keep the one with the lowest validation MAE (btyd_tweedie only when the
+    classical expected spend is among the features)."""
     categories = fit_categories(train, features)
     fitted, mae = {}, {}
-    for name in params.formulations:
-        model = fit_formulation(
-            name, features, categories, train, y_train, valid, y_valid, params, seed
+    usable = [n for n in params.formulations if n != "btyd_tweedie" or BTYD_CLV in features]
+    for name in usable:
+        powers: list[float | None] = (
+            list(params.tweedie_powers) if name in TWEEDIE_FORMULATIONS else [None]
         )
-        fitted[name] = model
-        mae[name] = float(np.mean(np.abs(clv_value(model, model.frame_matrix(valid)) - y_valid)))
+        for power in powers:
+            label = name if power is None else f"{name} power {power:g}"
+            model = fit_formulation(
+                name,
+                features,
+                categories,
+                train,
+                y_train,
+                valid,
+                y_valid,
+                params,
+                seed,
+                power=power,
+            )
+            fitted[label] = model
+            predicted = clv_value(model, model.frame_matrix(valid))
+            mae[label] = float(np.mean(np.abs(predicted - y_valid)))
     best = min(mae, key=lambda n: mae[n])
-    return fitted[best], {"formulation": best, "validation_mae": mae}
+    chosen = fitted[best]
+    info = {"formulation": chosen.meta["formulation"], "validation_mae": mae}
+    if "tweedie_variance_power" in chosen.meta:
+        info["tweedie_variance_power"] = chosen.meta["tweedie_variance_power"]
+    return chosen, info

@@ -40,7 +40,9 @@ class ClvParams(_Frozen):
     """CLV regressor; the formulations listed are compared on validation, the best is kept."""
 
     lgbm: dict[str, Any] = Field(default_factory=dict)
-    formulations: list[str] = Field(default_factory=lambda: ["two_part", "tweedie"])
+    formulations: list[str] = Field(default_factory=lambda: ["two_part", "tweedie", "btyd_tweedie"])
+    # Variance powers a Tweedie formulation is fitted with; validation MAE chooses.
+    tweedie_powers: list[float] = Field(default_factory=lambda: [1.3, 1.6, 1.9], min_length=1)
     high_value_share: float = 0.2
 
 

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 from sklearn.linear_model import LogisticRegression
 
+from features.names import BTYD_CHURN, BTYD_CLV
 from serving.models import LIGHTGBM_SCORER, BundleModel, numbers, score, signed_log
 from training.metrics import bootstrap_interval
 
@@ -26,8 +27,8 @@ MODEL, BASELINE = "model", "baseline"
 BLEND_WEIGHTS = (0.25, 0.5, 0.75)
 RFM_COLUMNS = ["recency_days", "frequency_365d", "monetary_365d"]
 # Classical models that are point-in-time features: (contender name, column).
-CHURN_BTYD = ("BG/NBD P(no purchase)", "btyd_p_no_purchase_churn_horizon")
-CLV_BTYD = ("BG/NBD x Gamma-Gamma", "btyd_expected_spend_clv_horizon")
+CHURN_BTYD = ("BG/NBD P(no purchase)", BTYD_CHURN)
+CLV_BTYD = ("BG/NBD x Gamma-Gamma", BTYD_CLV)
 
 
 @dataclass(frozen=True)

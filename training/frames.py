@@ -48,11 +48,14 @@ def fit_early_stopped(
     seed: int,
     rounds: int,
     patience: int,
+    offsets: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> lgb.Booster:
     """LightGBM on (x, y), stopped when the validation loss has not improved for `patience`
-    rounds; deterministic for a given seed (2 threads)."""
-    train_set = lgb.Dataset(x, y, free_raw_data=False)
-    valid_set = lgb.Dataset(xv, yv, reference=train_set)
+    rounds; deterministic for a given seed (2 threads). `offsets` (training, validation):
+    each row's starting raw score, which the boosters then correct."""
+    start, start_v = offsets if offsets is not None else (None, None)
+    train_set = lgb.Dataset(x, y, init_score=start, free_raw_data=False)
+    valid_set = lgb.Dataset(xv, yv, init_score=start_v, reference=train_set)
     return train_on_sets(params, train_set, valid_set, seed, rounds, patience)
 
 
@@ -76,11 +79,18 @@ def train_on_sets(
 
 
 def fit_rounds(
-    params: dict[str, Any], x: pd.DataFrame, y: np.ndarray, seed: int, rounds: int
+    params: dict[str, Any],
+    x: pd.DataFrame,
+    y: np.ndarray,
+    seed: int,
+    rounds: int,
+    offset: np.ndarray | None = None,
 ) -> lgb.Booster:
     """LightGBM on (x, y) for a fixed number of rounds (e.g. the rounds early stopping chose
-    on validation, when refitting on training and validation cutoffs together)."""
-    return lgb.train(_deterministic(params, seed), lgb.Dataset(x, y), max(int(rounds), 1))
+    on validation, when refitting on training and validation cutoffs together), from each
+    row's starting raw score `offset` if given."""
+    data = lgb.Dataset(x, y, init_score=offset)
+    return lgb.train(_deterministic(params, seed), data, max(int(rounds), 1))
 
 
 def _deterministic(params: dict[str, Any], seed: int) -> dict[str, Any]:

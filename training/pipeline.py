@@ -21,11 +21,10 @@ from sklearn.metrics import roc_auc_score
 from features.catalog import Workspace
 from features.config import LabelParams
 from features.model_spec import ModelSpec, model_spec
-from features.names import CUSTOMER_ID, EVENT_TIMESTAMP
+from features.names import BTYD_HORIZON_RATIO, CUSTOMER_ID, EVENT_TIMESTAMP
 from features.retrieval import historical_features, service_features
 from features.snapshots import trained_horizon
 from serving.models import (
-    HORIZON_RATIO,
     BundleModel,
     at_trained_horizon,
     numbers,
@@ -323,16 +322,16 @@ def run_clv(
 
 def extrapolate(model: BundleModel, test: pd.DataFrame, trained: int, asked: int) -> str:
     """Make a CLV bundle trained at a shorter horizon than asked serve the asked one: each
-    customer's value times the BG/NBD ratio of expected purchases (`HORIZON_RATIO`; missing
+    customer's value times the BG/NBD ratio of expected purchases (`BTYD_HORIZON_RATIO`; missing
     as its mean on the test rows). Returns what the report says about the horizon."""
     if trained >= asked:
         return f"trained, tested and served at {asked} days"
-    if HORIZON_RATIO not in model.columns:
+    if BTYD_HORIZON_RATIO not in model.columns:
         raise ValueError(
             f"clv: the history only allows a {trained}-day horizon ({asked} asked) and the "
-            f"model has no {HORIZON_RATIO} input to extrapolate with; rebuild the features"
+            f"model has no {BTYD_HORIZON_RATIO} input to extrapolate with; rebuild the features"
         )
-    ratios = numbers(test[HORIZON_RATIO])
+    ratios = numbers(test[BTYD_HORIZON_RATIO])
     fill = float(np.nanmean(ratios)) if np.isfinite(ratios).any() else asked / trained
     model.meta.update(trained_horizon_days=trained, horizon_days=asked, horizon_ratio_fill=fill)
     return (

@@ -16,9 +16,10 @@ import pytest
 from crmscore import steps
 from crmscore.settings import load_settings
 from features.labels import trainable_horizon
+from features.names import BTYD_HORIZON_RATIO
 from features.snapshots import snapshots_meta
 from features.synthetic import write_export
-from serving.models import HORIZON_RATIO, at_trained_horizon
+from serving.models import at_trained_horizon
 from serving.registry import load_registered
 from tests.integration.test_products_free import customer_day_export, dataset_yaml
 
@@ -58,7 +59,7 @@ def test_a_short_history_trains_at_the_longest_horizon_and_serves_the_asked_one(
     )
     rows = snapshot[snapshot["event_timestamp"] == snapshot["event_timestamp"].max()].head(50)
     served, at_trained = clv.predict(rows), at_trained_horizon(clv).predict(rows)
-    ratio = rows[HORIZON_RATIO].fillna(clv.meta["horizon_ratio_fill"]).to_numpy(float)
+    ratio = rows[BTYD_HORIZON_RATIO].fillna(clv.meta["horizon_ratio_fill"]).to_numpy(float)
     np.testing.assert_allclose(served, at_trained * ratio, rtol=1e-9)
     assert (ratio[at_trained > 0] > 1).all()  # a longer horizon: more expected purchases
     report = Path(trained_models["clv"]["report"]).read_text()

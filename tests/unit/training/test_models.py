@@ -91,7 +91,7 @@ def test_clv_model_beats_the_mean_and_never_goes_negative() -> None:
     model, info = train_clv(train, y_train, valid, y_valid, FEATURES, ClvParams(), 1)
     p = model.predict(test)
     assert (p >= 0).all()
-    assert info["formulation"] in {"two_part", "tweedie"}
+    assert info["formulation"] in {"two_part", "tweedie", "btyd_tweedie"}
     assert clv_metrics(y_test, p)["mae"] < np.mean(np.abs(y_test - y_train.mean()))
 
 
@@ -176,3 +176,62 @@ def test_a_short_history_validates_on_fewer_cutoffs_rather_than_none() -> None:
     horizon = pd.Timedelta(days=100)
     assert split.test == cutoffs[-1] and len(split.valid) == 1
     assert all(t + horizon <= split.valid[0] for t in split.train) and split.train
+
+
+CLV_FEATURES = service_features("clv_v1")
+
+
+def _classical_value_with_a_missed_driver(
+    n: int, seed: int
+) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """A classical expected spend that is right except for one driver it cannot see: the
+    true mean is base x exp(0.6 x driver), spend is drawn around it (zero for 40%)."""
+    frame, _, _ = _customers(n, seed)
+    for name in CLV_FEATURES:
+        if name not in frame:
+            frame[name] = np.random.default_rng(seed + 7).normal(size=n)
+    rng = np.random.default_rng(seed + 200)
+    base = rng.gamma(2, 150, n)
+    frame["btyd_expected_spend_clv_horizon"] = base
+    driver = frame["frequency_365d"].to_numpy() - 5
+    mean = base * np.exp(0.6 * driver / 2)
+    buys = rng.random(n) < 0.6
+    spend = np.where(buys, rng.gamma(2, mean / 2 / 0.6), 0.0)
+    return frame, spend, mean
+
+
+def test_btyd_tweedie_corrects_the_classical_value_multiplicatively() -> None:
+    (train, y, _), (valid, yv, _), (test, yt, truth) = (
+        _classical_value_with_a_missed_driver(4000, s) for s in (41, 42, 43)
+    )
+    categories = fit_categories(train, CLV_FEATURES)
+    params = ClvParams()
+    model = fit_formulation(
+        "btyd_tweedie", CLV_FEATURES, categories, train, y, valid, yv, params, 1
+    )
+    p = model.predict(test)
+    base = test["btyd_expected_spend_clv_horizon"].to_numpy()
+    # It learns the driver the classical value misses: closer to the true mean than it.
+    assert np.mean(np.abs(p - truth)) < 0.6 * np.mean(np.abs(base - truth))
+    assert clv_metrics(yt, p)["mae"] < clv_metrics(yt, base)["mae"]
+    # A missing classical value is the training mean, and the refit uses its own.
+    missing = test.assign(btyd_expected_spend_clv_horizon=np.nan)
+    assert np.isfinite(model.predict(missing)).all()
+    observed = pd.concat([train, valid], ignore_index=True)
+    refitted = refit_clv(model, observed, np.r_[y, yv], params, 1)
+    assert refitted.boosters["value"].num_trees() == model.boosters["value"].best_iteration
+    expected_fill = observed["btyd_expected_spend_clv_horizon"].mean()
+    assert refitted.meta["base_fill"] == pytest.approx(expected_fill)
+
+
+def test_btyd_tweedie_is_not_a_choice_without_the_classical_value() -> None:
+    train, _, y_train = _customers(2000, 51)
+    valid, _, y_valid = _customers(800, 52)
+    assert "btyd_expected_spend_clv_horizon" not in FEATURES
+    _, info = train_clv(train, y_train, valid, y_valid, FEATURES, ClvParams(), 1)
+    assert {name.split()[0] for name in info["validation_mae"]} == {"two_part", "tweedie"}
+    categories = fit_categories(train, FEATURES)
+    with pytest.raises(ValueError, match="btyd_expected_spend_clv_horizon"):
+        fit_formulation(
+            "btyd_tweedie", FEATURES, categories, train, y_train, valid, y_valid, ClvParams(), 1
+        )
