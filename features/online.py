@@ -9,6 +9,7 @@ returns what Feast's `get_online_features` returns. Other online stores (Redis) 
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from collections.abc import Iterable, Sequence
@@ -39,6 +40,10 @@ class OnlineRow:
 _PARSERS = {"float": float, "int": int, "string": str}
 
 
+class StoreUnavailable(RuntimeError):
+    """The online store did not answer: its file is missing, locked or unreadable."""
+
+
 def _fold(
     rows: Iterable[tuple[Key, str, str | None, int | None]], names: Sequence[str]
 ) -> dict[Key, OnlineRow]:
@@ -63,10 +68,14 @@ def _fold(
 class OnlineFeatures:
     """Feature values by entity key from the online store of `store`.
 
-    Thread-safe: each thread opens its own read-only SQLite connection."""
+    Thread-safe: each thread opens its own read-only SQLite connection. A read waits at most
+    `timeout` seconds for a locked SQLite file, then raises StoreUnavailable; so does a read
+    of a file that is gone. A file replaced by another (an atomic swap) is reopened on the
+    next read of every thread: all readers see the same store."""
 
-    def __init__(self, store: FeatureStore) -> None:
+    def __init__(self, store: FeatureStore, timeout: float = 5.0) -> None:
         self._store = store
+        self._timeout = timeout
         config = store.config
         self._sqlite = isinstance(config.online_store, SqliteOnlineStoreConfig)
         self._path = Path(SqliteOnlineStore._get_db_path(config)) if self._sqlite else None
@@ -83,10 +92,20 @@ class OnlineFeatures:
         self._local = threading.local()
 
     def _connection(self) -> sqlite3.Connection:
+        """This thread's connection to the file now at the store's path (reopened when the
+        path names another file than the one the connection has open)."""
+        try:
+            info = os.stat(str(self._path))
+        except OSError as exc:
+            raise StoreUnavailable(f"online store file {self._path} is missing") from exc
+        inode = (info.st_dev, info.st_ino)
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is not None and getattr(self._local, "inode", None) != inode:
+            conn.close()
+            conn = None
         if conn is None:
-            conn = sqlite3.connect(f"file:{self._path}?mode=ro", uri=True, timeout=5)
-            self._local.conn = conn
+            conn = sqlite3.connect(f"file:{self._path}?mode=ro", uri=True, timeout=self._timeout)
+            self._local.conn, self._local.inode = conn, inode
         return conn
 
     def reachable(self) -> bool:
@@ -145,7 +164,13 @@ class OnlineFeatures:
         """(entity key, feature name, value as text, event time) rows of a view's table."""
         table = '"' + self._tables[view].replace('"', '""') + '"'
         sql = f"SELECT entity_key, feature_name, value_text, event_ts FROM {table} WHERE {where}"
-        return self._connection().execute(sql, params).fetchall()
+        try:
+            return self._connection().execute(sql, params).fetchall()
+        except sqlite3.OperationalError as exc:  # locked (after `timeout`), gone, unreadable
+            conn, self._local.conn = getattr(self._local, "conn", None), None
+            if conn is not None:
+                conn.close()
+            raise StoreUnavailable(f"online store {self._path}: {exc}") from exc
 
     def _read_feast(
         self, view: str, keys: Sequence[tuple[str, ...]], names: Sequence[str]

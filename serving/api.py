@@ -18,10 +18,13 @@ from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from features.names import ALL_FEATURES, HISTORY_OFFERS
+from features.online import StoreUnavailable
+from serving.openapi import tighten
 from serving.predlog import log_rows
 from serving.schemas import (
     ErrorResponse,
@@ -37,34 +40,67 @@ from serving.state import ServingState
 LOG = logging.getLogger("crmscore.serving")
 T = TypeVar("T")
 INLINE_CUSTOMERS = 10
-ERRORS: dict[int | str, dict[str, Any]] = {
+# Seconds a caller is told to wait (Retry-After) when shed, and when the store is down.
+OVERLOAD_RETRY_SECONDS = 1
+STORE_RETRY_SECONDS = 5
+# A client that closed its connection before its answer (nginx's code; never sent).
+CLIENT_GONE = 499
+RETRY_AFTER = {
+    "Retry-After": {"description": "seconds to wait before retrying", "schema": {"type": "integer"}}
+}
+ERRORS: dict[int, dict[str, Any]] = {
     code: {"model": ErrorResponse, "description": text}
     for code, text in {
+        400: "the request body could not be read",
         401: "missing or unknown API key",
         403: "the key may not do this",
+        409: "the new models could not be loaded; the models in use keep answering",
         413: "request body too large",
         422: "invalid request: the fields named are wrong",
-        503: "models not loaded",
+        429: "too many failed authentications from this client; retry after `Retry-After`",
+        503: "not ready (models not loaded, online store not answering) or overloaded; "
+        "retry after `Retry-After`",
         504: "request timed out",
     }.items()
 }
+for _code in (429, 503):
+    ERRORS[_code]["headers"] = RETRY_AFTER
+# Security schemes, for the document: the key is checked by `require_key`.
+BEARER = HTTPBearer(auto_error=False, description="`Authorization: Bearer <API key>`")
+KEY_HEADER = APIKeyHeader(name="X-API-Key", auto_error=False, description="the API key")
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """The documented error answers of a route."""
+    return {code: ERRORS[code] for code in codes}
 
 
 def _error(
-    status: int, code: str, message: str, fields: list[dict[str, Any]] | None = None
+    status: int,
+    code: str,
+    message: str,
+    fields: list[dict[str, Any]] | None = None,
+    retry_after: float | None = None,
 ) -> JSONResponse:
     body = {"error": {"code": code, "message": message, "fields": fields or []}}
-    return JSONResponse(body, status_code=status)
+    headers = {"Retry-After": str(max(1, math.ceil(retry_after)))} if retry_after else None
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 class ApiError(HTTPException):
-    """An HTTP error with a machine-readable code and the fields at fault."""
+    """An HTTP error with a machine-readable code, the fields at fault and, for a refusal
+    the caller should retry, the seconds to wait (`Retry-After`)."""
 
     def __init__(
-        self, status: int, code: str, message: str, fields: list[dict[str, Any]] | None = None
+        self,
+        status: int,
+        code: str,
+        message: str,
+        fields: list[dict[str, Any]] | None = None,
+        retry_after: float | None = None,
     ) -> None:
         super().__init__(status, message)
-        self.code, self.fields = code, fields or []
+        self.code, self.fields, self.retry_after = code, fields or [], retry_after
 
 
 class BodyLimit:
@@ -127,7 +163,9 @@ class CatchAll:
 
 
 class Timeout:
-    """ASGI middleware: 504 when no answer has started within the time limit."""
+    """ASGI middleware: 504 when no answer has started within the time limit. It answers at
+    the limit, without waiting for the request's work: the work is cancelled, and work
+    already in a thread ends at the end of its step (a store read, a page's scoring)."""
 
     def __init__(self, app: ASGIApp, seconds: Callable[[], float]) -> None:
         self.app, self.seconds = app, seconds
@@ -144,17 +182,40 @@ class Timeout:
             await send(message)
 
         seconds = self.seconds()
+        task = asyncio.ensure_future(self.app(scope, receive, tracked))
         try:
-            await asyncio.wait_for(self.app(scope, receive, tracked), timeout=seconds)
-        except TimeoutError:
-            if not started:
-                await _error(504, "timeout", f"no answer within {seconds} s")(scope, receive, send)
+            done, _ = await asyncio.wait({task}, timeout=seconds)
+        except asyncio.CancelledError:
+            task.cancel()
+            raise
+        if done or started:
+            await task
+            return
+        task.cancel()
+        await _error(504, "timeout", f"no answer within {seconds} s")(scope, receive, send)
+
+
+class ApiFirst:
+    """ASGI middleware for the server the API is mounted on (BentoML): every request goes to
+    the API but the server's own liveness and metrics (`/livez`, `/metrics`). So `/healthz`,
+    `/readyz` and an unknown path answer JSON, as documented, not the server's plain text."""
+
+    SERVER_PATHS = frozenset({"/livez", "/metrics"})
+
+    def __init__(self, app: ASGIApp, api: ASGIApp) -> None:
+        self.app, self.api = app, api
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] not in self.SERVER_PATHS:
+            await self.api(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
 
 
 def _state(request: Request) -> ServingState:
     state: ServingState | None = getattr(request.app.state, "serving", None)
     if state is None:
-        raise ApiError(503, "not_ready", "the service is starting")
+        raise ApiError(503, "not_ready", "the service is starting", retry_after=STORE_RETRY_SECONDS)
     return state
 
 
@@ -165,10 +226,24 @@ def _presented_key(request: Request) -> str | None:
     return request.headers.get("x-api-key")
 
 
-async def require_key(request: Request) -> str:
-    """Dependency: the caller's role; 401 without a valid key."""
-    role = _state(request).keys.role(_presented_key(request))
+async def require_key(
+    request: Request,
+    _bearer: HTTPAuthorizationCredentials | None = Depends(BEARER),
+    _header: str | None = Depends(KEY_HEADER),
+) -> str:
+    """Dependency: the caller's role; 401 without a valid key, and 429 for a client with too
+    many failed authentications in the last minute (its key is then not even checked)."""
+    state = _state(request)
+    client = request.client.host if request.client else "unknown"
+    wait = state.auth_failures.retry_after(client)
+    if wait is not None:
+        raise ApiError(
+            429, "too_many_failures", "too many failed authentications", retry_after=wait
+        )
+    presented = _presented_key(request)
+    role = state.keys.role(presented)
     if role is None:
+        state.auth_failures.record(client, presented)
         raise ApiError(401, "unauthorized", "missing or unknown API key")
     return role
 
@@ -183,7 +258,7 @@ async def require_admin(role: str = Depends(require_key)) -> str:
 def _scorer(state: ServingState) -> Scorer:
     if state.scorer is None:
         # Why is in the server log: an error's text can hold paths and internals.
-        raise ApiError(503, "not_ready", "models not loaded")
+        raise ApiError(503, "not_ready", "models not loaded", retry_after=STORE_RETRY_SECONDS)
     return state.scorer
 
 
@@ -198,6 +273,42 @@ def _respond(
     for a in answers:
         a.pop("_features", None)
     return {"request_id": request_id, "scores": answers}
+
+
+async def _read_store(read: Callable[[], T]) -> T:
+    """Run an online store read in the thread pool (never on the event loop: a locked
+    SQLite file would freeze every request of the worker); 503 when the store does not
+    answer within `serving.store_timeout_seconds`."""
+    try:
+        return await run_in_threadpool(read)
+    except StoreUnavailable as exc:
+        LOG.error("online store unavailable: %s", exc)
+        raise ApiError(
+            503,
+            "store_unavailable",
+            "the online store did not answer; retry later",
+            retry_after=STORE_RETRY_SECONDS,
+        ) from None
+
+
+class _Admitted:
+    """Holds `n` customers of the worker's admission budget for a request (serving/limits.py);
+    503 with Retry-After at once when they do not fit."""
+
+    def __init__(self, state: ServingState, n: int) -> None:
+        self.admission, self.n = state.admission, n
+
+    async def __aenter__(self) -> None:
+        if not self.admission.try_admit(self.n):
+            raise ApiError(
+                503,
+                "overloaded",
+                "the service is at capacity; retry later",
+                retry_after=OVERLOAD_RETRY_SECONDS,
+            )
+
+    async def __aexit__(self, *_: object) -> None:
+        self.admission.release(self.n)
 
 
 async def _off_loop_if_large(n: int, work: Callable[[], T]) -> T:
@@ -265,23 +376,43 @@ def create_app() -> FastAPI:
         version="1",
         summary="Churn, customer lifetime value and next-best-offer scores for CRM systems.",
         description=(
-            "Authenticate with `Authorization: Bearer <key>` (or `X-API-Key`). Every error "
-            "answers a JSON body naming the field at fault."
+            "Authenticate with `Authorization: Bearer <key>` (or `X-API-Key`). Every error, "
+            "an unknown path (404) included, answers a JSON body naming the field at fault; "
+            "a refusal worth retrying (429, 503) says when in `Retry-After`."
         ),
-        responses=ERRORS,
     )
+    base_document = app.openapi
+
+    def document() -> dict[str, Any]:
+        """FastAPI's document with the running service's rules (serving/openapi.py)."""
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        state: ServingState | None = getattr(app.state, "serving", None)
+        scorer = state.scorer if state else None
+        customer = (
+            [*scorer.models.customer_features, *SEGMENT_FEATURES, HISTORY_OFFERS] if scorer else []
+        )
+        max_page = state.params.max_page if state else 1000
+        app.openapi_schema = tighten(base_document(), max_page, customer, AFFINITY_FEATURES)
+        return app.openapi_schema
+
+    app.openapi = document  # type: ignore[method-assign]
     app.add_middleware(BodyLimit, limit=lambda: _limit(app))
     app.add_middleware(Timeout, seconds=lambda: _timeout(app))
     app.add_middleware(CatchAll)
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
-        return _error(exc.status_code, exc.code, str(exc.detail), exc.fields)
+        return _error(exc.status_code, exc.code, str(exc.detail), exc.fields, exc.retry_after)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return _error(exc.status_code, code, str(exc.detail))
+        code = {400: "bad_request", 404: "not_found", 405: "method_not_allowed"}.get(
+            exc.status_code, "http_error"
+        )
+        answer = _error(exc.status_code, code, str(exc.detail))
+        answer.headers.update(exc.headers or {})  # e.g. Allow on a 405
+        return answer
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -298,25 +429,29 @@ def create_app() -> FastAPI:
         "/v1/score",
         response_model=ScoreResponse,
         summary="Score one customer or a page of customers from the feature store",
-        responses=ERRORS,
+        responses=_errors(400, 401, 413, 422, 429, 503, 504),
     )
     async def score(body: ScoreRequest, request: Request, _: str = Depends(require_key)) -> Any:
         state = _state(request)
         ids = body.ids()
         _check_page(state, len(ids), "customer_ids")
         scorer = _scorer(state)
+        async with _Admitted(state, len(ids)):
+            customers = await _read_store(lambda: scorer.lookup(ids))
+            if len(ids) > INLINE_CUSTOMERS and await request.is_disconnected():
+                raise ApiError(CLIENT_GONE, "client_gone", "the client closed the connection")
 
-        def work() -> list[dict[str, Any]]:
-            return scorer.score(scorer.lookup(ids), body.explain, body.top_k)
+            def work() -> list[dict[str, Any]]:
+                return scorer.score(customers, body.explain, body.top_k)
 
-        answers = await _off_loop_if_large(len(ids), work)
+            answers = await _off_loop_if_large(len(ids), work)
         return _respond(state, answers, uuid.uuid4().hex)
 
     @app.post(
         "/v1/score/features",
         response_model=ScoreResponse,
         summary="Score customers from features the caller sends (what-if)",
-        responses=ERRORS,
+        responses=_errors(400, 401, 413, 422, 429, 503, 504),
     )
     async def score_features(
         body: FeaturesRequest, request: Request, _: str = Depends(require_key)
@@ -338,12 +473,13 @@ def create_app() -> FastAPI:
             customers.append(Customer(c.customer_id, dict(c.features), None, affinity))
         if problems:
             raise ApiError(422, "invalid_features", "unknown or mistyped features", problems)
-        answers = await _off_loop_if_large(
-            len(customers), lambda: scorer.score(customers, body.explain, body.top_k)
-        )
+        async with _Admitted(state, len(customers)):
+            answers = await _off_loop_if_large(
+                len(customers), lambda: scorer.score(customers, body.explain, body.top_k)
+            )
         return _respond(state, answers, uuid.uuid4().hex, live=False)
 
-    @app.get("/v1/models", response_model=ModelsResponse, responses=ERRORS)
+    @app.get("/v1/models", response_model=ModelsResponse, responses=_errors(401, 429, 503, 504))
     def models(request: Request, _: str = Depends(require_key)) -> Any:
         """The models answering now: registry versions, aliases and training windows."""
         state = _state(request)
@@ -352,9 +488,14 @@ def create_app() -> FastAPI:
         return {
             "models": {x.kind: x.info for x in m.loaded},
             "loaded_at": state.loaded_at.isoformat() if state.loaded_at else "",
+            "prediction_log": state.prediction_log.stats() if state.prediction_log else None,
         }
 
-    @app.post("/v1/admin/reload", response_model=ModelsResponse, responses=ERRORS)
+    @app.post(
+        "/v1/admin/reload",
+        response_model=ModelsResponse,
+        responses=_errors(401, 403, 409, 429, 503, 504),
+    )
     def reload(request: Request, _: str = Depends(require_admin)) -> Any:
         """Load the current champions; requests in flight finish on the previous models."""
         state = _state(request)
@@ -371,6 +512,7 @@ def create_app() -> FastAPI:
                 "the new models could not be loaded; kept the models in use "
                 f"(reference {reference} in the server log)",
             ) from None
+        app.openapi_schema = None  # the models' features may have changed
         return models(request, "admin")
 
     @app.get("/", include_in_schema=False)
@@ -384,18 +526,19 @@ def create_app() -> FastAPI:
         return JSONResponse(app.openapi())
 
     @app.get("/healthz", response_model=Status)
-    def healthz() -> Any:
-        """Alive (the process answers)."""
+    async def healthz() -> Any:
+        """Alive: the process answers (on the event loop, touching nothing else)."""
         return {"status": "ok"}
 
     @app.get("/readyz", response_model=Status, responses={503: {"model": Status}})
-    def readyz(request: Request) -> Any:
-        """Ready: models loaded and the online store reachable."""
+    async def readyz(request: Request) -> Any:
+        """Ready: models loaded and the online store file there and answering within
+        `serving.store_timeout_seconds` (checked in a thread, not on the event loop)."""
         state = getattr(request.app.state, "serving", None)
         scorer = state.scorer if state else None
         detail = {
             "models_loaded": scorer is not None,
-            "online_store": bool(scorer and scorer.online.reachable()),
+            "online_store": bool(scorer and await run_in_threadpool(scorer.online.reachable)),
         }
         if not all(detail.values()):
             return JSONResponse({"status": "not ready", "detail": detail}, status_code=503)

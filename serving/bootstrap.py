@@ -6,6 +6,7 @@ says and replace their process with `Launch.command`. Nothing here starts a serv
 
 from __future__ import annotations
 
+import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,10 @@ from serving.registry import RegistryError, configure, served_version
 # The project root: BentoML imports `serving.service` from there.
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SERVICE = "serving.service:CrmscoreService"
+# BentoML's own time-out, after the API's (`serving.request_timeout_seconds`) by this much:
+# the API's answers first, in its error format; BentoML's only stops a request that hangs.
+# Short: BentoML keeps each request's timer and context alive for its time-out (BENCHMARKS.md).
+BENTOML_TIMEOUT_GRACE_SECONDS = 1.0
 # Models the service answers without: their part of the answer is left empty, with a warning.
 OPTIONAL_KINDS = frozenset({"nbo"})
 
@@ -97,6 +102,13 @@ def service_command(host: str, port: int) -> list[str]:
     return [*command, "--host", host, "--port", str(port), "--working-dir", str(PROJECT_ROOT)]
 
 
+def bentoml_overrides(request_timeout_seconds: float) -> str:
+    """BentoML's configuration overrides (the `BENTOML_CONFIG_OVERRIDES` variable) that set
+    its traffic time-out from the API's."""
+    timeout = request_timeout_seconds + BENTOML_TIMEOUT_GRACE_SECONDS
+    return json.dumps({"services": {"crmscore": {"traffic": {"timeout": timeout}}}})
+
+
 def prepare(
     settings: ServiceSettings,
     env: dict[str, str],
@@ -107,7 +119,8 @@ def prepare(
 ) -> Launch:
     """Check the workspace (ServeError listing every problem), make sure API keys exist,
     write the service's settings file and build the service process's environment: `env`
-    plus the key files, the settings file and the id salt (environment only)."""
+    plus the key files, the settings file, the id salt (environment only) and BentoML's
+    time-out (`bentoml_overrides`)."""
     problems = serving_problems(settings, env)
     if problems:
         raise ServeError(problems)
@@ -118,6 +131,7 @@ def prepare(
         **key_vars,
         SETTINGS_VAR: str(settings_file),
         "CRMSCORE_HOME": str(settings.workspace),
+        "BENTOML_CONFIG_OVERRIDES": bentoml_overrides(settings.serving.request_timeout_seconds),
     }
     if id_salt:
         service_env[ID_SALT_VAR] = id_salt

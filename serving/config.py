@@ -35,8 +35,16 @@ class ServingParams(BaseModel):
     max_page: int = 1000
     # Largest request body in bytes (413 above it).
     max_body_bytes: int = 2_000_000
-    # A request still running after this many seconds answers 504.
+    # A request still running after this many seconds answers 504 (BentoML's own time-out is
+    # set a little longer from it, so that this one answers, in the API's error format).
     request_timeout_seconds: float = 10.0
+    # An online store read waits at most this long (a locked SQLite file), then 503.
+    store_timeout_seconds: float = 1.0
+    # Customers being scored at once per worker process; a request that does not fit is
+    # refused at once (503 with Retry-After) rather than queued past its time-out.
+    max_inflight_customers: int = Field(default=3000, ge=1)
+    # Failed authentications per client address and minute before it gets 429 for a minute.
+    auth_failures_per_minute: int = Field(default=20, ge=1)
     # Offer popularity and values are re-read from the online store at most this often.
     offer_cache_seconds: float = 300.0
     # Reason codes: drivers up and down per model when a request asks `explain: true`.
@@ -46,6 +54,9 @@ class ServingParams(BaseModel):
     prediction_log: bool = True
     prediction_log_rows: int = 5000
     prediction_log_seconds: float = 10.0
+    # Rows waiting to be written (e.g. while the folder is unwritable); more are dropped and
+    # counted (GET /v1/models).
+    prediction_log_max_rows: int = Field(default=100_000, ge=1)
 
 
 class ServiceSettings(BaseModel):

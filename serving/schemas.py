@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+
+def _whole(value: Any) -> Any:
+    """A float with no fraction as an int: JSON's 6.0 is the integer 6 (JSON Schema agrees)."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+# Offers per customer.
+TopK = Annotated[Annotated[int, Field(ge=1, le=50)] | None, BeforeValidator(_whole)]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """A request: no unknown field, no value of another type (no "true" for true)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class ScoreRequest(_Strict):
@@ -16,6 +27,7 @@ class ScoreRequest(_Strict):
 
     model_config = ConfigDict(
         extra="forbid",
+        strict=True,
         json_schema_extra={
             "examples": [
                 {"customer_id": "1364", "explain": True},
@@ -27,10 +39,13 @@ class ScoreRequest(_Strict):
     customer_id: str | None = Field(default=None, min_length=1, max_length=128)
     customer_ids: list[str] | None = Field(default=None, min_length=1)
     explain: bool = Field(default=False, description="add reason codes (top drivers, in words)")
-    top_k: int | None = Field(default=None, ge=1, le=50, description="offers per customer")
+    top_k: TopK = Field(default=None, description="offers per customer")
 
     @model_validator(mode="after")
     def _one_of(self) -> ScoreRequest:
+        null = {"customer_id", "customer_ids"} & self.model_fields_set
+        if any(getattr(self, name) is None for name in null):
+            raise ValueError("customer_id and customer_ids may not be null")
         if (self.customer_id is None) == (self.customer_ids is None):
             raise ValueError("give exactly one of customer_id or customer_ids")
         for i, cid in enumerate(self.customer_ids or []):
@@ -67,6 +82,7 @@ class FeaturesRequest(_Strict):
 
     model_config = ConfigDict(
         extra="forbid",
+        strict=True,
         json_schema_extra={
             "examples": [
                 {
@@ -95,7 +111,7 @@ class FeaturesRequest(_Strict):
 
     customers: list[FeatureCustomer] = Field(min_length=1)
     explain: bool = False
-    top_k: int | None = Field(default=None, ge=1, le=50)
+    top_k: TopK = None
 
 
 class ChurnAnswer(BaseModel):
@@ -208,8 +224,20 @@ class ModelInfo(BaseModel):
     metrics: dict[str, float]
 
 
+class PredictionLogStatus(BaseModel):
+    """The prediction log of the worker process that answered: rows written, waiting to be
+    written, dropped (the queue was full), failed writes and the last failure (None once a
+    write succeeded again)."""
+
+    rows_written: int
+    rows_waiting: int
+    rows_dropped: int
+    failed_writes: int
+    last_error: str | None = None
+
+
 class ModelsResponse(BaseModel):
-    """The models answering now."""
+    """The models answering now, and the state of the prediction log (None when it is off)."""
 
     model_config = ConfigDict(
         json_schema_extra={
@@ -237,6 +265,7 @@ class ModelsResponse(BaseModel):
 
     models: dict[str, ModelInfo]
     loaded_at: str
+    prediction_log: PredictionLogStatus | None = None
 
 
 class ErrorBody(BaseModel):

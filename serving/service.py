@@ -3,8 +3,9 @@
 Run with `crmscore serve`, which writes the service's settings (serving/config.py) and starts
 `bentoml serve serving.service:CrmscoreService` with CRMSCORE_SERVICE_SETTINGS and the API key
 variables set. The service reads those settings only: it imports neither `crmscore` nor
-`training`. BentoML answers `/healthz` (alive) and `/readyz` (ready: `__is_ready__` below);
-the API answers `/v1/*` and its OpenAPI document is at `/openapi.json`, browsable at `/docs`."""
+`training`. The API answers `/v1/*`, `/healthz` (alive) and `/readyz` (ready) in JSON
+(`ApiFirst` hands it every request before BentoML's routes, which answer plain text), and
+its OpenAPI document is at `/openapi.json`, browsable at `/docs`."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import os
 
 import bentoml
 
-from serving.api import create_app
+from serving.api import ApiFirst, create_app
 
 app = create_app()
 
@@ -23,6 +24,7 @@ app = create_app()
     workers=2,
     # BentoML keeps every request's context alive until its timeout, whether it answered or
     # not: a long timeout filled the heap and lengthened the GC pauses (BENCHMARKS.md).
+    # `crmscore serve` sets it from `serving.request_timeout_seconds` (serving/bootstrap.py).
     traffic={"timeout": 10},
     # LightGBM's OpenMP pool costs milliseconds per call for one row; one thread is fastest.
     envs=[{"name": "OMP_NUM_THREADS", "value": "1"}],
@@ -52,3 +54,6 @@ class CrmscoreService:
     def flush(self) -> None:
         """Write the prediction log's last rows."""
         self.state.close()
+
+
+CrmscoreService.add_asgi_middleware(ApiFirst, api=app)  # type: ignore[attr-defined]

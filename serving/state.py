@@ -22,6 +22,7 @@ from features.contract import NO_PRODUCTS
 from features.online import OnlineFeatures
 from serving.auth import ApiKeys
 from serving.config import ServiceSettings, ServingParams, id_salt
+from serving.limits import Admission, AuthFailures
 from serving.predlog import PredictionLog
 from serving.registry import NoVersion, configure, load_registered
 from serving.scoring import Models, Scorer
@@ -42,13 +43,18 @@ def no_offers_reason(paths: Workspace | None) -> str | None:
 
 
 def load_scorer(
-    client: Any, store: FeatureStore, explain_top: int, paths: Workspace | None = None
+    client: Any,
+    store: FeatureStore,
+    explain_top: int,
+    paths: Workspace | None = None,
+    store_timeout: float = 5.0,
 ) -> Scorer:
     """The registered models (champions) with the online store. Churn and CLV are required;
     the offer model is left out, and the answers say why, when the data has no products
     (`paths`' feature build says so) or the registry has no champion of it. A champion that
     cannot be loaded (a damaged bundle, an unreadable registry) is an error for every
-    model: nothing is served without saying so."""
+    model: nothing is served without saying so. An online store read waits at most
+    `store_timeout` seconds."""
     churn, clv = load_registered("churn", client), load_registered("clv", client)
     no_offers = no_offers_reason(paths)
     nbo = None
@@ -59,7 +65,7 @@ def load_scorer(
             no_offers = str(exc)
             LOG.warning("serving without offers: %s", exc)
     models = Models(churn, clv, nbo, no_offers)
-    return Scorer(models, OnlineFeatures(store), explain_top)
+    return Scorer(models, OnlineFeatures(store, store_timeout), explain_top)
 
 
 @dataclass
@@ -80,16 +86,29 @@ class ServingState:
     reload_stamp: Path | None = None
     # The workspace: its feature build says whether the data has products (offers).
     paths: Workspace | None = None
+    # Load shedding and the limit on failed authentications (serving/limits.py).
+    admission: Admission = field(init=False)
+    auth_failures: AuthFailures = field(init=False)
     _reload_lock: threading.Lock = field(default_factory=threading.Lock)
     _stamp_seen: int = 0
     _stop: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        self.admission = Admission(self.params.max_inflight_customers)
+        self.auth_failures = AuthFailures(self.params.auth_failures_per_minute)
 
     def load(self, announce: bool = False) -> None:
         """Load (or re-load) the champions; on failure keep serving the models in use.
         With `announce`, the other worker processes are told to reload too."""
         with self._reload_lock:
             try:
-                scorer = load_scorer(self.client, self.store, self.params.explain_top, self.paths)
+                scorer = load_scorer(
+                    self.client,
+                    self.store,
+                    self.params.explain_top,
+                    self.paths,
+                    self.params.store_timeout_seconds,
+                )
             except Exception as exc:
                 self.load_error = str(exc)
                 LOG.error("models could not be loaded: %s", exc)
@@ -143,7 +162,10 @@ def build_state(settings: ServiceSettings, env: dict[str, str]) -> ServingState:
     params = settings.serving
     log = (
         PredictionLog(
-            paths.predictions_dir, params.prediction_log_rows, params.prediction_log_seconds
+            paths.predictions_dir,
+            params.prediction_log_rows,
+            params.prediction_log_seconds,
+            params.prediction_log_max_rows,
         )
         if params.prediction_log
         else None

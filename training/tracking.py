@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -226,6 +227,33 @@ def rollback(kind: str, client: MlflowClient) -> GateDecision:
     return GateDecision(kind, True, previous, f"@champion moved back from version {current}")
 
 
+MASK = "***"
+# Settings whose whole value is a secret, by a word in their name.
+SECRET_NAMES = re.compile(r"password|passwd|secret|token|api_?key|salt|credential", re.I)
+# A URL's password (scheme://user:password@host) and secret query values (?token=...).
+URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^/@:\s]*:)[^/@\s]*(?=@)", re.I)
+SECRET_QUERY = re.compile(
+    r"(?P<head>[?&;](?:password|passwd|secret|token|access_?token|api_?key|key|sig|signature)=)"
+    r"[^&;#\s]*",
+    re.I,
+)
+
+
+def mask_secrets(value: Any, name: str = "") -> Any:
+    """`value` (settings as JSON-like data) with secrets replaced by "***": the value of a
+    setting named like a secret, passwords in URLs and secret query parameters."""
+    if isinstance(value, dict):
+        return {k: mask_secrets(v, str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [mask_secrets(v, name) for v in value]
+    if isinstance(value, str):
+        if value and SECRET_NAMES.search(name):
+            return MASK
+        value = URL_PASSWORD.sub(lambda m: m["head"] + MASK, value)
+        return SECRET_QUERY.sub(lambda m: m["head"] + MASK, value)
+    return value
+
+
 def settings_json(settings: Any) -> str:
-    """Resolved settings as JSON, for the run."""
-    return json.dumps(json.loads(settings.model_dump_json()), indent=2)
+    """Resolved settings as JSON, for the run, secrets masked (`mask_secrets`)."""
+    return json.dumps(mask_secrets(json.loads(settings.model_dump_json())), indent=2)

@@ -33,6 +33,10 @@ settings:
     max_body_bytes: 20000
     prediction_log_rows: 50
     prediction_log_seconds: 0.5
+    prediction_log_max_rows: 200
+    store_timeout_seconds: 2
+    max_inflight_customers: 100
+    auth_failures_per_minute: 50
 """
 
 

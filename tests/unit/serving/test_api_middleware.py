@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import httpx
+from fastapi.concurrency import run_in_threadpool
 from starlette.types import Receive, Scope, Send
 
 from serving.api import BodyLimit, CatchAll, Timeout
@@ -53,3 +55,21 @@ def test_unexpected_errors_answer_500_json_without_the_message() -> None:
     error = answer.json()["error"]
     assert error["code"] == "internal_error" and "reference" in error["message"]
     assert "12345" not in answer.text
+
+
+def test_timeout_answers_at_the_limit_while_work_in_a_thread_goes_on() -> None:
+    """The 504 leaves before the thread's work ends (anyio waits for a thread when its
+    caller is cancelled: waiting for the cancelled request would answer only then)."""
+    finished = threading.Event()
+
+    def work() -> None:
+        finished.wait(timeout=3)
+        finished.set()
+
+    async def in_thread(scope: Scope, receive: Receive, send: Send) -> None:
+        await run_in_threadpool(work)
+        await _ok(scope, receive, send)
+
+    answer = _post(Timeout(in_thread, lambda: 0.05))
+    assert answer.status_code == 504 and not finished.is_set()
+    finished.set()

@@ -4,7 +4,10 @@ created owner-only and reused, the service's settings file and process environme
 from __future__ import annotations
 
 import json
+import os
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -100,6 +103,9 @@ def test_prepare_writes_the_settings_and_builds_the_service_environment(
     assert launch.env["PATH"] == "/usr/bin" and env.keys() == {"PATH", "CRMSCORE_REDIS_URL"}
     assert launch.env["CRMSCORE_ID_SALT"] == "pepper"  # the salt goes by the environment ...
     assert launch.env[SETTINGS_VAR] == str(settings.paths.service_settings)
+    assert launch.env["BENTOML_CONFIG_OVERRIDES"] == bootstrap.bentoml_overrides(
+        settings.serving.request_timeout_seconds
+    )
     for var, path in settings.paths.key_files().items():
         assert launch.env[var] == str(path)
 
@@ -128,3 +134,27 @@ def test_the_service_settings_file_is_found_through_the_workspace_or_refused(
     broken.write_text('{"workspace": 3}')
     with pytest.raises(ValueError, match=r"service\.json: not valid service settings"):
         load_service_settings({"CRMSCORE_HOME": str(root)})
+
+
+def test_bentoml_times_out_after_the_api_from_the_one_setting(tmp_path: Path) -> None:
+    """The service process's environment sets BentoML's own traffic time-out from
+    `serving.request_timeout_seconds`, as the installed BentoML reads it."""
+    overrides = bootstrap.bentoml_overrides(3.5)
+    script = (
+        "from serving.service import CrmscoreService\n"
+        "from bentoml._internal.configuration.containers import BentoMLContainer\n"
+        "CrmscoreService.inject_config()\n"
+        "print(BentoMLContainer.config.services['crmscore'].traffic.timeout.get())\n"
+        "print(BentoMLContainer.api_server_config.traffic.timeout.get())\n"
+    )
+    env = {**os.environ, "BENTOML_CONFIG_OVERRIDES": overrides, "BENTOML_HOME": str(tmp_path)}
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=bootstrap.PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    expected = 3.5 + bootstrap.BENTOML_TIMEOUT_GRACE_SECONDS
+    assert [float(v) for v in result.stdout.split()[-2:]] == [expected, expected]
