@@ -356,12 +356,12 @@ def main(argv: list[str], env: dict[str, str] | None = None) -> int:
     except (SettingsError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    log_to_file(settings.paths.log_file)
     if not args.no_serve:
         problem = port_problem(settings.serving.host, port)
         if problem:
             print(f"error: {problem}", file=sys.stderr)
             return 2
+    log_to_file(settings.paths.log_file)
     code = run_steps(settings, args.rerun)
     if code:
         return code

@@ -2,9 +2,10 @@
 
 The terminal (stderr) shows crmscore's own lines: a line per stage with its elapsed time
 (info), or only warnings and errors with --quiet, or everything with --verbose. The
-workspace's log file (`Workspace.log_file`) gets everything at debug level, third-party
-lines included: MLflow, Feast, PyTensor, SQLAlchemy and Python warnings, and what libraries
-print on stdout. Progress bars (tqdm, MLflow's artifact downloads) are switched off."""
+workspace's log file (`Workspace.log_file`) gets crmscore's lines at debug level and the
+libraries' at info (debug with --verbose): MLflow, Feast, PyTensor, SQLAlchemy, Python
+warnings, and what libraries print on stdout. Progress bars (tqdm, MLflow's artifact
+downloads) are switched off."""
 
 from __future__ import annotations
 
@@ -54,7 +55,10 @@ def setup_logging(verbosity: str, env: MutableMapping[str, str]) -> None:
         if handler.get_name() in (_CONSOLE, _FILE):
             root.removeHandler(handler)
             handler.close()
-    root.setLevel(logging.DEBUG)
+    # Libraries' debug lines (matplotlib's font search, ...) only when asked for.
+    root.setLevel(logging.DEBUG if verbosity == "verbose" else logging.INFO)
+    for name in OWN:
+        logging.getLogger(name).setLevel(logging.DEBUG)
     console = logging.StreamHandler(sys.stderr)
     console.set_name(_CONSOLE)
     console.setLevel(LEVELS[verbosity])
@@ -83,7 +87,7 @@ def log_to_file(path: Path) -> None:
 
 
 class _LogStream(io.TextIOBase):
-    """A text stream whose lines go to a logger at debug level."""
+    """A text stream whose lines go to a logger at info level."""
 
     def __init__(self, logger: logging.Logger) -> None:
         self.logger, self.pending = logger, ""
@@ -93,18 +97,18 @@ class _LogStream(io.TextIOBase):
         *lines, self.pending = self.pending.split("\n")
         for line in lines:
             if line.strip():
-                self.logger.debug(line.rstrip())
+                self.logger.info(line.rstrip())
         return len(text)
 
     def flush(self) -> None:
         if self.pending.strip():
-            self.logger.debug(self.pending.rstrip())
+            self.logger.info(self.pending.rstrip())
         self.pending = ""
 
 
 @contextlib.contextmanager
 def libraries_to_log() -> Iterator[None]:
-    """What libraries print on stdout goes to the log (debug), keeping stdout for the
+    """What libraries print on stdout goes to the log file, keeping stdout for the
     command's answer."""
     stream = _LogStream(logging.getLogger("stdout"))
     with contextlib.redirect_stdout(stream):
