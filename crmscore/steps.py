@@ -317,12 +317,14 @@ def score_batch(settings: Settings, as_of: date) -> dict[str, Any]:
     """Score every customer of the snapshot at `as_of` with the served models."""
     import pandas as pd
 
-    from features.snapshots import offers_skipped
+    from features.snapshots import offers_skipped, snapshots_meta
+
+    paths = settings.paths
+    snapshots_meta(paths)  # FileNotFoundError naming `features build` before MLflow
     from features.store import open_store
     from serving.batch import load_champions
     from serving.batch import score_batch as run_score_batch
 
-    paths = settings.paths
     started = time.perf_counter()
     with stage(log, "score batch: load the champion models"), quiet():
         models = load_champions(mlflow_client(settings), offers_skipped(paths))

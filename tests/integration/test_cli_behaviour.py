@@ -92,7 +92,7 @@ def test_an_empty_workspace_gives_one_line_naming_the_next_command(tmp_path: Pat
         ("features", "materialize"): "crmscore features build",
         ("train",): "crmscore ingest",
         ("readiness",): "crmscore ingest",
-        ("score", "batch", "--as-of", "2019-05-01"): "crmscore",
+        ("score", "batch", "--as-of", "2019-05-01"): "crmscore features build",
     }
     for command, next_command in expected.items():
         assert next_command in one_line_error(invoke(*base, *command)), command
