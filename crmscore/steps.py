@@ -237,7 +237,8 @@ def materialize(settings: Settings, stock: bool = False) -> dict[str, Any]:
 
 def train(settings: Settings, kinds: list[str] | None = None) -> dict[str, Any]:
     """Train and evaluate models against their baselines; register them as @challenger.
-    Models the data cannot have are skipped with the reason (`skipped_kinds`)."""
+    Models the data cannot have are skipped with the reason (`skipped_kinds`); a model
+    below the readiness minimums refuses the whole run (`refuse_unready`)."""
     kinds = kinds_or_all(kinds)
     skipped = skipped_kinds(settings, kinds)
     paths = settings.paths
