@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -23,7 +23,7 @@ from crmscore.cliutil import (
     run,
     settings_of,
 )
-from crmscore.settings import copy_default_configs
+from crmscore.logs import setup_logging
 from features.model_spec import MODEL_KINDS
 
 app = typer.Typer(
@@ -35,6 +35,12 @@ features_app = typer.Typer(
     help="Point-in-time features, labels and the Feast store.", no_args_is_help=True
 )
 app.add_typer(features_app, name="features")
+
+
+ModelOption = Annotated[
+    list[str] | None,
+    typer.Option("--model", help=f"{', '.join(MODEL_KINDS)}; repeatable; default: all of them."),
+]
 
 
 @app.callback()
@@ -54,8 +60,19 @@ def main(
         str | None,
         typer.Option(help="Dataset name in configs/datasets/ or a path to a dataset YAML."),
     ] = None,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Only warnings and errors on stderr.")
+    ] = False,
+    verbose: Annotated[
+        bool,
+        typer.Option("--verbose", "-v", help="Everything on stderr, libraries' lines included."),
+    ] = False,
 ) -> None:
-    """Global options shared by every command."""
+    """Global options shared by every command. Progress goes to stderr (a line per stage
+    with its elapsed time), the answer to stdout, everything to workspace/logs/crmscore.log."""
+    if quiet and verbose:
+        fail("--quiet and --verbose exclude each other; choose one")
+    setup_logging("quiet" if quiet else "verbose" if verbose else "normal", os.environ)
     state = State()
     state.workspace, state.config_dir, state.dataset = workspace, config_dir, dataset
     ctx.obj = state
@@ -83,6 +100,7 @@ def init(
     """Draft a dataset YAML from an export: delimiter, header, encoding, types and likely
     columns are guessed, each guess commented. With --configs DIR: copy the default
     settings.yaml and datasets/ there, to edit and use with `crmscore --config DIR`."""
+    from crmscore.settings import copy_default_configs
     from features.sniff import draft_dataset
 
     if configs is not None:
@@ -109,15 +127,28 @@ def features_build(
     ctx: typer.Context,
     cutoffs: Annotated[
         list[str] | None,
-        typer.Option(help="Cutoff dates (YYYY-MM-DD), repeatable; default: monthly over the data."),
+        typer.Option(
+            help="Cutoff dates (YYYY-MM-DD) to add to those of the last build, repeatable; "
+            "default: the configured ones (monthly over the data)."
+        ),
     ] = None,
     workers: Annotated[int, typer.Option(help="Processes for the customer partitions.")] = 1,
 ) -> None:
-    """Compute point-in-time features and labels at every cutoff."""
-    overrides: dict[str, Any] = {}
-    if cutoffs:
-        overrides["features"] = {"cutoffs": [parse_date(c, "--cutoffs") for c in cutoffs]}
-    echo_json(run(steps.build_features, settings_of(ctx, overrides), workers))
+    """Compute point-in-time features and labels at every cutoff, then say what the data
+    can train (the readiness report, also in workspace/reports/readiness.json)."""
+    added = [parse_date(c, "--cutoffs") for c in cutoffs or []]
+    if workers < 1:
+        fail(f"--workers {workers}: expected 1 or more")
+    echo_json(run(steps.build_features, settings_of(ctx), workers, added))
+
+
+@app.command()
+def readiness(ctx: typer.Context, model: ModelOption = None) -> None:
+    """What the data can train: customers, history, purchases per customer, missing values,
+    and for each model its horizon and whether the time split has enough customers (the
+    minimums `train` enforces). Written to workspace/reports/readiness.json."""
+    chosen = kinds(model)
+    echo_json(run(steps.readiness, settings_of(ctx), chosen))
 
 
 @features_app.command("apply")
@@ -136,12 +167,6 @@ def features_materialize(
 ) -> None:
     """Load the latest feature values into the online store (incremental, idempotent)."""
     echo_json(run(steps.materialize, settings_of(ctx), stock))
-
-
-ModelOption = Annotated[
-    list[str] | None,
-    typer.Option("--model", help=f"{', '.join(MODEL_KINDS)}; repeatable; default: all of them."),
-]
 
 
 @app.command()
@@ -213,17 +238,23 @@ def serve(
         bool, typer.Option("--new-keys", help="Create (and print) a new API key pair.")
     ] = False,
 ) -> None:
-    """Serve the scoring API (BentoML) with the champion models and the online store."""
-    launch = run(steps.serve, settings_of(ctx), dict(os.environ), host, port, new_keys)
+    """Serve the scoring API (BentoML) with the champion models and the online store; one
+    "ready on URL" line when it answers (the server's own output: workspace/logs/)."""
+    from crmscore.server import run_server
+
+    settings = settings_of(ctx)
+    launch = run(steps.serve, settings, dict(os.environ), host, port, new_keys)
     if launch.new_keys:
         user, admin = launch.new_keys
         typer.echo(
             f"API key:   {user}\nadmin key: {admin}\n"
             f"(only their hashes are kept: {launch.key_folder})"
         )
-    typer.echo(f"serving on {launch.url} (OpenAPI: /docs)", err=True)
+    typer.echo(f"starting on {launch.url} (OpenAPI: /docs) ...", err=True)
     sys.stdout.flush()
-    os.execvpe(launch.command[0], launch.command, launch.env)
+    code = run_server(launch.command, launch.env, launch.url, settings.paths.server_log)
+    if code:
+        raise typer.Exit(code=code)
 
 
 score_app = typer.Typer(help="Batch scoring of the whole customer base.", no_args_is_help=True)
@@ -239,8 +270,8 @@ def score_batch_command(
     ],
 ) -> None:
     """Score every customer with the @champion models -> parquet and CSV in workspace/scores."""
-    settings = settings_of(ctx)
-    echo_json(run(steps.score_batch, settings, parse_date(as_of, "--as-of")))
+    day = parse_date(as_of, "--as-of")
+    echo_json(run(steps.score_batch, settings_of(ctx), day))
 
 
 @app.command()

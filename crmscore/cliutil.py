@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import typer
 
 from crmscore import steps
-from crmscore.settings import Settings, SettingsError, load_settings
+from crmscore.logs import log_to_file
+
+if TYPE_CHECKING:
+    from crmscore.settings import Settings
 
 T = TypeVar("T")
 
@@ -26,9 +30,11 @@ class State:
 
 def settings_of(ctx: typer.Context, overrides: dict[str, Any] | None = None) -> Settings:
     """Settings from the global options and `overrides` (exit 2 on a bad settings file)."""
+    from crmscore.settings import SettingsError, load_settings
+
     state: State = ctx.obj
     try:
-        return load_settings(
+        settings = load_settings(
             getattr(state, "workspace", None),
             getattr(state, "config_dir", None),
             getattr(state, "dataset", None),
@@ -36,11 +42,14 @@ def settings_of(ctx: typer.Context, overrides: dict[str, Any] | None = None) -> 
         )
     except SettingsError as exc:
         fail(str(exc))
+    log_to_file(settings.paths.log_file)
+    return settings
 
 
 def fail(message: str) -> NoReturn:
-    """The message on stderr, exit code 2."""
-    typer.echo(f"error: {message}", err=True)
+    """The message on stderr as one line, exit code 2."""
+    line = " ".join(part.strip() for part in message.splitlines() if part.strip())
+    typer.echo(f"error: {line}", err=True)
     raise typer.Exit(code=2)
 
 
@@ -57,11 +66,18 @@ def note_skipped(entries: list[dict[str, Any]]) -> None:
 
 
 def run(step: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Run a step; its error's message (exit 2) instead of a traceback."""
+    """Run a step; its error's message (exit 2) instead of a traceback. An unexpected error
+    (a bug) is one line too, its traceback in the log file."""
     try:
         return step(*args, **kwargs)
     except steps.STEP_ERRORS as exc:
         fail(str(exc))
+    except Exception as exc:
+        logging.getLogger(__name__).debug("unexpected error", exc_info=True)
+        fail(
+            f"unexpected {type(exc).__name__}: {exc} (a bug: the traceback is in the log "
+            "file, workspace/logs/crmscore.log; rerun with --verbose to see it here)"
+        )
 
 
 def parse_date(value: str, option: str) -> date:

@@ -33,6 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from crmscore import steps
+from crmscore.logs import log_to_file, setup_logging
+from crmscore.server import run_server
 from crmscore.settings import Settings, SettingsError, load_settings
 
 # The pipeline up to trained and promoted models: (command, step).
@@ -347,6 +349,7 @@ def main(argv: list[str], env: dict[str, str] | None = None) -> int:
     unless `--no-serve` is given; a port already in use stops it before any step runs."""
     env = dict(os.environ) if env is None else env
     args = parse_args(argv)
+    setup_logging("normal", os.environ)
     try:
         settings = load_settings(args.workspace, args.config, args.dataset, env=env)
         port = port_of(args.port, env, settings.serving.port)
@@ -358,6 +361,7 @@ def main(argv: list[str], env: dict[str, str] | None = None) -> int:
         if problem:
             print(f"error: {problem}", file=sys.stderr)
             return 2
+    log_to_file(settings.paths.log_file)
     code = run_steps(settings, args.rerun)
     if code:
         return code
@@ -410,7 +414,7 @@ def _serve(settings: Settings, env: dict[str, str], port: int, new_keys: bool) -
         f'-d \'{{"customer_id": "{customer}", "explain": true}}\''
     )
     sys.stdout.flush()
-    os.execvpe(launch.command[0], launch.command, launch.env)
+    return run_server(launch.command, launch.env, url, settings.paths.server_log)
 
 
 if __name__ == "__main__":

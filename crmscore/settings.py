@@ -67,11 +67,10 @@ def _read_yaml(path: Path) -> dict[str, Any]:
 
 
 def _validation_message(path: Path, exc: ValidationError) -> str:
-    lines = [f"{path}: invalid settings"]
-    for err in exc.errors():
-        where = ".".join(str(p) for p in err["loc"])
-        lines.append(f"  {where}: {err['msg']}")
-    return "\n".join(lines)
+    problems = "; ".join(
+        f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+    )
+    return f"{path}: invalid settings: {problems}"
 
 
 def default_config_dir() -> Path:
@@ -109,6 +108,20 @@ def dataset_path(config_dir: Path, dataset: str) -> Path:
     return config_dir / "datasets" / f"{dataset}.yaml"
 
 
+def dataset_names(config_dir: Path) -> list[str]:
+    """The dataset names `--dataset` accepts in `config_dir` (configs/datasets/*.yaml)."""
+    return sorted(p.stem for p in (config_dir / "datasets").glob("*.yaml"))
+
+
+def unknown_dataset(config_dir: Path, dataset_file: Path) -> str:
+    """The error for a dataset YAML that does not exist, listing the names that do."""
+    names = ", ".join(dataset_names(config_dir)) or "none"
+    return (
+        f"dataset {dataset_file}: not found; available in {config_dir / 'datasets'}: {names} "
+        "(or a path to a dataset YAML; draft one with `crmscore init --from FILE`)"
+    )
+
+
 def deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
     """`top` over `base`, mapping by mapping."""
     out = dict(base)
@@ -137,6 +150,8 @@ def load_settings(
     raw = _read_yaml(settings_file)
     dataset_file = dataset_path(config_dir, dataset or raw.pop("dataset", "complete_journey"))
     raw.pop("dataset", None)
+    if not dataset_file.exists():
+        raise SettingsError(unknown_dataset(config_dir, dataset_file))
     try:
         parsed_dataset = DatasetConfig.model_validate(_read_yaml(dataset_file))
     except ValidationError as exc:

@@ -3,27 +3,31 @@
 Each unpacks `Settings` (workspace, parameters, MLflow store) and calls the package function
 that does the work; the command line and the demo both call these. Errors are raised with
 their message (ValueError, FileNotFoundError and their kinds): the caller decides how to
-report them. Libraries that print progress (Feast, MLflow, Evidently) print to stderr, so
-that stdout carries only the caller's answer."""
+report them. Each logs a line per stage with its elapsed time (features.progress); what
+libraries print goes to the log (crmscore.logs), so that stdout carries only the answer."""
 
 from __future__ import annotations
 
 import contextlib
-import sys
+import logging
 import time
 from collections.abc import Callable, Iterator
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from crmscore.settings import PROJECT_ROOT, Settings
+from crmscore.logs import libraries_to_log
 from features.model_spec import MODEL_KINDS, MODEL_SPECS, check_kinds
+from features.progress import stage
 
 if TYPE_CHECKING:
+    from crmscore.settings import Settings
     from monitoring.checks import BacktestRun, DriftRun
     from monitoring.decision import Decision
     from serving.bootstrap import Launch
     from serving.config import ServiceSettings
+
+log = logging.getLogger(__name__)
 
 # Errors a step reports with their message (anything else is a bug, with its traceback).
 STEP_ERRORS: tuple[type[Exception], ...] = (ValueError, FileNotFoundError)
@@ -31,8 +35,8 @@ STEP_ERRORS: tuple[type[Exception], ...] = (ValueError, FileNotFoundError)
 
 @contextlib.contextmanager
 def quiet() -> Iterator[None]:
-    """Send what libraries print on stdout to stderr."""
-    with contextlib.redirect_stdout(sys.stderr):
+    """What libraries print on stdout goes to the log file (crmscore.logs), not stdout."""
+    with libraries_to_log():
         yield
 
 
@@ -101,14 +105,20 @@ def ingest(settings: Settings) -> dict[str, Any]:
             "products",
         )
     }
+    if report.get("derived"):
+        summary["derived"] = report["derived"]
     summary["seconds"] = _seconds(started)
     summary["report"] = str(settings.paths.ingest_report)
     return summary
 
 
-def build_features(settings: Settings, workers: int = 1) -> dict[str, Any]:
-    """Point-in-time features and labels at every cutoff (`settings.features.cutoffs`)."""
-    from features.snapshots import build_snapshots, read_tables
+def build_features(
+    settings: Settings, workers: int = 1, add_cutoffs: list[date] | None = None
+) -> dict[str, Any]:
+    """Point-in-time features and labels at every cutoff (`settings.features.cutoffs`, or
+    those of the last build and `add_cutoffs`), then the readiness report. The category
+    slots stay those of the last build while registered models depend on them."""
+    from features.snapshots import build_snapshots, offers_skipped, read_tables
 
     paths = settings.paths
     started = time.perf_counter()
@@ -119,10 +129,11 @@ def build_features(settings: Settings, workers: int = 1) -> dict[str, Any]:
         settings.segments,
         paths,
         workers=workers,
+        add_cutoffs=add_cutoffs or (),
+        fixed_slots=fixed_slots(settings),
     )
-    from features.snapshots import offers_skipped
-
     skipped = offers_skipped(paths)
+    ready = readiness(settings)
     return {
         "cutoffs": len(metadata["cutoffs"]),
         "offer_catalog": metadata["offer_catalog"],
@@ -130,7 +141,66 @@ def build_features(settings: Settings, workers: int = 1) -> dict[str, Any]:
         "rows": metadata["rows"],
         "seconds": _seconds(started),
         "folder": str(paths.snapshot_dir),
+        "readiness": str(paths.readiness_report),
+        "trainable": [m["model"] for m in ready["models"] if m["ready"]],
     }
+
+
+def readiness(settings: Settings, kinds: list[str] | None = None) -> dict[str, Any]:
+    """What the ingested data and the feature build can train (training.readiness), written
+    to the workspace's readiness report and logged in words."""
+    from training.readiness import readiness as run_readiness
+    from training.readiness import readiness_lines, write_readiness
+
+    with stage(log, "readiness"):
+        report = run_readiness(
+            settings.paths, settings.labels, settings.training, kinds_or_all(kinds)
+        )
+        write_readiness(report, settings.paths.readiness_report)
+    for line in readiness_lines(report):
+        log.info("readiness: %s", line)
+    return report
+
+
+def refuse_unready(report: dict[str, Any], kinds: list[str], path: Path) -> None:
+    """ValueError when a model asked for cannot be trained (readiness report), naming why
+    and what to run instead."""
+    unready = {
+        m["model"]: m["reason"] for m in report["models"] if m["model"] in kinds and not m["ready"]
+    }
+    if not unready:
+        return
+    ready = [m["model"] for m in report["models"] if m["ready"]]
+    why = "; ".join(f"{k}: {reason}" for k, reason in unready.items())
+    then = (
+        f"train the others: `crmscore train {' '.join(f'--model {k}' for k in ready)}`"
+        if ready
+        else "bring more customers or a longer history, then `crmscore ingest`"
+    )
+    raise ValueError(f"too little data to train ({path}): {why}; {then}")
+
+
+def registered_kinds(settings: Settings) -> list[str]:
+    """The model kinds with a registered version (none without an MLflow store)."""
+    if settings.mlflow_tracking_uri is None and not settings.paths.mlflow_db.exists():
+        return []
+    client = mlflow_client(settings)
+    with quiet():
+        return [
+            kind
+            for kind, spec in MODEL_SPECS.items()
+            if client.search_model_versions(f"name='{spec.registry_name}'", max_results=1)
+        ]
+
+
+def fixed_slots(settings: Settings) -> list[str] | None:
+    """The category slots of the last feature build when registered models depend on them;
+    None when they are free to change."""
+    from features.snapshots import snapshots_meta
+
+    if not settings.paths.snapshots_meta.exists() or not registered_kinds(settings):
+        return None
+    return list(snapshots_meta(settings.paths).get("category_slots", []))
 
 
 def latest_cutoff(settings: Settings) -> str:
@@ -144,17 +214,20 @@ def apply(settings: Settings) -> dict[str, Any]:
     """Register entities, feature views and feature services in the Feast registry."""
     from features.store import apply_repo
 
-    with quiet():
+    with stage(log, "features apply"), quiet():
         names = apply_repo(settings.feast, settings.paths)
     return {"registry": str(settings.paths.feast_dir), **names}
 
 
 def materialize(settings: Settings, stock: bool = False) -> dict[str, Any]:
     """Load the latest feature values into the online store (incremental, idempotent)."""
+    from features.snapshots import snapshots_meta
+
+    snapshots_meta(settings.paths)  # FileNotFoundError naming `features build` before Feast
     from features.store import materialize as run_materialize
 
     started = time.perf_counter()
-    with quiet():
+    with stage(log, "features materialize"), quiet():
         result = run_materialize(settings.feast, settings.paths, stock=stock)
     return {**result, "seconds": _seconds(started, 2)}
 
@@ -164,18 +237,21 @@ def materialize(settings: Settings, stock: bool = False) -> dict[str, Any]:
 
 def train(settings: Settings, kinds: list[str] | None = None) -> dict[str, Any]:
     """Train and evaluate models against their baselines; register them as @challenger.
-    Models the data cannot have are skipped with the reason (`skipped_kinds`)."""
-    from features.store import open_store
-    from training.tracking import git_commit, settings_json
-    from training.train import train_models
-
+    Models the data cannot have are skipped with the reason (`skipped_kinds`); a model
+    below the readiness minimums refuses the whole run (`refuse_unready`)."""
     kinds = kinds_or_all(kinds)
     skipped = skipped_kinds(settings, kinds)
     paths = settings.paths
     started = time.perf_counter()
     summaries: list[dict[str, Any]] = []
     trainable = [k for k in kinds if k not in skipped]
+    refuse_unready(readiness(settings, trainable), trainable, paths.readiness_report)
     if trainable:
+        from crmscore.settings import PROJECT_ROOT
+        from features.store import open_store
+        from training.tracking import git_commit, settings_json
+        from training.train import train_models
+
         client = mlflow_client(settings)
         with quiet():
             summaries = train_models(
@@ -242,15 +318,18 @@ def score_batch(settings: Settings, as_of: date) -> dict[str, Any]:
     """Score every customer of the snapshot at `as_of` with the served models."""
     import pandas as pd
 
-    from features.snapshots import offers_skipped
+    from features.snapshots import offers_skipped, snapshots_meta
+
+    paths = settings.paths
+    snapshots_meta(paths)  # FileNotFoundError naming `features build` before MLflow
     from features.store import open_store
     from serving.batch import load_champions
     from serving.batch import score_batch as run_score_batch
 
-    paths = settings.paths
     started = time.perf_counter()
-    with quiet():
+    with stage(log, "score batch: load the champion models"), quiet():
         models = load_champions(mlflow_client(settings), offers_skipped(paths))
+    with stage(log, f"score batch: score the snapshot of {as_of}"), quiet():
         parquet, csv, rows = run_score_batch(
             pd.Timestamp(as_of), open_store(settings.feast, paths), paths, models
         )
@@ -320,7 +399,7 @@ def drift(
     """Drift and data-quality reports of current data against each model's reference."""
     from monitoring.checks import run_drift
 
-    with quiet():
+    with stage(log, "monitor drift"), quiet():
         return run_drift(
             settings.paths,
             mlflow_client(settings),
@@ -339,7 +418,7 @@ def backtest(settings: Settings, kinds: list[str] | None = None) -> BacktestRun:
     """Realised quality of earlier batch scores whose horizons have passed."""
     from monitoring.checks import run_backtest
 
-    with quiet():
+    with stage(log, "monitor backtest"), quiet():
         return run_backtest(
             settings.paths,
             mlflow_client(settings),

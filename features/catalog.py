@@ -7,7 +7,8 @@ Nothing else builds workspace paths: commands, pipelines, the service and monito
     features/      feature and label snapshots (<output>.parquet), snapshots.json
     feast/         Feast registry, SQLite online store, what materialize loaded
     mlflow/        embedded MLflow store (mlflow.db) and its artifacts
-    reports/       evaluation reports and plots, per model
+    reports/       evaluation reports and plots, per model; readiness.json (what can train)
+    logs/          crmscore.log: every command's log at debug level; server.log
     scores/        batch scores (date=<date>/: scores_<date>.parquet/.csv) and target lists
     predictions/   the API's prediction log (date=YYYY-MM-DD/*.parquet)
     serving/       API key hashes, the service's settings and the reload stamp
@@ -163,6 +164,21 @@ class Workspace:
     def report_dir(self) -> Path:
         """Evaluation reports and plots."""
         return self.root / "reports"
+
+    @property
+    def readiness_report(self) -> Path:
+        """What the data can train (training.readiness), written after each feature build."""
+        return self.report_dir / "readiness.json"
+
+    @property
+    def log_file(self) -> Path:
+        """Every command's log at debug level, third-party warnings included."""
+        return self.root / "logs" / "crmscore.log"
+
+    @property
+    def server_log(self) -> Path:
+        """What `crmscore serve`'s server process prints (BentoML, MLflow, Feast)."""
+        return self.root / "logs" / "server.log"
 
     def model_reports(self, kind: str) -> Path:
         """One model's evaluation report and plots."""

@@ -8,6 +8,7 @@ repeated across sources). `input_rows == accepted_rows + rejected_rows + duplica
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import dataclass, field
 from importlib import resources
@@ -30,12 +31,15 @@ from features.contract import (
     has_products,
 )
 from features.dates import DateFormatError, guess_date_format
+from features.progress import stage
 from features.publish import publishing, write_atomic
 from features.readers import IngestError, read_raw
 
 SOURCE_COL = "_source"
 ROW_COL = "_row"
 REJECT_COLUMNS = ["table", "source", "row", "field", "reason", "expected", "value"]
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "IngestError",
@@ -58,6 +62,7 @@ class TableReport:
     duplicate_rows: int = 0
     rejected_rows: dict[str, int] = field(default_factory=dict)
     sources: list[dict[str, Any]] = field(default_factory=list)
+    derived: dict[str, str] = field(default_factory=dict)  # column -> how it was derived
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form, with the rejected total next to the per-reason counts."""
@@ -68,6 +73,7 @@ class TableReport:
             "rejected_by_reason": dict(sorted(self.rejected_rows.items())),
             "duplicate_rows": self.duplicate_rows,
             "sources": self.sources,
+            **({"derived": self.derived} if self.derived else {}),
         }
 
 
@@ -372,6 +378,9 @@ def build_table(
     parsed = parsed.drop(columns=[c for c in inputs if spec.column_type(c) is None])
     if spec.name == "transactions" and "order_id" not in parsed:
         parsed["order_id"] = customer_day_orders(parsed, tz)
+        report.derived["order_id"] = (
+            f"no order id in the data: one order per customer and day ({tz} days)"
+        )
     missing = [c for c in spec.required if c not in parsed]
     if missing:
         raise IngestError(
@@ -464,7 +473,8 @@ def ingest(dataset: DatasetConfig, base_dir: Path, paths: Workspace) -> dict[str
     accepted: dict[str, pd.DataFrame] = {}
     rejected: list[pd.DataFrame] = []
     for name, cfg in dataset.tables.items():
-        rows, bad, reports[name] = build_table(TABLES[name], cfg, dataset.timezone, base_dir)
+        with stage(log, f"ingest {name}"):
+            rows, bad, reports[name] = build_table(TABLES[name], cfg, dataset.timezone, base_dir)
         accepted[name] = rows
         rejected.append(bad)
 
@@ -486,7 +496,10 @@ def ingest(dataset: DatasetConfig, base_dir: Path, paths: Workspace) -> dict[str
         transactions, tx_cfg.customer_attributes, accepted.get("customers")
     )
 
-    with publishing(paths.data_versions) as version:  # all tables of this run, or none
+    with (
+        stage(log, "ingest: write the canonical tables"),
+        publishing(paths.data_versions) as version,  # all tables of this run, or none
+    ):
         out = paths.staged(paths.data_versions, version)
         for table, frame in accepted.items():
             frame.to_parquet(out.table(table), index=False)
@@ -516,6 +529,7 @@ def _report(
                 "duplicate_rows",
             )
         },
+        **({"derived": tx["derived"]} if "derived" in tx else {}),
         "customers": int(transactions["customer_id"].nunique()),
         # False for an export without products: churn and CLV only, no offer model.
         "products": has_products(transactions),

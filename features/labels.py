@@ -23,12 +23,12 @@ from features.engineering import (
     to_us,
     unique_pairs,
 )
+
+# The label columns are named in features.names; re-exported here for existing imports.
+from features.names import ACCEPTED as ACCEPTED
+from features.names import CHURN as CHURN
+from features.names import CLV as CLV
 from features.names import CUSTOMER_ID, EVENT_TIMESTAMP, OFFER_ID
-
-CHURN = "churned"
-CLV = "clv"
-ACCEPTED = "accepted"
-
 
 # Daylight-saving shifts move a local midnight by up to this much in UTC.
 _DST_SHIFT_US = 3_600_000_000

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from features.labels import ACCEPTED, CHURN, CLV
+from features.names import ACCEPTED, CHURN, CLV
 
 # Registry aliases: training registers @challenger, the gate moves @champion.
 CHALLENGER, CHAMPION = "challenger", "champion"

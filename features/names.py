@@ -18,6 +18,11 @@ OFFER_ID = "offer_id"
 EVENT_TIMESTAMP = "event_timestamp"
 CREATED_TIMESTAMP = "created_timestamp"
 
+# Label columns (features/labels.py computes them).
+CHURN = "churned"
+CLV = "clv"
+ACCEPTED = "accepted"
+
 WINDOWS_DAYS: tuple[int, ...] = (30, 90, 180, 365, 730)
 CATEGORY_SLOTS = 8
 

@@ -9,7 +9,9 @@ result, which is small: one row per customer (or offer) and cutoff.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import logging
+import time
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import date
@@ -54,8 +56,11 @@ from features.offers import (
     offer_stats,
     resolve_catalog,
 )
+from features.progress import elapsed, stage
 from features.publish import publishing
 from features.segments import add_segments
+
+log = logging.getLogger(__name__)
 
 OUTPUTS = (
     "customer_features",
@@ -100,6 +105,33 @@ def resolve_cutoffs(
             transactions["timestamp"].min(), transactions["timestamp"].max(), min_history_days
         )
     return sorted(pd.Timestamp(d).tz_localize("UTC") for d in spec)
+
+
+def build_cutoffs(
+    features: FeatureParams, tx: pd.DataFrame, paths: Workspace, add: Sequence[date]
+) -> list[pd.Timestamp]:
+    """The cutoffs of a build: the configured ones, or with `add` those of the last build
+    (the configured ones when there is none) and the added ones."""
+    if add and paths.snapshots_meta.exists():
+        base = [pd.Timestamp(c) for c in snapshots_meta(paths)["cutoffs"]]
+    else:
+        base = resolve_cutoffs(features.cutoffs, tx, features.min_history_days)
+    extra = [pd.Timestamp(d).tz_localize("UTC") for d in add]
+    return sorted({c.tz_convert("UTC") for c in [*base, *extra]})
+
+
+def check_slots(slots: Sequence[str], tx: pd.DataFrame) -> list[str]:
+    """The category slots registered models depend on, when the data still has each of
+    their categories (ValueError naming the missing ones otherwise)."""
+    present = set(tx["category"].dropna().astype(str)) if "category" in tx else set()
+    missing = [s for s in slots if s not in present]
+    if missing:
+        raise ValueError(
+            f"the category_share_N features of the registered models mean {list(slots)}, and "
+            f"the data has no {missing}: those features would change meaning. Build this data "
+            "in a new workspace (`crmscore --workspace NEW_DIR ingest`, then `features build`)"
+        )
+    return list(slots)
 
 
 def top_categories(transactions: pd.DataFrame, before: pd.Timestamp) -> list[str]:
@@ -233,14 +265,21 @@ def build_snapshots(
     segments: SegmentParams,
     paths: Workspace,
     workers: int = 1,
+    add_cutoffs: Sequence[date] = (),
+    fixed_slots: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Features and labels at every cutoff from canonical tables, written to the workspace's
     snapshots (one file per output in OUTPUTS) with their metadata, which is returned.
 
+    `add_cutoffs` are added to the cutoffs of the last build (to the configured ones when
+    there is none). `fixed_slots` are the categories of the `category_share_N` features
+    when models depend on them (ValueError when the data has none of one of them); else
+    the slots are the top categories before the first cutoff.
+
     Customer-level outputs are sorted by (cutoff, keys); pair-level outputs are in partition
     order (deterministic for a given number of partitions)."""
     tx = tables["transactions"]
-    cutoffs = resolve_cutoffs(features.cutoffs, tx, features.min_history_days)
+    cutoffs = build_cutoffs(features, tx, paths, add_cutoffs)
     if not cutoffs:
         raise ValueError("no cutoffs: the data is shorter than features.min_history_days")
     observed_until = observed_end(tx["timestamp"])
@@ -252,7 +291,9 @@ def build_snapshots(
     )
     plan = SnapshotPlan(
         cutoffs=tuple(cutoffs),
-        category_slots=tuple(top_categories(tx, cutoffs[0])),
+        category_slots=tuple(
+            top_categories(tx, cutoffs[0]) if fixed_slots is None else check_slots(fixed_slots, tx)
+        ),
         catalog=resolve_catalog(labels.offer_catalog, tx),
         observed_from=tx["timestamp"].min(),
         observed_until=observed_until,
@@ -297,7 +338,16 @@ def _write_outputs(
         "labels_offer": _PairWriter(paths.snapshot("labels_offer"), None),
     }
     kept: dict[str, list[pd.DataFrame]] = {}
-    for result in _run(jobs, workers):
+    started = time.perf_counter()
+    for done, result in enumerate(_run(jobs, workers), start=1):
+        log.info(
+            "features build: partition %d/%d, %d cutoffs (%s)",
+            done,
+            n,
+            len(cutoffs),
+            elapsed(started),
+        )
+        started = time.perf_counter()
         for name, frame in result.items():
             if name in writers:
                 writers[name].write(frame)
@@ -306,29 +356,11 @@ def _write_outputs(
     for name, writer in writers.items():
         writer.close(empty_output(name))
     merged = {name: _concat(frames) for name, frames in kept.items()}
-
-    snapshot = add_profile(merged["customer_features"], tables.get("customers"), tx)
-    snapshot = add_segments(snapshot, segments, labels.active_window_days)
-    outputs = {
-        "customer_features": _finish(
-            snapshot[[CUSTOMER_ID, EVENT_TIMESTAMP, *CUSTOMER_FEATURES]], [CUSTOMER_ID], created
-        ),
-        "customer_btyd": _finish(
-            btyd_features(
-                snapshot[[CUSTOMER_ID, EVENT_TIMESTAMP, *BTYD_INPUTS]],
-                labels.churn_horizon_days,
-                clv_days,
-                labels.clv_horizon_days,
-            ),
-            [CUSTOMER_ID],
-            created,
-        ),
-        "offer_features": _offer_features(merged["offer_partials"], created),
-        "labels_churn": _sorted(merged["labels_churn"], [CUSTOMER_ID]),
-        "labels_clv": _sorted(merged["labels_clv"], [CUSTOMER_ID]),
-    }
-    for name, frame in outputs.items():
-        frame.to_parquet(paths.snapshot(name), index=False)
+    with stage(log, "features build: profiles, segments and BTYD"):
+        outputs = _customer_outputs(tables, merged, created, labels, segments, clv_days)
+    with stage(log, "features build: write the snapshots"):
+        for name, frame in outputs.items():
+            frame.to_parquet(paths.snapshot(name), index=False)
     products = has_products(tx)
     metadata = {
         "cutoffs": [c.isoformat() for c in cutoffs],
@@ -348,6 +380,41 @@ def _write_outputs(
     }
     paths.snapshots_meta.write_text(json.dumps(metadata, indent=2))
     return metadata
+
+
+def _customer_outputs(
+    tables: dict[str, pd.DataFrame],
+    merged: dict[str, pd.DataFrame],
+    created: pd.Timestamp,
+    labels: LabelParams,
+    segments: SegmentParams,
+    clv_days: int,
+) -> dict[str, pd.DataFrame]:
+    """The customer-level outputs from the partitions' merged results: profiles, segments,
+    BTYD features, offer statistics and the customer labels."""
+    snapshot = add_profile(
+        merged["customer_features"], tables.get("customers"), tables["transactions"]
+    )
+    snapshot = add_segments(snapshot, segments, labels.active_window_days)
+    outputs = {
+        "customer_features": _finish(
+            snapshot[[CUSTOMER_ID, EVENT_TIMESTAMP, *CUSTOMER_FEATURES]], [CUSTOMER_ID], created
+        ),
+        "customer_btyd": _finish(
+            btyd_features(
+                snapshot[[CUSTOMER_ID, EVENT_TIMESTAMP, *BTYD_INPUTS]],
+                labels.churn_horizon_days,
+                clv_days,
+                labels.clv_horizon_days,
+            ),
+            [CUSTOMER_ID],
+            created,
+        ),
+        "offer_features": _offer_features(merged["offer_partials"], created),
+        "labels_churn": _sorted(merged["labels_churn"], [CUSTOMER_ID]),
+        "labels_clv": _sorted(merged["labels_clv"], [CUSTOMER_ID]),
+    }
+    return outputs
 
 
 def read_snapshots(paths: Workspace) -> dict[str, pd.DataFrame]:

@@ -3,6 +3,7 @@ history/popularity blend, on the customers who bought something in the test hori
 
 from __future__ import annotations
 
+import logging
 from functools import partial
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from features.feast_repo import AFFINITY_VIEW, OFFER_VIEW
 from features.labels import ACCEPTED
 from features.model_spec import model_spec
 from features.names import CUSTOMER_ID, EVENT_TIMESTAMP, OFFER_ID
+from features.progress import stage
 from features.retrieval import historical_features, service_features
 from serving.models import COPURCHASE, BundleModel, candidates, recommend, set_population
 from training import baselines
@@ -25,6 +27,8 @@ from training.evaluate import plot_importance, score_with_intervals
 from training.metrics import ranking_metrics
 from training.nbo import fit_neighbours, neighbours_meta, train_nbo, with_labels
 from training.pipeline import TrainResult, _importance, _judge, _labelled, _parts, _sizes
+
+log = logging.getLogger(__name__)
 
 
 def _nbo_pairs(
@@ -121,22 +125,24 @@ def run_nbo(
     who bought something in the test horizon."""
     spec = model_spec("nbo")
     rows, split = _labelled(spec, paths, labels, params, params.nbo.max_train_cutoffs)
-    pairs, neighbours = _nbo_pairs(store, paths, rows, params)
+    with stage(log, "train nbo: candidates and training set from Feast"):
+        pairs, neighbours = _nbo_pairs(store, paths, rows, params)
     train, valid, test = _parts(pairs, split)
     features = _model_features(pairs, spec.feature_service)
     # Serving uses the neighbours of the latest cutoff (the test cutoff's: fitted on what
     # was known before its horizon).
     near = neighbours.get(pd.Timestamp(split.test))
-    model, info = train_nbo(
-        train,
-        train[spec.target].to_numpy(),
-        valid,
-        valid[spec.target].to_numpy(),
-        features,
-        params.nbo,
-        params.seed,
-        None if near is None else neighbours_meta(near),
-    )
+    with stage(log, "train nbo: LightGBM fit"):
+        model, info = train_nbo(
+            train,
+            train[spec.target].to_numpy(),
+            valid,
+            valid[spec.target].to_numpy(),
+            features,
+            params.nbo,
+            params.seed,
+            None if near is None else neighbours_meta(near),
+        )
     p_test = model.predict(test)
     set_population(model, p_test)
     k = params.nbo.top_k

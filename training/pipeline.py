@@ -7,6 +7,7 @@ code that serves it."""
 from __future__ import annotations
 
 import importlib
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -22,6 +23,7 @@ from features.catalog import Workspace
 from features.config import LabelParams
 from features.model_spec import ModelSpec, model_spec
 from features.names import BTYD_HORIZON_RATIO, CUSTOMER_ID, EVENT_TIMESTAMP
+from features.progress import stage
 from features.retrieval import historical_features, service_features
 from features.snapshots import trained_horizon
 from serving.models import (
@@ -48,6 +50,8 @@ from training.evaluate import (
     score_with_intervals,
 )
 from training.metrics import churn_metrics, clv_metrics
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -146,11 +150,13 @@ def run_churn(
     is the model, compared on the test cutoff with every contender and the recency rule."""
     spec = model_spec("churn")
     rows, split = _labelled(spec, paths, labels, params)
-    frame = historical_features(store, spec.feature_service, rows)
+    with stage(log, f"train {spec.kind}: training set from Feast ({len(rows)} rows)"):
+        frame = historical_features(store, spec.feature_service, rows)
     train, valid, test = _parts(frame, split)
     features = service_features(spec.feature_service)
     y_tr, y_va, y = (f[spec.target].to_numpy(int) for f in (train, valid, test))
-    lightgbm, info = train_churn(train, y_tr, valid, y_va, features, params.churn, params.seed)
+    with stage(log, f"train {spec.kind}: LightGBM fit"):
+        lightgbm, info = train_churn(train, y_tr, valid, y_va, features, params.churn, params.seed)
     x_valid = lightgbm.frame_matrix(valid)
     options = contenders.churn_contenders(lightgbm, train, y_tr)
     valid_scores = {c.name: contenders.scores(lightgbm, x_valid, c) for c in options}
@@ -163,7 +169,8 @@ def run_churn(
     final, final_options = lightgbm, options
     if params.split.refit:
         observed, y_observed = pd.concat([train, valid], ignore_index=True), np.r_[y_tr, y_va]
-        final = refit_churn(lightgbm, observed, y_observed, params.churn, params.seed)
+        with stage(log, f"train {spec.kind}: refit on every observed cutoff"):
+            final = refit_churn(lightgbm, observed, y_observed, params.churn, params.seed)
         final_options = contenders.churn_contenders(final, observed, y_observed)
         info["refit_rows"] = len(observed)
     fitted = {
@@ -234,11 +241,13 @@ def run_clv(
     spend x months x retention and predicting zero."""
     spec = model_spec("clv")
     rows, split = _labelled(spec, paths, labels, params)
-    frame = historical_features(store, spec.feature_service, rows)
+    with stage(log, f"train {spec.kind}: training set from Feast ({len(rows)} rows)"):
+        frame = historical_features(store, spec.feature_service, rows)
     train, valid, test = _parts(frame, split)
     features = service_features(spec.feature_service)
     y_tr, y_va, y = (f[spec.target].to_numpy(float) for f in (train, valid, test))
-    lightgbm, info = train_clv(train, y_tr, valid, y_va, features, params.clv, params.seed)
+    with stage(log, f"train {spec.kind}: LightGBM fit"):
+        lightgbm, info = train_clv(train, y_tr, valid, y_va, features, params.clv, params.seed)
     x_valid = lightgbm.frame_matrix(valid)
     options = contenders.clv_contenders(lightgbm, train)
     valid_values = {
@@ -247,7 +256,8 @@ def run_clv(
     final, final_options, observed, y_observed = lightgbm, options, train, y_tr
     if params.split.refit:
         observed, y_observed = pd.concat([train, valid], ignore_index=True), np.r_[y_tr, y_va]
-        final = refit_clv(lightgbm, observed, y_observed, params.clv, params.seed)
+        with stage(log, f"train {spec.kind}: refit on every observed cutoff"):
+            final = refit_clv(lightgbm, observed, y_observed, params.clv, params.seed)
         final_options = contenders.clv_contenders(final, observed)
         info["refit_rows"] = len(observed)
     x_observed = final.frame_matrix(observed)

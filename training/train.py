@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from features.config import LabelParams
 from features.feast_repo import AFFINITY_VIEW, CUSTOMER_VIEW, OFFER_VIEW
 from features.model_spec import CHAMPION, ModelSpec, check_kinds, model_spec
 from features.privacy import resolve_id_key
+from features.progress import stage
 from serving.models import BundleModel, ModelNotFound
 from serving.registry import load_registered
 from training.config import TrainingParams
@@ -25,6 +27,8 @@ from training.tracking import PRIMARY_METRIC_TAG, data_fingerprint, log_run, met
 
 # Snapshot outputs every model's data fingerprint covers, beside its labels.
 FEATURE_OUTPUTS = (CUSTOMER_VIEW, OFFER_VIEW, AFFINITY_VIEW)
+
+log = logging.getLogger(__name__)
 
 
 def _slug(name: str) -> str:
@@ -83,11 +87,15 @@ def train_models(
     for kind in check_kinds(kinds):
         spec = model_spec(kind)
         out_dir = paths.model_reports(kind)
-        result = runner(kind)(store, paths, labels, params, out_dir)
+        with stage(log, f"train {kind}: training set, fit and evaluation"):
+            result = runner(kind)(store, paths, labels, params, out_dir)
         key = result.primary_key
-        champion_model = _champion(kind, client)
-        champion = result.primary_metric(champion_model) if champion_model is not None else None
-        reports = write_report(result, out_dir, {key: champion} if champion is not None else None)
+        with stage(log, f"train {kind}: champion and report"):
+            champion_model = _champion(kind, client)
+            champion = result.primary_metric(champion_model) if champion_model is not None else None
+            reports = write_report(
+                result, out_dir, {key: champion} if champion is not None else None
+            )
         fingerprint = data_fingerprint(
             [paths.snapshot(spec.label_output), *(paths.snapshot(o) for o in FEATURE_OUTPUTS)]
         )
@@ -106,7 +114,10 @@ def train_models(
             "grade": result.grade[0],
             PRIMARY_METRIC_TAG: key,
         }
-        with tempfile.TemporaryDirectory() as tmp:
+        with (
+            stage(log, f"train {kind}: log and register in MLflow"),
+            tempfile.TemporaryDirectory() as tmp,
+        ):
             reference = write_reference(
                 result.model,
                 result.test_frame,
