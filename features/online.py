@@ -69,7 +69,6 @@ class OnlineFeatures:
     keeps a connection pool."""
 
     def __init__(self, store: FeatureStore) -> None:
-        self._store = store
         config = store.config
         self._sqlite = isinstance(config.online_store, SqliteOnlineStoreConfig)
         self._path = Path(SqliteOnlineStore._get_db_path(config)) if self._sqlite else None
