@@ -5,7 +5,7 @@ VENV := .venv
 RUN := $(VENV)/bin
 export UV_PYTHON := 3.11
 
-.PHONY: help setup demo test lint format bench clean
+.PHONY: help setup services demo test lint format bench bento clean
 
 UV := python3 -m uv
 
@@ -21,12 +21,24 @@ help:
 ## setup: create .venv/ with the locked dependencies (idempotent)
 setup: $(VENV)/.synced
 
+## services: install redis-server and PostgreSQL when missing (as root; tests start them)
+services:
+	@missing=""; \
+	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	else \
+		echo "not root: tests needing$$missing will skip (CI=true fails them)"; \
+	fi
+
 ## demo: the whole pipeline on the embedded Complete Journey data (DEMO_ARGS="--port 3001 ...")
 demo: setup
 	$(RUN)/python -m crmscore.demo $(DEMO_ARGS)
 
 ## test: lint, types and the test suite
-test: setup lint
+test: setup lint services
 	$(RUN)/pytest
 
 ## lint: ruff (lint + format check) and mypy
@@ -47,6 +59,10 @@ bench: setup
 	$(RUN)/python benchmarks/batch.py
 	$(RUN)/python benchmarks/serving.py
 	$(RUN)/python benchmarks/monitoring.py
+
+## bento: build the API's Bento (code and default configs; [tool.bentoml.build] in pyproject.toml)
+bento: setup
+	BENTOML_DO_NOT_TRACK=true $(RUN)/bentoml build .
 
 ## clean: remove .venv, the workspace and the tool caches
 clean:

@@ -58,7 +58,7 @@ def _stage(name: str, workspace: Path, dataset: str) -> dict[str, Any]:
             columns=["customer_id", "event_timestamp"],
         )
         end = (snap["event_timestamp"].max() + pd.Timedelta(seconds=1)).to_pydatetime()
-        start = incremental_start(view, end)
+        start = incremental_start(view, end, None)
         started = time.perf_counter()
         if name == "materialize_stock":
             with redirect_stdout(sys.stderr):

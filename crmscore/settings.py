@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from features.catalog import DEFAULT_ROOT, Workspace
 from features.config import DatasetConfig, FeastParams, FeatureParams, LabelParams, SegmentParams
@@ -20,6 +20,10 @@ from training.config import TrainingParams
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # Where an installed crmscore keeps its default configs (the wheel puts configs/ there).
 PACKAGED_CONFIGS = Path(__file__).resolve().parent / "configs"
+
+
+# Names the configuration profile: configs/<profile>/settings.yaml over configs/settings.yaml.
+PROFILE_VAR = "CRMSCORE_PROFILE"
 
 
 class SettingsError(ValueError):
@@ -45,6 +49,10 @@ class Settings(BaseModel):
     serving: ServingParams = Field(default_factory=ServingParams)
     # MLflow tracking/registry; default: SQLite in the workspace (env MLFLOW_TRACKING_URI).
     mlflow_tracking_uri: str | None = None
+    # "server": MLFLOW_TRACKING_URI must name a tracking server (the production profile).
+    mlflow_tracking: Literal["embedded", "server"] = "embedded"
+    # The configuration profile laid over configs/settings.yaml (env CRMSCORE_PROFILE).
+    profile: str | None = None
     # Salt of the customer-id hashes in logs and samples (env CRMSCORE_ID_SALT; never logged).
     id_salt: SecretStr = SecretStr("")
 
@@ -52,6 +60,23 @@ class Settings(BaseModel):
     def paths(self) -> Workspace:
         """Every folder and file of the workspace (features/catalog.py)."""
         return Workspace(self.workspace)
+
+    @model_validator(mode="after")
+    def _hosts_given(self) -> Settings:
+        """What the profile selects must have its host from the environment."""
+        from serving.registry import is_tracking_server
+
+        uri = self.mlflow_tracking_uri or ""
+        if self.mlflow_tracking == "server" and not is_tracking_server(uri):
+            raise ValueError(
+                "mlflow_tracking is server: set MLFLOW_TRACKING_URI to the tracking server's "
+                "http(s) URL"
+            )
+        if self.feast.online_store == "redis" and not self.feast.redis_url:
+            raise ValueError(
+                "feast.online_store is redis: set CRMSCORE_REDIS_URL (host:port[,password=...])"
+            )
+        return self
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -140,14 +165,22 @@ def load_settings(
     overrides: dict[str, Any] | None = None,
     env: dict[str, str] | None = None,
 ) -> Settings:
-    """Load settings. Precedence, lowest first: configs/settings.yaml, the dataset YAML's
-    `settings:` (what that dataset needs, e.g. shorter windows for one year of data),
-    `overrides` (command-line options), environment variables for hosts."""
+    """Load settings. Precedence, lowest first: configs/settings.yaml, the profile's
+    configs/<profile>/settings.yaml (env CRMSCORE_PROFILE, e.g. `production`), the dataset
+    YAML's `settings:` (what that dataset needs, e.g. shorter windows for one year of data),
+    `overrides` (command-line options), environment variables for hosts and secrets."""
     env = dict(os.environ) if env is None else env
     config_dir = config_dir or Path(env.get("CRMSCORE_CONFIG", default_config_dir()))
     workspace = workspace or Path(env.get("CRMSCORE_HOME", DEFAULT_ROOT))
     settings_file = config_dir / "settings.yaml"
     raw = _read_yaml(settings_file)
+    profile = env.get(PROFILE_VAR) or None
+    if profile is not None:
+        overlay = config_dir / profile / "settings.yaml"
+        if not overlay.exists():
+            raise SettingsError(f"{overlay}: no such profile ({PROFILE_VAR}={profile})")
+        raw = deep_merge(raw, {**_read_yaml(overlay), "profile": profile})
+        settings_file = overlay
     dataset_file = dataset_path(config_dir, dataset or raw.pop("dataset", "complete_journey"))
     raw.pop("dataset", None)
     if not dataset_file.exists():

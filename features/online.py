@@ -3,8 +3,9 @@
 On SQLite (the embedded default) rows are read with indexed SELECTs from the tables Feast
 writes, using the `value_text` column Feast stores beside each protobuf value:
 no registry look-up, protobuf decoding or response building per request. Tests check that it
-returns what Feast's `get_online_features` returns. Other online stores (Redis) go through
-`get_online_features`.
+returns what Feast's `get_online_features` returns. On Redis, Feast's hashes are read with
+pipelined HMGETs and the offer catalog with a SCAN (features/redis_store.py); tests check
+those against Feast too. Both return each row's event time.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from feast import FeatureStore
 from feast.infra.online_stores.helpers import compute_table_id
 from feast.infra.online_stores.sqlite import SqliteOnlineStore, SqliteOnlineStoreConfig
 
+from features import redis_store
 from features.names import ALL_FEATURES
 from features.store import serialize_string_keys
 
@@ -68,10 +70,11 @@ def _fold(
 class OnlineFeatures:
     """Feature values by entity key from the online store of `store`.
 
-    Thread-safe: each thread opens its own read-only SQLite connection. A read waits at most
-    `timeout` seconds for a locked SQLite file, then raises StoreUnavailable; so does a read
-    of a file that is gone. A file replaced by another (an atomic swap) is reopened on the
-    next read of every thread: all readers see the same store."""
+    Thread-safe: each thread opens its own read-only SQLite connection (the Redis client
+    keeps a connection pool). A read waits at most `timeout` seconds for a locked SQLite
+    file, then raises StoreUnavailable; so does a read of a file that is gone. A file
+    replaced by another (an atomic swap) is reopened on the next read of every thread: all
+    readers see the same store."""
 
     def __init__(self, store: FeatureStore, timeout: float = 5.0) -> None:
         self._store = store
@@ -90,6 +93,11 @@ class OnlineFeatures:
             for name, view in self._views.items()
         }
         self._local = threading.local()
+        self._redis: Any = None if self._sqlite else redis_store.redis_client(config)
+        self._project = config.project.encode()
+        self._redis_names = {
+            name: redis_store.view_name(config, view) for name, view in self._views.items()
+        }
 
     def _connection(self) -> sqlite3.Connection:
         """This thread's connection to the file now at the store's path (reopened when the
@@ -127,7 +135,7 @@ class OnlineFeatures:
         if not keys:
             return []
         if not self._sqlite:
-            return self._read_feast(view, keys, names)
+            return self._read_redis(view, keys, names)
         join_keys = self._join_keys[view]
         encoded = serialize_string_keys(join_keys, [list(col) for col in zip(*keys, strict=True)])
         unique = list(dict.fromkeys(encoded))
@@ -172,29 +180,54 @@ class OnlineFeatures:
                 conn.close()
             raise StoreUnavailable(f"online store {self._path}: {exc}") from exc
 
-    def _read_feast(
+    def _read_redis(
         self, view: str, keys: Sequence[tuple[str, ...]], names: Sequence[str]
     ) -> list[OnlineRow | None]:
-        join_keys = self._join_keys[view]
-        refs = [f"{view}:{n}" for n in names] or [f"{view}:{self._views[view].features[0].name}"]
-        rows = [dict(zip(join_keys, k, strict=True)) for k in keys]
-        answer: dict[str, list[Any]] = self._store.get_online_features(
-            features=refs, entity_rows=rows
-        ).to_dict()
+        encoded = serialize_string_keys(
+            self._join_keys[view], [list(col) for col in zip(*keys, strict=True)]
+        )
+        return self._redis_rows(view, [k + self._project for k in encoded], names)
+
+    def _redis_rows(
+        self, view: str, keys: Sequence[bytes], names: Sequence[str]
+    ) -> list[OnlineRow | None]:
+        """Rows of `view` from Redis hashes `keys`: None where the hash has no event time of
+        the view (Feast writes one with every row)."""
+        fv = self._redis_names[view]
+        fields = [redis_store.ts_field(fv)] + [redis_store.feature_field(fv, n) for n in names]
+        parsers = [_PARSERS[ALL_FEATURES[n].dtype] for n in names]
         out: list[OnlineRow | None] = []
-        for i in range(len(keys)):
-            values = {n: answer[n][i] for n in names}
-            present = any(v is not None for v in values.values()) or not names
-            out.append(OnlineRow(values, None) if present else None)
+        for reply in redis_store.read_hashes(self._redis, keys, fields):
+            stamp, raw = reply[0], reply[1:]
+            if stamp is None:
+                out.append(None)
+                continue
+            values: dict[str, Value] = {}
+            for name, parse, data in zip(names, parsers, raw, strict=True):
+                value = redis_store.decode_value(data)
+                values[name] = None if value is None else parse(value)
+            out.append(OnlineRow(values, redis_store.decode_timestamp(stamp)))
         return out
 
     def scan(self, view: str, names: Sequence[str]) -> dict[str, OnlineRow]:
         """Every entity of a single-key view (e.g. all offers), by key value."""
         if len(self._join_keys[view]) != 1:
             raise ValueError(f"{view}: scan reads single-key views only")
-        if not self._sqlite:
-            raise NotImplementedError("scan needs the SQLite online store")
         skip = len(serialize_string_keys(self._join_keys[view], [[""]])[0])
-        rows = self._select(view, "1", ())
-        found = _fold(((bytes(k)[skip:].decode("utf8"), n, t, ts) for k, n, t, ts in rows), names)
-        return dict(sorted(found.items()))
+        if self._sqlite:
+            rows = self._select(view, "1", ())
+            found = _fold(
+                ((bytes(k)[skip:].decode("utf8"), n, t, ts) for k, n, t, ts in rows), names
+            )
+            return dict(sorted(found.items()))
+        prefix = serialize_string_keys(self._join_keys[view], [[""]])[0][:-8]
+        ids: dict[bytes, str] = {}
+        for key in redis_store.scan_keys(self._redis, prefix, self._project.decode()):
+            value = key[skip : len(key) - len(self._project)]
+            # The value's length header: a key of another project ending with this one's name
+            # has a different length.
+            if int.from_bytes(key[skip - 4 : skip], "little") == len(value):
+                ids[key] = value.decode("utf8")
+        read = self._redis_rows(view, list(ids), names)
+        held = {i: row for i, row in zip(ids.values(), read, strict=True) if row is not None}
+        return dict(sorted(held.items()))

@@ -1,12 +1,14 @@
 """The Feast store in the workspace: configuration, `apply` and `materialize`.
 
 Materialization has two paths with the same result in the online store:
-- stock: Feast's `materialize_incremental` (row-by-row protobuf conversion);
-- fast (default for SQLite): the same rows, chosen the same way (latest row per entity in the
-  window, newest `created_timestamp` on ties), encoded with numpy into the exact bytes Feast
-  writes, and upserted with one `executemany` in one transaction. It records the interval in
-  the registry as Feast does, so either path can continue incrementally from the other.
-Tests compare the two byte for byte.
+- stock: Feast's `materialize` (row-by-row protobuf conversion);
+- fast (default): the same rows, chosen the same way (latest row per entity in the window,
+  newest `created_timestamp` on ties), encoded with numpy into the exact bytes Feast writes;
+  on SQLite upserted with one `executemany` in one transaction, on Redis written as Feast's
+  hashes in pipelines (features/redis_store.py).
+Tests compare the two byte for byte. Each online store records what it holds (the end of
+the last window and the snapshot fingerprint of each view, `read_state`) in itself: a new or
+emptied store, or a workspace switched to another store, is loaded whole.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from feast.infra.online_stores.sqlite import SqliteOnlineStore, SqliteOnlineStor
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from feast.protos.feast.types.Value_pb2 import ValueType as ValueTypeProto
 
+from features import redis_store
 from features.catalog import Workspace
 from features.config import FeastParams
 from features.feast_repo import CUSTOMER_VIEW, VIEWS, definitions
@@ -93,39 +96,42 @@ def materialize(
 ) -> dict[str, Any]:
     """Bring the online store up to `end` (default: the latest snapshot), incrementally.
 
-    Each view continues from where its last materialization ended; running it again with
-    nothing new writes the same values again (idempotent). A view whose snapshot file changed
-    since it was last materialized (a rebuild from corrected data: `snapshot_fingerprint`,
-    recorded in `paths.materialized`) is reloaded whole: its online rows are replaced by the
-    snapshot's (on SQLite, rows of entities the snapshot no longer holds are removed)."""
+    Each view continues from where its last materialization into this online store ended
+    (`read_state`); running it again with nothing new writes nothing. A view the store has
+    no record of, or whose snapshot file changed since (a rebuild from corrected data:
+    `snapshot_fingerprint`), is reloaded whole: its online rows are replaced by the
+    snapshot's. The run's record is also written to `paths.materialized`."""
     store = open_store(params, paths)
     end = end or _latest_snapshot(paths)
     written: dict[str, int | None] = {}
     reloaded: list[str] = []
-    loaded = read_materialized(paths)
-    sqlite = isinstance(store.config.online_store, SqliteOnlineStoreConfig)
-    fast = not stock and sqlite
+    state = read_state(store)
     for view in store.list_feature_views():
         fingerprint = snapshot_fingerprint(_file_source(view))
-        changed = loaded.get(view.name) != fingerprint
-        start = incremental_start(view, end, reload=changed)
+        held = state.get(view.name)
+        changed = held is None or held["fingerprint"] != fingerprint
+        last_end = None if held is None or changed else datetime.fromisoformat(held["end"])
+        start = incremental_start(view, end, last_end)
         if changed:
             reloaded.append(view.name)
-        if fast:
-            written[view.name] = fast_materialize(store, view.name, start, end, replace=changed)
-        else:
-            if changed and sqlite:
+        if stock:
+            if changed:
                 clear_view(store, view)
             store.materialize(start, end, [view.name])
             written[view.name] = None  # Feast does not report a count
-        loaded[view.name] = fingerprint
-        write_materialized(paths, loaded)
-    return {
-        "path": "fast" if fast else "stock",
+        else:
+            written[view.name] = fast_materialize(store, view.name, start, end, replace=changed)
+        state[view.name] = {"fingerprint": fingerprint, "end": end.isoformat()}
+        write_state(store, view.name, state[view.name])
+    answer = {
+        "path": "stock" if stock else "fast",
+        "online_store": params.online_store,
         "end": end.isoformat(),
         "entities": written,
         "reloaded": reloaded,
     }
+    _write_json(paths.materialized, {**answer, "views": state})
+    return answer
 
 
 def snapshot_fingerprint(source: FileSource) -> str:
@@ -138,32 +144,71 @@ def snapshot_fingerprint(source: FileSource) -> str:
     return digest.hexdigest()
 
 
-def read_materialized(paths: Workspace) -> dict[str, str]:
-    """The snapshot fingerprint each view was last materialized from (empty when none)."""
-    if not paths.materialized.exists():
-        return {}
-    try:
-        found = json.loads(paths.materialized.read_text())
-    except ValueError:
-        return {}  # unreadable: every view is reloaded
-    return {str(k): str(v) for k, v in found.items()} if isinstance(found, dict) else {}
+# What each online store holds: SQLite keeps it in a table beside Feast's, Redis in a hash.
+STATE_TABLE = "crmscore_materialized"
+
+_CREATE_STATE = (
+    f"CREATE TABLE IF NOT EXISTS {STATE_TABLE} "
+    "(view TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, end_ts TEXT NOT NULL)"
+)
 
 
-def write_materialized(paths: Workspace, fingerprints: dict[str, str]) -> None:
-    """Record the fingerprints (atomically: a crash keeps the previous record)."""
-    path = paths.materialized
+def _state_key(project: str) -> str:
+    return f"crmscore:materialized:{project}"
+
+
+def _is_sqlite(store: FeatureStore) -> bool:
+    return isinstance(store.config.online_store, SqliteOnlineStoreConfig)
+
+
+def read_state(store: FeatureStore) -> dict[str, dict[str, str]]:
+    """What the online store of `store` holds, by view: the snapshot `fingerprint` it was
+    loaded from and the `end` of the last window (empty for a new or emptied store)."""
+    if _is_sqlite(store):
+        conn = sqlite3.connect(SqliteOnlineStore._get_db_path(store.config))
+        try:
+            conn.execute(_CREATE_STATE)
+            rows = conn.execute(f"SELECT view, fingerprint, end_ts FROM {STATE_TABLE}").fetchall()
+        finally:
+            conn.close()
+        return {v: {"fingerprint": f, "end": e} for v, f, e in rows}
+    found = redis_store.redis_client(store.config).hgetall(_state_key(store.project))
+    return {k.decode(): json.loads(v) for k, v in found.items()}
+
+
+def write_state(store: FeatureStore, view: str, record: dict[str, str]) -> None:
+    """Record in the online store what it now holds of `view` (see `read_state`)."""
+    if _is_sqlite(store):
+        conn = sqlite3.connect(SqliteOnlineStore._get_db_path(store.config))
+        try:
+            with conn:
+                conn.execute(_CREATE_STATE)
+                conn.execute(
+                    f"INSERT OR REPLACE INTO {STATE_TABLE} VALUES (?, ?, ?)",
+                    (view, record["fingerprint"], record["end"]),
+                )
+        finally:
+            conn.close()
+        return
+    redis_store.redis_client(store.config).hset(_state_key(store.project), view, json.dumps(record))
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    """Write JSON atomically: a crash keeps the previous file."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        tmp.write_text(json.dumps(fingerprints, indent=2, sort_keys=True))
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
 
 
 def clear_view(store: FeatureStore, view: FeatureView) -> None:
-    """Delete every online row of a view (SQLite), before it is reloaded whole."""
-    config = store.config
-    conn = sqlite3.connect(SqliteOnlineStore._get_db_path(config))
+    """Delete every online row of a view, before it is reloaded whole."""
+    if not _is_sqlite(store):
+        redis_store.delete_view(store.config, view)
+        return
+    conn = sqlite3.connect(SqliteOnlineStore._get_db_path(store.config))
     try:
         with conn:
             conn.execute(f"DELETE FROM {_quoted_table(store, view)}")
@@ -179,15 +224,15 @@ def _quoted_table(store: FeatureStore, view: FeatureView) -> str:
     return '"' + table.replace('"', '""') + '"'
 
 
-def incremental_start(view: FeatureView, end: datetime, reload: bool = False) -> datetime:
-    """Where an incremental run starts: the end of the last one, else (or to `reload` the
-    view whole) `end - ttl`.
+def incremental_start(view: FeatureView, end: datetime, last_end: datetime | None) -> datetime:
+    """Where an incremental run starts: `last_end`, the end of the last run into this online
+    store, else (a first load or a reload) `end - ttl`.
 
     Feast's own `materialize_incremental` starts a first run at now - ttl, which loads nothing
     for data whose cutoffs are older than the ttl (a historical dataset); `end - ttl` loads
     exactly the values that are still fresh at `end`."""
-    if view.most_recent_end_time is not None and not reload:
-        return view.most_recent_end_time
+    if last_end is not None:
+        return last_end
     ttl = view.ttl if view.ttl and view.ttl.total_seconds() > 0 else timedelta(weeks=52)
     return end - ttl
 
@@ -363,29 +408,71 @@ def _upsert_per_entity(table: str, feature_names: list[str]) -> str:
 def fast_materialize(
     store: FeatureStore, view_name: str, start: datetime, end: datetime, replace: bool = False
 ) -> int:
-    """What `store.materialize(start, end, [view_name])` writes to SQLite, written fast; with
-    `replace`, the view's rows are deleted first, in the same transaction.
+    """What `store.materialize(start, end, [view_name])` writes to the online store, written
+    fast; with `replace`, the view's rows are deleted first (on SQLite in the same
+    transaction).
 
     Returns the number of entities written."""
-    config = store.config
     view = store.get_feature_view(view_name)
     entities = [store.get_entity(e) for e in view.entities]
     if any(e.value_type != ValueType.STRING for e in entities):
         raise TypeError(f"{view_name}: the fast path supports string join keys only")
     frame = latest_rows(store, view, start, end)
     if view.online and (replace or len(frame)):
-        conn = sqlite3.connect(SqliteOnlineStore._get_db_path(config))
-        try:
-            conn.execute("PRAGMA cache_size = -262144")
-            with conn:  # one transaction: readers see the old rows or the new ones
-                if replace:
-                    conn.execute(f"DELETE FROM {_quoted_table(store, view)}")
-                if len(frame):
-                    conn.executemany(*_upsert_rows(store, view, frame))
-        finally:
-            conn.close()
+        if _is_sqlite(store):
+            _sqlite_write(store, view, frame, replace)
+        else:
+            _redis_write(store, view, frame, replace)
     store.registry.apply_materialization(view, store.project, start, end)
     return len(frame)
+
+
+def _sqlite_write(
+    store: FeatureStore, view: FeatureView, frame: pd.DataFrame, replace: bool
+) -> None:
+    conn = sqlite3.connect(SqliteOnlineStore._get_db_path(store.config))
+    try:
+        conn.execute("PRAGMA cache_size = -262144")
+        with conn:  # one transaction: readers see the old rows or the new ones
+            if replace:
+                conn.execute(f"DELETE FROM {_quoted_table(store, view)}")
+            if len(frame):
+                conn.executemany(*_upsert_rows(store, view, frame))
+    finally:
+        conn.close()
+
+
+def _redis_write(
+    store: FeatureStore, view: FeatureView, frame: pd.DataFrame, replace: bool
+) -> None:
+    """Feast's hashes for the rows of `frame`. Feast skips a row whose stored event time is
+    as new or newer; materialize's windows start where the store's last one ended (or the
+    view was deleted first), so no stored time is newer and every row is written."""
+    config = store.config
+    if replace:
+        redis_store.delete_view(config, view)
+    if not len(frame):
+        return
+    join_keys = [store.get_entity(e).join_key for e in view.entities]
+    project = config.project.encode()
+    keys = [
+        k + project
+        for k in serialize_string_keys(
+            join_keys, [frame[k].astype(str).tolist() for k in join_keys]
+        )
+    ]
+    name = redis_store.view_name(config, view)
+    columns = _encoded_columns(view, frame)
+    fields = [redis_store.ts_field(name)] + [
+        redis_store.feature_field(name, n) for n, _, _ in columns
+    ]
+    stamps = redis_store.encode_timestamps(frame[_file_source(view).timestamp_field])
+    values = zip(stamps, *(encoded for _, encoded, _ in columns), strict=True)
+    redis_store.write_hashes(
+        redis_store.redis_client(config),
+        keys,
+        [dict(zip(fields, row, strict=True)) for row in values],
+    )
 
 
 def _upsert_rows(

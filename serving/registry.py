@@ -28,6 +28,11 @@ def default_tracking_uri(paths: Workspace) -> str:
     return f"sqlite:///{paths.mlflow_db}"
 
 
+def is_tracking_server(tracking_uri: str) -> bool:
+    """True for an MLflow tracking server (http/https): it stores and serves the artifacts."""
+    return tracking_uri.split("://", 1)[0].lower() in ("http", "https")
+
+
 def configure(tracking_uri: str) -> Any:
     """Point MLflow at the tracking server or local store; returns an `MlflowClient`."""
     import mlflow

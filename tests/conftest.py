@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from features.config import FeatureParams, LabelParams, SegmentParams
+from tests.servers import mlflow_server, postgres_server, redis_server
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATASETS = PROJECT_ROOT.parent / "shared" / "datasets"
@@ -43,3 +45,19 @@ def params() -> tuple[FeatureParams, LabelParams, SegmentParams]:
         LabelParams(churn_horizon_days=30, clv_horizon_days=30, offer_horizon_days=30),
         SegmentParams(),
     )
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real redis-server on a free loopback port (Feast's connection string)."""
+    with redis_server(tmp_path_factory.mktemp("redis")) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def tracking_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """A real MLflow tracking server on PostgreSQL with proxied artifacts: its URL and the
+    folder where it keeps the artifacts."""
+    folder = tmp_path_factory.mktemp("mlflow_server")
+    with postgres_server() as database, mlflow_server(database, folder) as url:
+        yield url, folder / "artifacts"

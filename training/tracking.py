@@ -24,7 +24,7 @@ from mlflow.models import infer_signature
 
 from features.model_spec import CHALLENGER, CHAMPION, model_spec
 from serving.models import BundleModel
-from serving.registry import alias_version
+from serving.registry import alias_version, is_tracking_server
 from training.config import GateParams, NboParams
 
 PREVIOUS_CHAMPION_TAG = "previous_champion_version"
@@ -63,9 +63,14 @@ def git_commit(root: Path) -> str:
 
 
 def _experiment(name: str, artifact_root: Path) -> str:
+    """The experiment's id, created when missing: a tracking server chooses where its
+    artifacts go (hosts other than the trainer's download them through it); a local store
+    keeps them under `artifact_root`."""
     found = mlflow.get_experiment_by_name(name)
     if found is not None:
         return str(found.experiment_id)
+    if is_tracking_server(mlflow.get_tracking_uri()):
+        return str(mlflow.create_experiment(name))
     return str(mlflow.create_experiment(name, artifact_location=(artifact_root / name).as_uri()))
 
 

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -108,17 +109,19 @@ class Server:
         return httpx.Client(base_url=self.url, headers=headers, timeout=30)
 
 
-@pytest.fixture(scope="session")
-def server(trained: Trained, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+@contextmanager
+def serving(base: list[str], log: Path, extra_env: dict[str, str] | None = None) -> Iterator[str]:
+    """`crmscore serve` with global options `base` on a free port, until it answers
+    /readyz; yields its URL and stops it afterwards."""
     port = _free_port()
-    log = tmp_path_factory.mktemp("server") / "server.log"
     env = {
         **os.environ,
         "CRMSCORE_API_KEYS": USER_KEY,
         "CRMSCORE_ADMIN_KEYS": ADMIN_KEY,
         "BENTOML_DO_NOT_TRACK": "true",
+        **(extra_env or {}),
     }
-    command = [sys.executable, "-m", "crmscore", *trained.base, "serve", "--port", str(port)]
+    command = [sys.executable, "-m", "crmscore", *base, "serve", "--port", str(port)]
     with log.open("w") as out:
         process = subprocess.Popen(
             command, cwd=PROJECT_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
@@ -137,10 +140,17 @@ def server(trained: Trained, tmp_path_factory: pytest.TempPathFactory) -> Iterat
             time.sleep(0.5)
         else:
             pytest.fail(f"crmscore serve not ready in 180 s:\n{log.read_text()[-3000:]}")
-        yield Server(url, log, trained)
+        yield url
     finally:
         process.terminate()
         try:
             process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             process.kill()
+
+
+@pytest.fixture(scope="session")
+def server(trained: Trained, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    log = tmp_path_factory.mktemp("server") / "server.log"
+    with serving(trained.base, log) as url:
+        yield Server(url, log, trained)

@@ -19,7 +19,7 @@ from features.catalog import Workspace
 from features.feast_repo import SERVICE_FEATURES
 from features.model_spec import CHALLENGER, CHAMPION, REFERENCE_ARTIFACT, model_spec
 from features.retrieval import historical_features
-from features.store import open_store
+from features.store import STATE_TABLE, open_store
 from features.synthetic import dataset_yaml, synthetic_export, write_export
 from serving.registry import configure, load_registered
 
@@ -56,7 +56,7 @@ def _online_rows(db: Path) -> list[tuple]:
             for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table' ORDER BY name")
         ]
         rows = []
-        for table in tables:
+        for table in (t for t in tables if t != STATE_TABLE):  # Feast's tables
             rows += [
                 (table, *r)
                 for r in conn.execute(
