@@ -88,6 +88,7 @@ def _start(command: list[str], env: dict[str, str], port: int, log: Path) -> sub
         except OSError:
             pass
         time.sleep(0.5)
+    _stop(process)
     raise SystemExit(f"{command} not ready in 180 s:\n{log.read_text()[-2000:]}")
 
 
