@@ -1,8 +1,10 @@
-"""Real-time API latency: the BentoML service against a bare FastAPI + uvicorn app doing the
-identical work (the same app, online feature look-up and three models), in one run, with the
-same load generator at concurrency 1 and 8: p50, p99 and throughput, and their ratio.
+"""Real-time API latency: `crmscore serve` (the BentoML service) against a bare FastAPI +
+uvicorn app doing the identical work (the same app, online feature look-up and three models),
+in one run, with two load generators, wrk (C; installed with apt-get when missing) and a
+Python keep-alive client, at concurrency 1 and 8: p50, p99 and throughput, their ratio, and
+the time of a page of 1,000 customers. The machine's load (`uptime`) is printed with them.
 
-    .venv/bin/python benchmarks/serving.py [--workspace DIR] [--requests 4000]
+    .venv/bin/python benchmarks/serving.py [--workspace DIR] [--seconds 15]
 
 Without --workspace, a workspace is built and trained here on a generated export (about
 3 minutes). With it, that workspace's champions and online store are used (e.g. the demo's
@@ -17,6 +19,7 @@ import http.client
 import json
 import os
 import random
+import shutil
 import socket
 import subprocess
 import sys
@@ -85,6 +88,7 @@ def _start(command: list[str], env: dict[str, str], port: int, log: Path) -> sub
         except OSError:
             pass
         time.sleep(0.5)
+    _stop(process)
     raise SystemExit(f"{command} not ready in 180 s:\n{log.read_text()[-2000:]}")
 
 
@@ -96,20 +100,20 @@ def _stop(process: subprocess.Popen) -> None:
         os.killpg(process.pid, 9)
 
 
-def load(port: int, bodies: list[bytes], concurrency: int, requests: int) -> dict[str, float]:
-    """`requests` POST /v1/score over `concurrency` keep-alive connections (after 200 warm-up
-    requests); latency percentiles in ms and throughput in requests/s."""
+def load(port: int, bodies: list[bytes], concurrency: int, seconds: float) -> dict[str, float]:
+    """POST /v1/score for `seconds` over `concurrency` Python keep-alive connections (after
+    2 s of warm-up): latency percentiles in ms and throughput in requests/s."""
     gc.disable()
     latencies: list[float] = []
     errors = [0]
     lock = threading.Lock()
     headers = {"Content-Type": "application/json", "Authorization": f"Bearer {KEY}"}
 
-    def worker(seed: int, count: int, keep: bool) -> None:
+    def worker(seed: int, until: float, keep: bool) -> None:
         rng = random.Random(seed)
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
         mine = []
-        for _ in range(count):
+        while time.perf_counter() < until:
             body = bodies[rng.randrange(len(bodies))]
             start = time.perf_counter()
             conn.request("POST", "/v1/score", body=body, headers=headers)
@@ -123,10 +127,10 @@ def load(port: int, bodies: list[bytes], concurrency: int, requests: int) -> dic
             with lock:
                 latencies.extend(mine)
 
-    def run(count: int, keep: bool) -> float:
+    def run(duration: float, keep: bool) -> float:
+        until = time.perf_counter() + duration
         threads = [
-            threading.Thread(target=worker, args=(i, count // concurrency, keep))
-            for i in range(concurrency)
+            threading.Thread(target=worker, args=(i, until, keep)) for i in range(concurrency)
         ]
         started = time.perf_counter()
         for t in threads:
@@ -135,8 +139,8 @@ def load(port: int, bodies: list[bytes], concurrency: int, requests: int) -> dic
             t.join()
         return time.perf_counter() - started
 
-    run(200, keep=False)
-    wall = run(requests, keep=True)
+    run(2, keep=False)
+    wall = run(seconds, keep=True)
     gc.enable()
     latencies.sort()
 
@@ -152,7 +156,81 @@ def load(port: int, bodies: list[bytes], concurrency: int, requests: int) -> dic
     }
 
 
-def _customers(workspace: Path, n: int = 500) -> list[str]:
+# wrk's script: a random customer's body per request; the summary as one JSON line.
+WRK_SCRIPT = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer %(key)s"
+local bodies = {%(bodies)s}
+request = function()
+  return wrk.format(nil, nil, nil, bodies[math.random(#bodies)])
+end
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'RESULT {"p50_ms": %%f, "p99_ms": %%f, "max_ms": %%f, "requests": %%d, "seconds": %%f, '
+    .. '"errors": %%d}\\n',
+    latency:percentile(50) / 1000, latency:percentile(99) / 1000, latency.max / 1000,
+    summary.requests, summary.duration / 1e6,
+    e.connect + e.read + e.write + e.status + e.timeout))
+end
+"""
+
+
+def ensure_wrk() -> str:
+    """The path of wrk, installed from the Debian packages when missing."""
+    found = shutil.which("wrk")
+    if found is None:
+        print("installing wrk (apt-get install -y wrk) ...", flush=True)
+        subprocess.run(["apt-get", "install", "-y", "wrk"], check=True, capture_output=True)
+        found = shutil.which("wrk")
+    if found is None:
+        raise SystemExit("wrk could not be installed: apt-get install -y wrk")
+    return found
+
+
+def load_wrk(
+    wrk: str, port: int, script: Path, concurrency: int, seconds: float
+) -> dict[str, float]:
+    """The same load as `load`, generated by wrk (one thread, `concurrency` connections)."""
+    url = f"http://127.0.0.1:{port}/v1/score"
+    base = [wrk, "-t1", f"-c{concurrency}", "-s", str(script), "--timeout", "10s"]
+    subprocess.run([*base, "-d2s", url], check=True, capture_output=True)  # warm-up
+    out = subprocess.run(
+        [*base, f"-d{seconds:.0f}s", url], check=True, capture_output=True, text=True
+    ).stdout
+    line = next(x for x in out.splitlines() if x.startswith("RESULT "))
+    r = json.loads(line[len("RESULT ") :])
+    return {**r, "rps": r["requests"] / r["seconds"]}
+
+
+def page(port: int, ids: list[str], repeats: int = 10) -> dict[str, float]:
+    """A page of `ids` in one POST, `repeats` times after one warm-up: median and max ms."""
+    body = json.dumps({"customer_ids": ids}).encode()
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {KEY}"}
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    times = []
+    for i in range(repeats + 1):
+        start = time.perf_counter()
+        conn.request("POST", "/v1/score", body=body, headers=headers)
+        response = conn.getresponse()
+        answer = response.read()
+        if response.status != 200 or len(json.loads(answer)["scores"]) != len(ids):
+            raise SystemExit(f"page answered {response.status}: {answer[:300]!r}")
+        if i:
+            times.append(time.perf_counter() - start)
+    conn.close()
+    times.sort()
+    return {"median_ms": times[len(times) // 2] * 1e3, "max_ms": times[-1] * 1e3}
+
+
+def uptime() -> str:
+    """The machine's load averages (1, 5, 15 minutes), as `uptime` prints them."""
+    return ", ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def customers(workspace: Path, n: int = 500) -> list[str]:
+    """The first `n` customers (by id) of the latest snapshot."""
     import pandas as pd
 
     from features.catalog import Workspace
@@ -169,18 +247,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--workspace", type=Path)
     parser.add_argument("--dataset", help="dataset name or YAML of that workspace")
-    parser.add_argument("--requests", type=int, default=4000)
+    parser.add_argument("--seconds", type=float, default=15, help="per measured point")
     parser.add_argument("--workers", type=int, default=2, help="uvicorn workers of the bare app")
     args = parser.parse_args()
 
+    wrk = ensure_wrk()
     tmp = tempfile.TemporaryDirectory()
     if args.workspace is None:
         print("building and training a workspace on a generated export ...", flush=True)
         workspace, dataset = _build_workspace(Path(tmp.name))
         args.workspace, args.dataset = workspace, str(dataset)
     workspace = args.workspace.resolve()
-    ids = _customers(workspace)
-    bodies = [json.dumps({"customer_id": c}).encode() for c in ids]
+    ids = customers(workspace, 1000)
+    singles = ids[:500]
+    bodies = [json.dumps({"customer_id": c}).encode() for c in singles]
+    script = Path(tmp.name) / "score.lua"
+    script.write_text(
+        WRK_SCRIPT % {"key": KEY, "bodies": ", ".join(json.dumps(b.decode()) for b in bodies)}
+    )
     env = {
         **os.environ,
         "CRMSCORE_HOME": str(workspace),
@@ -193,35 +277,48 @@ def main() -> None:
     if args.dataset:
         globals_ += ["--dataset", args.dataset]
         env["CRMSCORE_DATASET"] = args.dataset
-    bare = f"bare FastAPI + uvicorn ({args.workers} workers)"
+    serve, bare = "`crmscore serve`", f"bare uvicorn ({args.workers} workers)"
     uvicorn = ["-m", "uvicorn", "benchmarks.serving:bare_app", "--factory", "--workers"]
     servers = {
-        "BentoML (crmscore serve)": [sys.executable, "-m", "crmscore", *globals_, "serve"],
+        serve: [sys.executable, "-m", "crmscore", *globals_, "serve"],
         bare: [sys.executable, *uvicorn, str(args.workers), "--log-level", "warning"],
     }
-    results: dict[str, dict[int, dict[str, float]]] = {}
+    results: dict[tuple[str, str, int], dict[str, float]] = {}
+    pages: dict[str, dict[str, float]] = {}
+    loads: dict[str, str] = {}
     for name, command in servers.items():
         port = _free_port()
         command = [*command, "--port", str(port)]
         log = Path(tmp.name) / f"{port}.log"
         process = _start(command, env, port, log)
         try:
-            results[name] = {c: load(port, bodies, c, args.requests) for c in (1, 8)}
+            loads[name] = uptime()
+            for c in (1, 8):
+                results[(name, "wrk", c)] = load_wrk(wrk, port, script, c, args.seconds)
+                results[(name, "Python", c)] = load(port, bodies, c, args.seconds)
+            pages[name] = page(port, ids)
+            loads[name] += f" → {uptime()}"
         finally:
             _stop(process)
-    print(f"\n{len(ids)} customers, {args.requests} requests per run, one customer per request")
-    print("| server | concurrency | p50 ms | p99 ms | max ms | requests/s | errors |")
-    print("|---|---|---|---|---|---|---|")
-    for name, by_c in results.items():
-        for c, r in by_c.items():
-            print(
-                f"| {name} | {c} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['max_ms']:.1f} "
-                f"| {r['rps']:.0f} | {r['errors']:.0f} |"
-            )
-    bento, reference = results["BentoML (crmscore serve)"], results[bare]
-    for c in (1, 8):
-        ratio = bento[c]["p99_ms"] / reference[c]["p99_ms"]
-        print(f"concurrency {c}: p99 BentoML / bare FastAPI = {ratio:.2f}")
+    print(f"\n{len(singles)} customers, {args.seconds:.0f} s per point, one customer per request")
+    print("| server | client | concurrency | p50 ms | p99 ms | max ms | requests/s | errors |")
+    print("|---|---|---|---|---|---|---|---|")
+    for (name, client, c), r in results.items():
+        print(
+            f"| {name} | {client} | {c} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} "
+            f"| {r['max_ms']:.1f} | {r['rps']:.0f} | {r['errors']:.0f} |"
+        )
+    print(f"\npage of {len(ids)} customers in one request (10 requests):")
+    for name, r in pages.items():
+        print(f"  {name}: median {r['median_ms']:.0f} ms, max {r['max_ms']:.0f} ms")
+    print("\np99 ratio `crmscore serve` / bare uvicorn:")
+    for client in ("wrk", "Python"):
+        for c in (1, 8):
+            ratio = results[(serve, client, c)]["p99_ms"] / results[(bare, client, c)]["p99_ms"]
+            print(f"  {client}, concurrency {c}: {ratio:.2f}")
+    print("\nload averages (1, 5, 15 min) before → after each server's run:")
+    for name, text in loads.items():
+        print(f"  {name}: {text}")
     tmp.cleanup()
 
 

@@ -31,10 +31,10 @@ sys.path[0] = str(ROOT)  # import the project's packages, not this folder's modu
 
 from benchmarks.serving import (  # noqa: E402
     _build_workspace,
-    _customers,
     _free_port,
     _start,
     _stop,
+    customers,
 )
 
 KEY, ADMIN = "soak-key", "soak-admin"
@@ -155,7 +155,7 @@ def main() -> None:
         workspace, dataset = _build_workspace(Path(tmp.name))
         args.workspace, args.dataset = workspace, str(dataset)
     workspace = args.workspace.resolve()
-    ids = _customers(workspace)
+    ids = customers(workspace)
     globals_ = ["--workspace", str(workspace)]
     if args.dataset:
         globals_ += ["--dataset", args.dataset]

@@ -146,6 +146,22 @@ class OnlineFeatures:
         found = _fold(((bytes(k), n, t, ts) for k, n, t, ts in rows), names)
         return [found.get(key) for key in encoded]
 
+    def version(self) -> tuple[int, ...] | None:
+        """A value that changes whenever the online store is written (a materialize): the
+        SQLite file's (and its journal's) inode, size and modification time; None for other
+        stores, which cannot tell."""
+        if self._path is None:
+            return None
+        stamp: list[int] = []
+        for path in (self._path, self._path.with_name(self._path.name + "-wal")):
+            try:
+                found = os.stat(path)
+            except FileNotFoundError:
+                stamp += [0, 0, 0]
+                continue
+            stamp += [found.st_ino, found.st_size, found.st_mtime_ns]
+        return tuple(stamp)
+
     @property
     def can_read_by_prefix(self) -> bool:
         """True when `read_by_first_key` is available (the SQLite online store)."""

@@ -47,6 +47,10 @@ class ServingParams(BaseModel):
     auth_failures_per_minute: int = Field(default=20, ge=1)
     # Offer popularity and values are re-read from the online store at most this often.
     offer_cache_seconds: float = 300.0
+    # Answers of up to this many stored customers are computed when the models load and
+    # after each materialize, and held in memory by each worker; with
+    # more customers in the store, answers are computed per request.
+    precompute_customers: int = Field(default=200_000, ge=0)
     # Reason codes: drivers up and down per model when a request asks `explain: true`.
     explain_top: int = 3
     # Prediction log: rows are written off the request path, in files of at most this many

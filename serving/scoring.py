@@ -2,7 +2,13 @@
 
 The same `Scorer` answers the BentoML service and the plain FastAPI app of the benchmark, so
 both do identical work. It is built once per model load; a reload builds a new one and swaps
-it in, so requests in flight finish on the models they started with."""
+it in, so requests in flight finish on the models they started with.
+
+An answer only changes when the models or the online store change, so the scorer computes
+every stored customer's answer once (`Scorer.precompute`: at load, and again after each
+materialize) and answers from that table while the store is the version it was computed
+from (`OnlineFeatures.version`, checked on every request); otherwise, and for reason codes,
+another `top_k` or a what-if, it computes the answer on demand, the same way."""
 
 from __future__ import annotations
 
@@ -110,6 +116,15 @@ class Customer:
     affinity: dict[str, Row] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Precomputed:
+    """Answers (default top-k, no reasons) computed from one version of the online store,
+    by customer id, each with its snapshot time (for `feature_age_seconds`)."""
+
+    store_version: tuple[int, ...]
+    answers: dict[str, tuple[dict[str, Any], datetime | None]]
+
+
 @dataclass
 class OfferCatalog:
     """Every offer's features (as rows of the offer model's input, unknown offers last) and
@@ -145,6 +160,8 @@ class Scorer:
             self._candidates = CandidateSettings.of(models.nbo)
             self._neighbours = neighbour_table(models.nbo)
         self.catalog = self._read_catalog()
+        self.precomputed: Precomputed | None = None
+        self._precomputed_at: tuple[int, ...] | None = None
         # A cold-start answer: the population priors, scored like any customer.
         self._prior_scores = self._scores(
             np.array([float(models.churn.meta["prior"])]),
@@ -183,6 +200,73 @@ class Scorer:
         if time.monotonic() - self.catalog.loaded_at >= max_age_seconds:
             with self._lock:
                 self.catalog = self._read_catalog()
+
+    def answers(
+        self, customer_ids: list[str], explain: bool = False, top_k: int | None = None
+    ) -> list[dict[str, Any]]:
+        """The answers of customers in the online store: `from_table` when it can give them
+        all, else computed (`score` of `lookup`)."""
+        found = self.from_table(customer_ids, explain, top_k)
+        if found is not None:
+            return found
+        return self.score(self.lookup(customer_ids), explain, top_k)
+
+    def from_table(
+        self, customer_ids: list[str], explain: bool = False, top_k: int | None = None
+    ) -> list[dict[str, Any]] | None:
+        """The precomputed answers of these customers, without reading the store; None when
+        they cannot all come from the table: reasons or another `top_k` asked, no table, the
+        store written since the table was made, or a customer the table does not hold."""
+        table = self.precomputed
+        default_k = top_k is None or top_k == self._default_top_k()
+        if explain or not default_k or table is None:
+            return None
+        if table.store_version != self.online.version():
+            return None
+        now = datetime.now(UTC)
+        out: list[dict[str, Any]] = []
+        for cid in customer_ids:
+            found = table.answers.get(cid)
+            if found is None:  # not in the store: a cold start, computed
+                return None
+            answer, as_of = found
+            answer = dict(answer)  # the caller removes "_features"
+            if as_of is not None:
+                answer["feature_age_seconds"] = round((now - as_of).total_seconds())
+            out.append(answer)
+        return out
+
+    def precompute(self, max_customers: int, chunk: int = 1000) -> bool:
+        """Compute every stored customer's answer from the online store as it is now and
+        keep them (`answers` uses them while the store stays at this version). Does
+        nothing when the store cannot tell its version or holds more than `max_customers`
+        customers (answers are then computed per request). True when a table was made."""
+        version = self.online.version()
+        self._precomputed_at = version
+        if version is None:
+            return False
+        ids = sorted(self.online.scan(CUSTOMER_VIEW, ()))
+        if len(ids) > max_customers:
+            self.precomputed = None
+            return False
+        with self._lock:  # the offers' values and popularity of this store version
+            self.catalog = self._read_catalog()
+        table: dict[str, tuple[dict[str, Any], datetime | None]] = {}
+        for start in range(0, len(ids), chunk):
+            customers = self.lookup(ids[start : start + chunk])
+            for customer, answer in zip(customers, self.score(customers), strict=True):
+                if customer.features is not None:
+                    table[customer.customer_id] = (answer, customer.as_of)
+        self.precomputed = Precomputed(version, table)
+        return True
+
+    def store_changed(self) -> bool:
+        """True when the online store was written since the last `precompute`."""
+        version = self.online.version()
+        return version is not None and version != self._precomputed_at
+
+    def _default_top_k(self) -> int:
+        return int(self.models.nbo.meta["top_k"]) if self.models.nbo is not None else 0
 
     def lookup(self, customer_ids: list[str]) -> list[Customer]:
         """Customers' features and customer x offer rows from the online store."""
@@ -246,7 +330,7 @@ class Scorer:
                     {d: [r.text for r in found[d]] for d in ("up", "down")}
                     for found in reason_codes(model, x, feats, self.explain_top)
                 ]
-        top_k = top_k or (int(models.nbo.meta["top_k"]) if models.nbo is not None else 0)
+        top_k = top_k or self._default_top_k()
         offers = self._offers(customers, top_k)
         now = datetime.now(UTC)
         out, position = [], {id(c): i for i, c in enumerate(known)}
@@ -265,30 +349,34 @@ class Scorer:
         self, c: Customer, scores: dict[str, Any], offers: list[dict[str, Any]], now: datetime
     ) -> dict[str, Any]:
         f = c.features or {}
-        return {
-            "customer_id": c.customer_id,
-            "as_of": c.as_of.isoformat() if c.as_of else None,
-            "feature_age_seconds": round((now - c.as_of).total_seconds()) if c.as_of else None,
-            **scores,
-            "offers": offers,
-            "segment": {name: f.get(name) for name in SEGMENT_FEATURES},
-            "cold_start": False,
-            "warnings": list(self.models.warnings),
-            "_features": {name: f.get(name) for name in self.models.customer_features},
-        }
+        return _in_schema_order(
+            {
+                "customer_id": c.customer_id,
+                "as_of": c.as_of.isoformat() if c.as_of else None,
+                "feature_age_seconds": round((now - c.as_of).total_seconds()) if c.as_of else None,
+                **scores,
+                "offers": offers,
+                "segment": {name: f.get(name) for name in SEGMENT_FEATURES},
+                "cold_start": False,
+                "warnings": list(self.models.warnings),
+                "_features": {name: f.get(name) for name in self.models.customer_features},
+            }
+        )
 
     def _cold_start(self, c: Customer, offers: list[dict[str, Any]]) -> dict[str, Any]:
-        return {
-            "customer_id": c.customer_id,
-            "as_of": None,
-            "feature_age_seconds": None,
-            **self._prior_scores,
-            "offers": offers,
-            "segment": {"rfm_segment": None, "value_tier": None, "lifecycle_stage": "new"},
-            "cold_start": True,
-            "warnings": [COLD_START_WARNING, *self.models.warnings],
-            "_features": {},
-        }
+        return _in_schema_order(
+            {
+                "customer_id": c.customer_id,
+                "as_of": None,
+                "feature_age_seconds": None,
+                **self._prior_scores,
+                "offers": offers,
+                "segment": {"rfm_segment": None, "value_tier": None, "lifecycle_stage": "new"},
+                "cold_start": True,
+                "warnings": [COLD_START_WARNING, *self.models.warnings],
+                "_features": {},
+            }
+        )
 
     def _scores(self, p: np.ndarray, clv: np.ndarray) -> list[dict[str, Any]]:
         """Churn and CLV answers, retention priority and model versions of each customer
@@ -397,6 +485,29 @@ class Scorer:
                 }
             )
         return out
+
+
+# The fields of an answer in the order of `serving.schemas.CustomerScore` (the JSON the API
+# writes without re-validating), then the prediction log's inputs.
+ANSWER_FIELDS = (
+    "customer_id",
+    "as_of",
+    "feature_age_seconds",
+    "churn",
+    "clv",
+    "offers",
+    "segment",
+    "retention_priority",
+    "model_versions",
+    "cold_start",
+    "warnings",
+    "reasons",
+    "_features",
+)
+
+
+def _in_schema_order(answer: dict[str, Any]) -> dict[str, Any]:
+    return {name: answer.get(name) for name in ANSWER_FIELDS}
 
 
 def _or_inf(value: Any) -> float:

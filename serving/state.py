@@ -109,6 +109,7 @@ class ServingState:
                     self.paths,
                     self.params.store_timeout_seconds,
                 )
+                scorer.precompute(self.params.precompute_customers)
             except Exception as exc:
                 self.load_error = str(exc)
                 LOG.error("models could not be loaded: %s", exc)
@@ -119,10 +120,19 @@ class ServingState:
                 self.reload_stamp.write_text(str(time.time_ns()))
             self._stamp_seen = self._stamp()
             LOG.info("models loaded: %s", scorer.models.versions)
-        # Long-lived objects (models, caches) out of the cyclic GC's scans: full collections
-        # over them paused every request in flight for 100+ ms.
-        gc.collect()
-        gc.freeze()
+        _freeze()
+
+    def precompute(self) -> None:
+        """Compute the answers again after the online store changed (a materialize); until
+        then answers are computed per request (`Scorer.answers`)."""
+        with self._reload_lock:
+            scorer = self.scorer
+            if scorer is None or not scorer.store_changed():
+                return
+            started = time.monotonic()
+            if scorer.precompute(self.params.precompute_customers):
+                LOG.info("answers precomputed in %.1f s", time.monotonic() - started)
+        _freeze()
 
     def _stamp(self) -> int:
         try:
@@ -131,14 +141,16 @@ class ServingState:
             return 0
 
     def watch(self, every_seconds: float = 1.0) -> None:
-        """Start a thread that reloads when another worker announced a reload and re-reads
-        the offer catalog when it is older than `offer_cache_seconds`."""
+        """Start a thread that reloads when another worker announced a reload, precomputes
+        the answers when the online store changed and re-reads the offer catalog when it
+        is older than `offer_cache_seconds`."""
 
         def run() -> None:
             while not self._stop.wait(every_seconds):
                 try:
                     if self._stamp() != self._stamp_seen:
                         self.load()
+                    self.precompute()
                     if self.scorer is not None:
                         self.scorer.refresh_catalog(self.params.offer_cache_seconds)
                 except Exception as exc:  # keep serving what is loaded
@@ -151,6 +163,13 @@ class ServingState:
         self._stop.set()
         if self.prediction_log is not None:
             self.prediction_log.close()
+
+
+def _freeze() -> None:
+    # Long-lived objects (models, answers) out of the cyclic GC's scans: full collections
+    # over them paused every request in flight for 100+ ms.
+    gc.collect()
+    gc.freeze()
 
 
 def build_state(settings: ServiceSettings, env: dict[str, str]) -> ServingState:
