@@ -149,8 +149,8 @@ def _workspace(tmp_path: Path, snapshot: Path, current: pd.DataFrame, version: s
     ws = tmp_path / "ws"
     paths = Workspace(ws)
     feats = current.drop(columns=["prediction"])
-    with publishing(paths.snapshot_versions) as version:
-        feats.to_parquet(paths.staged(paths.snapshot_versions, version).snapshot(CUSTOMER_VIEW))
+    with publishing(paths.snapshot_versions) as staged:
+        feats.to_parquet(paths.staged(paths.snapshot_versions, staged).snapshot(CUSTOMER_VIEW))
     scores = pd.DataFrame(
         {
             CUSTOMER_ID: current[CUSTOMER_ID],
@@ -161,8 +161,8 @@ def _workspace(tmp_path: Path, snapshot: Path, current: pd.DataFrame, version: s
         }
     )
     day = str(CUTOFF.date())
-    with publishing(paths.scores_versions(day)) as version:
-        scores.to_parquet(paths.staged(paths.scores_versions(day), version).scores_file(day))
+    with publishing(paths.scores_versions(day)) as staged:
+        scores.to_parquet(paths.staged(paths.scores_versions(day), staged).scores_file(day))
     return ws
 
 
