@@ -128,7 +128,9 @@ def serving(base: list[str], log: Path, extra_env: dict[str, str] | None = None)
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 180
+        # A guard against a server that never starts, not a performance limit: start-up
+        # precomputes every answer, slow on a loaded machine.
+        deadline = time.monotonic() + 900
         while time.monotonic() < deadline:
             if process.poll() is not None:
                 pytest.fail(f"crmscore serve exited:\n{log.read_text()[-3000:]}")
@@ -139,7 +141,7 @@ def serving(base: list[str], log: Path, extra_env: dict[str, str] | None = None)
                 pass
             time.sleep(0.5)
         else:
-            pytest.fail(f"crmscore serve not ready in 180 s:\n{log.read_text()[-3000:]}")
+            pytest.fail(f"crmscore serve not ready in 900 s:\n{log.read_text()[-3000:]}")
         yield url
     finally:
         process.terminate()

@@ -81,6 +81,18 @@ def test_score_answers_the_contract_and_equals_batch_scores(server: Server) -> N
         )
 
 
+def test_serve_says_once_that_it_is_ready(server: Server) -> None:
+    """`crmscore serve` prints one "ready on <url>" line (the fixture saw /readyz answer;
+    the command's own check may print a moment later)."""
+    for _ in range(60):
+        lines = [line for line in server.log.read_text().splitlines() if "ready on" in line]
+        if lines:
+            break
+        time.sleep(0.5)
+    assert len(lines) == 1, server.log.read_text()[-2000:]
+    assert lines[0].startswith(f"ready on {server.url} in ")
+
+
 def test_unknown_customer_gets_a_flagged_cold_start_answer(server: Server) -> None:
     known = str(_scores(server)["customer_id"].iloc[0])
     with server.client() as client:
