@@ -111,10 +111,11 @@ def default_data_root() -> Path:
 
 
 def copy_default_configs(dest: Path) -> list[Path]:
-    """Copy the default configs (settings.yaml, datasets/*.yaml) into `dest` for editing;
-    use them with `crmscore --config DEST`. ValueError, copying nothing, when a file exists."""
+    """Copy the default configs (settings.yaml, datasets/*.yaml, the profiles' overlays such
+    as production/settings.yaml) into `dest` for editing; use them with
+    `crmscore --config DEST`. ValueError, copying nothing, when a file exists."""
     source = default_config_dir()
-    files = [source / "settings.yaml", *sorted((source / "datasets").glob("*.yaml"))]
+    files = sorted(source.rglob("*.yaml"))
     targets = [dest / f.relative_to(source) for f in files]
     existing = [str(t) for t in targets if t.exists()]
     if existing:

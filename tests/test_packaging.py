@@ -124,4 +124,4 @@ def test_init_copies_the_default_configs_out_for_editing(
         timeout=120,
     )
     assert bad.returncode == 2
-    assert "nowhere.yaml: file not found" in bad.stderr
+    assert "nowhere.yaml: not found" in bad.stderr

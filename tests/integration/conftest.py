@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 from crmscore import steps
 from crmscore.cli import app
 from crmscore.settings import load_settings
+from features.catalog import Workspace
 from features.synthetic import dataset_yaml, synthetic_export, write_export
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -102,6 +103,12 @@ class Server:
     url: str
     log: Path
     trained: Trained
+
+    def output(self) -> str:
+        """Everything the server printed: the command's own lines and the server process's
+        log in the workspace."""
+        server_log = Workspace(self.trained.workspace).server_log
+        return self.log.read_text() + (server_log.read_text() if server_log.exists() else "")
 
     def client(self, key: str | None = USER_KEY) -> httpx.Client:
         """An HTTP client, with the key when given."""
