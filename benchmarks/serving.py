@@ -229,6 +229,18 @@ def uptime() -> str:
     return ", ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
+def trained_workspace(
+    workspace: Path | None, dataset: str | None, scratch: Path
+) -> tuple[Path, str | None]:
+    """The benchmark's workspace and dataset: the given ones, or a workspace built and
+    trained in `scratch` on a generated export."""
+    if workspace is None:
+        print("building and training a workspace on a generated export ...", flush=True)
+        built, yaml = _build_workspace(scratch)
+        return built.resolve(), str(yaml)
+    return workspace.resolve(), dataset
+
+
 def customers(workspace: Path, n: int = 500) -> list[str]:
     """The first `n` customers (by id) of the latest snapshot."""
     import pandas as pd
@@ -253,11 +265,7 @@ def main() -> None:
 
     wrk = ensure_wrk()
     tmp = tempfile.TemporaryDirectory()
-    if args.workspace is None:
-        print("building and training a workspace on a generated export ...", flush=True)
-        workspace, dataset = _build_workspace(Path(tmp.name))
-        args.workspace, args.dataset = workspace, str(dataset)
-    workspace = args.workspace.resolve()
+    workspace, args.dataset = trained_workspace(args.workspace, args.dataset, Path(tmp.name))
     ids = customers(workspace, 1000)
     singles = ids[:500]
     bodies = [json.dumps({"customer_id": c}).encode() for c in singles]

@@ -30,11 +30,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[0] = str(ROOT)  # import the project's packages, not this folder's modules
 
 from benchmarks.serving import (  # noqa: E402
-    _build_workspace,
     _free_port,
     _start,
     _stop,
     customers,
+    trained_workspace,
 )
 
 KEY, ADMIN = "soak-key", "soak-admin"
@@ -150,11 +150,7 @@ def main() -> None:
     args = parser.parse_args()
 
     tmp = tempfile.TemporaryDirectory()
-    if args.workspace is None:
-        print("building and training a workspace on a generated export ...", flush=True)
-        workspace, dataset = _build_workspace(Path(tmp.name))
-        args.workspace, args.dataset = workspace, str(dataset)
-    workspace = args.workspace.resolve()
+    workspace, args.dataset = trained_workspace(args.workspace, args.dataset, Path(tmp.name))
     ids = customers(workspace)
     globals_ = ["--workspace", str(workspace)]
     if args.dataset:
