@@ -131,8 +131,10 @@ def test_odd_columns_give_a_report_not_a_crash(features: pd.DataFrame, tmp_path:
 
 def _register_reference(client: mlflow.MlflowClient, ws: Path, reference: pd.DataFrame) -> str:
     """A training run of crmscore-clv with its reference artifact, registered as @champion."""
-    mlflow.set_experiment("crmscore-clv")
-    with mlflow.start_run() as run:
+    # the artifacts stay in the test's workspace (an experiment made without a location
+    # would write them to ./mlruns in the current folder)
+    experiment = mlflow.create_experiment("crmscore-clv", (ws / "artifacts").as_uri())
+    with mlflow.start_run(experiment_id=experiment) as run:
         path = ws / "reference.parquet"
         reference.to_parquet(path, index=False)
         mlflow.log_artifact(str(path), artifact_path="reference")
