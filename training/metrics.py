@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -71,34 +72,78 @@ def clv_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
     }
 
 
+@dataclass(frozen=True)
+class RankingTable:
+    """Ranking figures at k per customer (hit, recall, average precision, NDCG) and which
+    items each was shown, so that a bootstrap resample of customers is a mean over rows
+    instead of a recomputation of every list."""
+
+    k: int
+    values: dict[str, np.ndarray]
+    has_truth: np.ndarray
+    shown: np.ndarray  # customers x distinct recommended items
+    catalog_size: int
+
+    def summary(self, idx: np.ndarray) -> dict[str, float]:
+        """hit@k, recall@k, MAP@k, NDCG@k over the customers at `idx` (repeats count once per
+        draw) that have an actual item, and catalog coverage of their recommendations."""
+        chosen = idx[self.has_truth[idx]]
+        out = {
+            name: float(column[chosen].mean()) if len(chosen) else float("nan")
+            for name, column in self.values.items()
+        }
+        shown = int(self.shown[np.unique(chosen)].any(axis=0).sum()) if len(chosen) else 0
+        out["coverage"] = shown / self.catalog_size if self.catalog_size else float("nan")
+        out["customers"] = float(len(chosen))
+        return out
+
+
+def ranking_table(
+    recommended: dict[str, list[str]],
+    actual: dict[str, set[str]],
+    customers: list[str],
+    k: int,
+    catalog_size: int,
+) -> RankingTable:
+    """The per-customer ranking figures at k of `customers` (in that order); customers
+    without an actual item are kept but left out of every summary."""
+    names = [f"hit@{k}", f"recall@{k}", f"map@{k}", f"ndcg@{k}"]
+    values = np.zeros((len(customers), 4))
+    has_truth = np.zeros(len(customers), dtype=bool)
+    discounts = 1 / np.log2(np.arange(2, k + 2))
+    items: dict[str, int] = {}
+    rows, cols = [], []
+    for i, customer in enumerate(customers):
+        truth = actual.get(customer, set())
+        if not truth:
+            continue
+        has_truth[i] = True
+        recs = recommended.get(customer, [])[:k]
+        for item in recs:
+            rows.append(i)
+            cols.append(items.setdefault(item, len(items)))
+        rel = np.array([r in truth for r in recs], dtype=float)
+        precision_at = np.cumsum(rel) / np.arange(1, len(rel) + 1)
+        ideal = discounts[: min(len(truth), k)].sum() if len(rel) else 1.0
+        values[i] = (
+            float(rel.any()),
+            rel.sum() / len(truth),
+            (precision_at * rel).sum() / min(len(truth), k),
+            (rel * discounts[: len(rel)]).sum() / ideal if ideal else 0.0,
+        )
+    shown = np.zeros((len(customers), len(items)), dtype=bool)
+    shown[rows, cols] = True
+    return RankingTable(k, dict(zip(names, values.T, strict=True)), has_truth, shown, catalog_size)
+
+
 def ranking_metrics(
     recommended: dict[str, list[str]], actual: dict[str, set[str]], k: int, catalog_size: int
 ) -> dict[str, float]:
     """hit@k, recall@k, MAP@k, NDCG@k over customers with at least one actual item, and
     catalog coverage of the recommendations."""
-    hits, recalls, aps, ndcgs = [], [], [], []
-    shown: set[str] = set()
-    for customer, truth in actual.items():
-        if not truth:
-            continue
-        recs = recommended.get(customer, [])[:k]
-        shown.update(recs)
-        rel = np.array([r in truth for r in recs], dtype=float)
-        hits.append(float(rel.any()))
-        recalls.append(rel.sum() / len(truth))
-        precision_at = np.cumsum(rel) / np.arange(1, len(rel) + 1) if len(rel) else rel
-        aps.append(float((precision_at * rel).sum() / min(len(truth), k)))
-        discounts = 1 / np.log2(np.arange(2, len(rel) + 2))
-        ideal = discounts[: min(len(truth), k)].sum() if len(rel) else 1.0
-        ndcgs.append(float((rel * discounts).sum() / ideal) if ideal else 0.0)
-    return {
-        f"hit@{k}": float(np.mean(hits)) if hits else float("nan"),
-        f"recall@{k}": float(np.mean(recalls)) if recalls else float("nan"),
-        f"map@{k}": float(np.mean(aps)) if aps else float("nan"),
-        f"ndcg@{k}": float(np.mean(ndcgs)) if ndcgs else float("nan"),
-        "coverage": len(shown) / catalog_size if catalog_size else float("nan"),
-        "customers": float(len(hits)),
-    }
+    customers = list(actual)
+    table = ranking_table(recommended, actual, customers, k, catalog_size)
+    return table.summary(np.arange(len(customers)))
 
 
 def bootstrap_interval(

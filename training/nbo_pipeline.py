@@ -24,7 +24,7 @@ from training import baselines
 from training.config import TrainingParams
 from training.contenders import BASELINE, MODEL
 from training.evaluate import plot_importance, score_with_intervals
-from training.metrics import ranking_metrics
+from training.metrics import RankingTable, ranking_metrics, ranking_table
 from training.nbo import fit_neighbours, neighbours_meta, train_nbo, with_labels
 from training.pipeline import TrainResult, _importance, _judge, _labelled, _parts, _sizes
 
@@ -169,19 +169,19 @@ def run_nbo(
     }
     catalog = int(test_offers[OFFER_ID].nunique())
 
-    def metrics(idx: np.ndarray, r: dict[str, list[str]]) -> dict[str, float]:
-        chosen = [customers[i] for i in idx]
-        # Resampled customers may repeat: key each draw separately.
-        act = {f"{j}:{c}": actual[c] for j, c in enumerate(chosen)}
-        rec = {f"{j}:{c}": r.get(c, []) for j, c in enumerate(chosen)}
-        out = ranking_metrics(rec, act, k, catalog)
-        out["recall@10"] = ranking_metrics(rec, act, 10, catalog)["recall@10"]
+    def tables(r: dict[str, list[str]]) -> tuple[RankingTable, RankingTable]:
+        at_k = ranking_table(r, actual, customers, k, catalog)
+        return at_k, ranking_table(r, actual, customers, 10, catalog)
+
+    def metrics(idx: np.ndarray, at: tuple[RankingTable, RankingTable]) -> dict[str, float]:
+        out = at[0].summary(idx)
+        out["recall@10"] = at[1].summary(idx)["recall@10"]
         return out
 
     scored = [
         score_with_intervals(
             name,
-            partial(metrics, r=r),
+            partial(metrics, at=tables(r)),
             len(customers),
             params.bootstrap,
             params.seed,
@@ -227,5 +227,5 @@ def run_nbo(
         test,
         p_test,
         key,
-        lambda m: metrics(everybody, _ranked(m, test, max(k, 10)))[key],
+        lambda m: metrics(everybody, tables(_ranked(m, test, max(k, 10))))[key],
     )

@@ -18,6 +18,7 @@ from training.metrics import (
     lift_top_decile,
     normalized_gini,
     ranking_metrics,
+    ranking_table,
     top_share_capture,
 )
 
@@ -106,6 +107,39 @@ def test_metrics_on_known_values() -> None:
     assert rank["hit@2"] == pytest.approx(0.5)
     assert rank["ndcg@2"] == pytest.approx(0.5 * (1 / np.log2(3)))
     assert rank["coverage"] == pytest.approx(3 / 4)
+
+
+def _ranking_by_hand(
+    recs: dict[str, list[str]], actual: dict[str, set[str]], draws: list[str], k: int
+) -> dict[str, float]:
+    """The textbook definitions, one resampled draw at a time."""
+    hits, ndcgs, shown = [], [], set()
+    for customer in draws:
+        truth, top = actual[customer], recs.get(customer, [])[:k]
+        if not truth:
+            continue
+        shown.update(top)
+        hits.append(any(r in truth for r in top))
+        gain = sum(1 / np.log2(i + 2) for i, r in enumerate(top) if r in truth)
+        ndcgs.append(gain / sum(1 / np.log2(i + 2) for i in range(min(len(truth), k))))
+    return {"hit": float(np.mean(hits)), "ndcg": float(np.mean(ndcgs)), "shown": len(shown)}
+
+
+def test_ranking_table_resamples_like_the_lists_it_summarises() -> None:
+    rng = np.random.default_rng(4)
+    items = [f"o{i}" for i in range(30)]
+    customers = [f"c{i}" for i in range(40)]
+    recs = {c: list(rng.choice(items, int(rng.integers(0, 8)), replace=False)) for c in customers}
+    actual = {c: set(rng.choice(items, int(rng.integers(0, 4)), replace=False)) for c in customers}
+    table = ranking_table(recs, actual, customers, 5, 30)
+    for _ in range(20):
+        idx = rng.integers(0, len(customers), len(customers))
+        found = table.summary(idx)
+        expected = _ranking_by_hand(recs, actual, [customers[i] for i in idx], 5)
+        assert found["hit@5"] == pytest.approx(expected["hit"])
+        # a list shorter than k is not rewarded as if it were full
+        assert found["ndcg@5"] == pytest.approx(expected["ndcg"])
+        assert found["coverage"] == pytest.approx(expected["shown"] / 30)
 
 
 def test_reason_codes_name_the_drivers_in_words() -> None:
