@@ -226,12 +226,13 @@ class ModelInfo(BaseModel):
 
 class PredictionLogStatus(BaseModel):
     """The prediction log of the worker process that answered: rows written, waiting to be
-    written, dropped (the queue was full), failed writes and the last failure (None once a
-    write succeeded again)."""
+    written, dropped (the queue was full), recovered (written from the spool of a worker that
+    was killed), failed writes and the last failure (None once a write succeeded again)."""
 
     rows_written: int
     rows_waiting: int
     rows_dropped: int
+    rows_recovered: int = 0
     failed_writes: int
     last_error: str | None = None
 
