@@ -84,12 +84,30 @@ def _start(command: list[str], env: dict[str, str], port: int, log: Path) -> sub
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
             conn.request("GET", "/readyz")
             if conn.getresponse().status == 200:
+                _until_precomputed(port)
                 return process
         except OSError:
             pass
         time.sleep(0.5)
     _stop(process)
     raise SystemExit(f"{command} not ready in 180 s:\n{log.read_text()[-2000:]}")
+
+
+def _until_precomputed(port: int, checks: int = 20) -> None:
+    """Wait until `checks` answers in a row, each on a new connection (so from either
+    worker), say that the worker's answers are precomputed (done in the background after
+    the models load)."""
+    deadline, seen = time.monotonic() + 900, 0
+    while seen < checks:
+        if time.monotonic() > deadline:
+            raise SystemExit("the answers were not precomputed in 900 s")
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn.request("GET", "/v1/models", headers={"Authorization": f"Bearer {KEY}"})
+        answer = conn.getresponse()
+        body = json.loads(answer.read()) if answer.status == 200 else {}
+        seen = seen + 1 if body.get("precomputed_customers") else 0
+        if not seen:
+            time.sleep(1)
 
 
 def _stop(process: subprocess.Popen) -> None:

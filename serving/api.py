@@ -500,6 +500,7 @@ def create_app() -> FastAPI:
             "models": {x.kind: x.info for x in m.loaded},
             "loaded_at": state.loaded_at.isoformat() if state.loaded_at else "",
             "prediction_log": state.prediction_log.stats() if state.prediction_log else None,
+            "precomputed_customers": scorer.precomputed_customers(),
         }
 
     @app.post(

@@ -267,6 +267,12 @@ class ModelsResponse(BaseModel):
     models: dict[str, ModelInfo]
     loaded_at: str
     prediction_log: PredictionLogStatus | None = None
+    precomputed_customers: int | None = Field(
+        default=None,
+        description="customers whose default answers the answering worker holds in memory "
+        "(computed in the background after each load and materialize); null while they are "
+        "computed per request",
+    )
 
 
 class ErrorBody(BaseModel):

@@ -236,6 +236,14 @@ class Scorer:
             out.append(answer)
         return out
 
+    def precomputed_customers(self) -> int | None:
+        """How many customers' answers the table of the store as it is now holds; None when
+        there is no such table (answers are computed per request)."""
+        table = self.precomputed
+        if table is None or table.store_version != self.online.version():
+            return None
+        return len(table.answers)
+
     def precompute(self, max_customers: int, chunk: int = 1000) -> bool:
         """Compute every stored customer's answer from the online store as it is now and
         keep them (`answers` uses them while the store stays at this version). Does

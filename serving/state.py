@@ -109,7 +109,6 @@ class ServingState:
                     self.paths,
                     self.params.store_timeout_seconds,
                 )
-                scorer.precompute(self.params.precompute_customers)
             except Exception as exc:
                 self.load_error = str(exc)
                 LOG.error("models could not be loaded: %s", exc)
@@ -123,15 +122,17 @@ class ServingState:
         _freeze()
 
     def precompute(self) -> None:
-        """Compute the answers again after the online store changed (a materialize); until
-        then answers are computed per request (`Scorer.answers`)."""
-        with self._reload_lock:
-            scorer = self.scorer
-            if scorer is None or not scorer.store_changed():
-                return
-            started = time.monotonic()
-            if scorer.precompute(self.params.precompute_customers):
-                LOG.info("answers precomputed in %.1f s", time.monotonic() - started)
+        """Compute the answers of the models in use after they were loaded or the online
+        store changed (a materialize); until then answers are computed per request
+        (`Scorer.answers`). Run by the watcher thread, without the reload lock: a reload
+        during it is not kept waiting (the table then belongs to the replaced models and
+        goes with them)."""
+        scorer = self.scorer
+        if scorer is None or not scorer.store_changed():
+            return
+        started = time.monotonic()
+        if scorer.precompute(self.params.precompute_customers):
+            LOG.info("answers precomputed in %.1f s", time.monotonic() - started)
         _freeze()
 
     def _stamp(self) -> int:
@@ -167,7 +168,10 @@ class ServingState:
 
 def _freeze() -> None:
     # Long-lived objects (models, answers) out of the cyclic GC's scans: full collections
-    # over them paused every request in flight for 100+ ms.
+    # over them paused every request in flight for 100+ ms. Unfrozen first, so that the
+    # replaced models and tables can be collected: frozen objects never are, and every
+    # reload leaked the previous ones (RSS +28% over a 10-minute soak with 10 reloads).
+    gc.unfreeze()
     gc.collect()
     gc.freeze()
 

@@ -4,7 +4,9 @@ HTTP against the real BentoML service, and in process on a copy of the trained w
 
 from __future__ import annotations
 
+import gc
 import shutil
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -136,6 +138,7 @@ def copied(trained: Trained, tmp_path: Path) -> Iterator[ServingState]:
         paths=settings.paths,
     )
     state.load()
+    state.precompute()  # what the watcher thread does after a load
     yield state
     state.close()
 
@@ -187,7 +190,20 @@ def test_a_reload_to_another_model_version_precomputes_with_it(copied: ServingSt
     copied.load()
     reloaded = copied.scorer
     assert reloaded is not None and reloaded is not scorer
+    assert reloaded.precomputed is None  # the reload does not wait for the table
+    assert _comparable(reloaded.answers(ids)) == _computed(copied, ids)
+    copied.precompute()
     assert reloaded.precomputed is not None
     answers = reloaded.answers(ids)
     assert {a["model_versions"]["churn"] for a in answers} == {f"{new.version}@champion"}
     assert _comparable(answers) == _computed(copied, ids)
+
+
+def test_a_reload_frees_the_models_and_answers_it_replaces(copied: ServingState) -> None:
+    """Loaded models and their answers are frozen out of the garbage collector's scans;
+    a reload must unfreeze them, or every reload keeps the previous ones for good."""
+    replaced = weakref.ref(copied.scorer)
+    copied.load()
+    copied.precompute()
+    gc.collect()
+    assert replaced() is None

@@ -5,8 +5,10 @@ Each answer is JSON in the API's error format, with Retry-After where a retry he
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import signal
 import sqlite3
 import threading
 import time
@@ -18,13 +20,14 @@ from typing import Any
 
 import httpx
 import pandas as pd
+import psutil
 import pytest
 
 from features.catalog import Workspace
 from features.names import CUSTOMER_ID
 from features.store import serialize_string_keys
 from serving.limits import key_fingerprint
-from tests.integration.conftest import USER_KEY, Server
+from tests.integration.conftest import USER_KEY, Server, Trained, serving
 
 pytestmark = pytest.mark.slow
 
@@ -282,3 +285,72 @@ def test_failed_authentications_are_logged_and_limited_per_client(server: Server
     log = server.output()
     assert "guess-0" not in log
     assert f"key sha256 {key_fingerprint(guesses[-1])}, 50 failures" in log
+
+
+def _workers(port: int) -> list[psutil.Process]:
+    """The worker processes of the BentoML server listening on `port`."""
+    for process in psutil.process_iter(["cmdline"]):
+        line = process.info["cmdline"] or []
+        if "bentoml" in " ".join(line) and "--port" in line and str(port) in line:
+            children = process.children(recursive=True)
+            return [c for c in children if "_bentoml_impl.worker" in " ".join(c.cmdline())]
+    return []
+
+
+def _logged(folder: Path, pattern: str) -> list[str]:
+    """The request ids of the rows in the prediction log's files matching `pattern`."""
+    ids: list[str] = []
+    for path in folder.glob(pattern):
+        try:
+            if path.suffix == ".parquet":
+                ids += pd.read_parquet(path, columns=["request_id"])["request_id"].tolist()
+            else:
+                ids += [json.loads(line)["request_id"] for line in path.read_text().splitlines()]
+        except (OSError, ValueError, KeyError):
+            continue  # written or removed while read: read again
+    return ids
+
+
+def test_a_killed_worker_s_log_rows_are_written_by_the_worker_that_replaces_it(
+    trained: Trained, tmp_path: Path
+) -> None:
+    """A server whose log writes a file only every 10 minutes: its rows wait in the workers'
+    spools; both workers are killed with SIGKILL, and their replacements write every row
+    (each once) before they answer."""
+    dataset = tmp_path / "slow-log.yaml"
+    text = trained.dataset.read_text()
+    dataset.write_text(
+        text.replace("prediction_log_seconds: 0.5", "prediction_log_seconds: 600").replace(
+            "prediction_log_rows: 50", "prediction_log_rows: 100000"
+        )
+    )
+    base = ["--workspace", str(trained.workspace), "--dataset", str(dataset)]
+    folder = Workspace(trained.workspace).predictions_dir
+    scores = pd.read_parquet(Workspace(trained.workspace).scores_file(trained.latest))
+    ids = [str(c) for c in scores["customer_id"].iloc[:5]]
+    with serving(base, tmp_path / "serve.log") as url:
+        port = int(url.rsplit(":", 1)[1])
+        workers = _workers(port)
+        assert len(workers) == 2, workers
+        sent: list[str] = []
+        for _ in range(20):  # new connections: both workers answer some
+            with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {USER_KEY}"}) as c:
+                answer = c.post("/v1/score", json={"customer_ids": ids})
+                assert answer.status_code == 200, answer.text
+                sent.append(answer.json()["request_id"])
+        expected = sorted(sent * len(ids))
+        spooled = _until(
+            lambda: {"ids": _logged(folder, ".spool-*.jsonl")},
+            lambda v: set(sent) <= set(v["ids"]),
+        )
+        assert not set(sent) & set(_logged(folder, "date=*/*.parquet")), "written before"
+        assert sorted(i for i in spooled["ids"] if i in set(sent)) == expected
+        for worker in workers:
+            worker.send_signal(signal.SIGKILL)
+        # A guard for replacements that never come, not a time limit: each new worker
+        # loads the models and precomputes the answers first.
+        deadline = time.monotonic() + 900
+        while sorted(i for i in _logged(folder, "date=*/*.parquet") if i in set(sent)) != expected:
+            assert time.monotonic() < deadline, "the killed workers' rows were never written"
+            time.sleep(1)
+        assert not set(sent) & set(_logged(folder, ".spool-*.jsonl"))
