@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, m
 from features.catalog import DEFAULT_ROOT, Workspace
 from features.config import DatasetConfig, FeastParams, FeatureParams, LabelParams, SegmentParams
 from monitoring.config import MonitoringParams
-from serving.config import ServingParams
+from serving.config import REGISTRY_URL_VAR, ServingParams
 from training.config import TrainingParams
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -75,6 +75,11 @@ class Settings(BaseModel):
         if self.feast.online_store == "redis" and not self.feast.redis_url:
             raise ValueError(
                 "feast.online_store is redis: set CRMSCORE_REDIS_URL (host:port[,password=...])"
+            )
+        if self.feast.registry == "sql" and not self.feast.registry_url:
+            raise ValueError(
+                f"feast.registry is sql: set {REGISTRY_URL_VAR} "
+                "(postgresql://user:password@host:port/database)"
             )
         return self
 
@@ -197,6 +202,8 @@ def load_settings(
         raw["id_salt"] = env["CRMSCORE_ID_SALT"]
     if env.get("CRMSCORE_REDIS_URL"):
         raw["feast"] = {**raw.get("feast", {}), "redis_url": env["CRMSCORE_REDIS_URL"]}
+    if env.get(REGISTRY_URL_VAR):
+        raw["feast"] = {**raw.get("feast", {}), "registry_url": env[REGISTRY_URL_VAR]}
     try:
         return Settings(
             workspace=workspace.resolve(),

@@ -247,9 +247,15 @@ class SegmentParams(_Frozen):
 
 
 class FeastParams(_Frozen):
-    """Feast store settings; the Redis connection string comes from the environment."""
+    """Feast store settings; the Redis connection string and the SQL registry's database URL
+    come from the environment."""
 
     project: str = "crmscore"
     online_store: Literal["sqlite", "redis"] = "sqlite"
+    # file: the workspace's registry.db; sql: a database several hosts share (PostgreSQL).
+    registry: Literal["file", "sql"] = "file"
+    # How long a process trusts its copy of the registry before reading it again.
+    registry_cache_seconds: int = 60
     ttl_days: int = 400
     redis_url: str | None = None
+    registry_url: str | None = None

@@ -44,8 +44,29 @@ _TAG_INT64 = 0x20  # field 4 (int64_val), varint
 _TAG_DOUBLE = 0x29  # field 5 (double_val), fixed64
 
 
+def registry_config(params: FeastParams, paths: Workspace) -> dict[str, Any]:
+    """Feast's registry: the workspace's file, or (`registry: sql`) the SQL registry at
+    `registry_url` that several hosts share (a `postgresql://` URL uses psycopg 3)."""
+    if params.registry == "file":
+        return {
+            "registry_type": "file",
+            "path": str(paths.feast_registry),
+            "cache_ttl_seconds": params.registry_cache_seconds,
+        }
+    if not params.registry_url:
+        raise ValueError("feast.registry is sql but CRMSCORE_FEAST_REGISTRY_URL is not set")
+    return {
+        "registry_type": "sql",
+        "path": params.registry_url,
+        "cache_ttl_seconds": params.registry_cache_seconds,
+        # Connections checked before use: a restarted database does not fail the next read.
+        "sqlalchemy_config_kwargs": {"echo": False, "pool_pre_ping": True},
+    }
+
+
 def repo_config(params: FeastParams, paths: Workspace) -> RepoConfig:
-    """Feast configuration for the workspace: file offline store, SQLite or Redis online."""
+    """Feast configuration for the workspace: file offline store, SQLite or Redis online,
+    file or SQL registry."""
     online: dict[str, Any] = {"type": "sqlite", "path": str(paths.online_store)}
     if params.online_store == "redis":
         if not params.redis_url:
@@ -54,11 +75,7 @@ def repo_config(params: FeastParams, paths: Workspace) -> RepoConfig:
     return RepoConfig(
         project=params.project,
         provider="local",
-        registry={
-            "registry_type": "file",
-            "path": str(paths.feast_registry),
-            "cache_ttl_seconds": 60,
-        },
+        registry=registry_config(params, paths),
         offline_store={"type": "file"},
         online_store=online,
         entity_key_serialization_version=ENTITY_KEY_VERSION,
@@ -70,6 +87,22 @@ def open_store(params: FeastParams, paths: Workspace) -> FeatureStore:
     """The workspace's Feast store (created on first use)."""
     paths.feast_dir.mkdir(parents=True, exist_ok=True)
     return FeatureStore(config=repo_config(params, paths))
+
+
+def registry_problem(params: FeastParams, paths: Workspace) -> str | None:
+    """Why the Feast registry cannot serve (no registry file, an unreachable SQL registry or
+    one without this project's views), in words; None when it can."""
+    if params.registry == "file":
+        if paths.feast_registry.exists():
+            return None
+        return f"{paths.feast_dir}: no Feast registry"
+    try:
+        views = open_store(params, paths).list_feature_views()
+    except Exception as exc:  # the URL may hold a password: the type says enough
+        return f"the Feast SQL registry could not be read: {type(exc).__name__}"
+    if not views:
+        return f"the Feast SQL registry has no feature views of project {params.project}"
+    return None
 
 
 def apply_repo(params: FeastParams, paths: Workspace) -> dict[str, list[str]]:

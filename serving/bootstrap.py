@@ -60,12 +60,14 @@ def serving_problems(settings: ServiceSettings, env: dict[str, str]) -> list[str
     registry, no registered churn or CLV model (or a model registry that cannot be read),
     unreadable API key files. The offer model is optional (data without products has none):
     without it answers carry no offers and a warning."""
+    from features.store import registry_problem
+
     paths = settings.paths
     problems = []
-    if not paths.feast_registry.exists():
+    registry = registry_problem(settings.feast, paths)
+    if registry is not None:
         problems.append(
-            f"{paths.feast_dir}: no Feast registry; run `crmscore features apply` and "
-            "`crmscore features materialize`"
+            f"{registry}; run `crmscore features apply` and `crmscore features materialize`"
         )
     client = configure(settings.tracking_uri)
     for kind in (k for k in MODEL_KINDS if k not in OPTIONAL_KINDS):

@@ -3,8 +3,9 @@ the service's own settings file, which `crmscore serve` writes and the service r
 
 The service reads nothing else at start-up: not configs/, not crmscore's settings loader
 (which would pull training code into the serving process). Secrets stay in the environment:
-the id hash key (`CRMSCORE_ID_SALT`; else the workspace's key file) and the Redis connection
-string (`CRMSCORE_REDIS_URL`) are never written to the file."""
+the id hash key (`CRMSCORE_ID_SALT`; else the workspace's key file), the Redis connection
+string (`CRMSCORE_REDIS_URL`) and the Feast SQL registry's URL (`CRMSCORE_FEAST_REGISTRY_URL`)
+are never written to the file."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from features.privacy import resolve_id_key
 SETTINGS_VAR = "CRMSCORE_SERVICE_SETTINGS"
 ID_SALT_VAR = "CRMSCORE_ID_SALT"
 REDIS_URL_VAR = "CRMSCORE_REDIS_URL"
+REGISTRY_URL_VAR = "CRMSCORE_FEAST_REGISTRY_URL"
 
 
 class ServingParams(BaseModel):
@@ -45,6 +47,9 @@ class ServingParams(BaseModel):
     max_inflight_customers: int = Field(default=3000, ge=1)
     # Failed authentications per client address and minute before it gets 429 for a minute.
     auth_failures_per_minute: int = Field(default=20, ge=1)
+    # Each worker asks the model registry this often for the @champion versions and reloads
+    # when they changed (a promotion or rollback from any host).
+    reload_poll_seconds: float = Field(default=10.0, gt=0)
     # Offer popularity and values are re-read from the online store at most this often.
     offer_cache_seconds: float = 300.0
     # Answers of up to this many stored customers are computed when the models load and
@@ -81,10 +86,10 @@ class ServiceSettings(BaseModel):
 
 def write_service_settings(settings: ServiceSettings) -> Path:
     """Write the settings to the workspace (`Workspace.service_settings`), readable by the
-    owner only; the Redis connection string is left out. Returns the file."""
+    owner only; the Redis and SQL registry URLs are left out. Returns the file."""
     path = settings.paths.service_settings
     path.parent.mkdir(parents=True, exist_ok=True)
-    data = settings.model_dump(mode="json", exclude={"feast": {"redis_url"}})
+    data = settings.model_dump(mode="json", exclude={"feast": {"redis_url", "registry_url"}})
     tmp = path.with_name(f".{path.name}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as out:
@@ -103,7 +108,8 @@ def settings_file(env: dict[str, str]) -> Path:
 
 def load_service_settings(env: dict[str, str]) -> ServiceSettings:
     """The service's settings from its file (see `settings_file`), with the Redis connection
-    string from the environment. A missing or broken file is a ValueError naming it."""
+    string and the SQL registry's URL from the environment. A missing or broken file is a
+    ValueError naming it."""
     path = settings_file(env)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no service settings; start the API with `crmscore serve`")
@@ -111,8 +117,13 @@ def load_service_settings(env: dict[str, str]) -> ServiceSettings:
         settings = ServiceSettings.model_validate_json(path.read_text())
     except ValidationError as exc:
         raise ValueError(f"{path}: not valid service settings: {exc}") from exc
-    if env.get(REDIS_URL_VAR):
-        feast = settings.feast.model_copy(update={"redis_url": env[REDIS_URL_VAR]})
+    secrets = {
+        field: env[var]
+        for field, var in (("redis_url", REDIS_URL_VAR), ("registry_url", REGISTRY_URL_VAR))
+        if env.get(var)
+    }
+    if secrets:
+        feast = settings.feast.model_copy(update=secrets)
         settings = settings.model_copy(update={"feast": feast})
     return settings
 

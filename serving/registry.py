@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from features.catalog import Workspace
-from features.model_spec import CHAMPION, model_spec
+from features.model_spec import CHAMPION, MODEL_KINDS, model_spec
 from serving.models import BundleError, BundleModel, ModelNotFound, _ensure_features_known
 
 # The MLflow model's description, and the loader a crmscore bundle names in it.
@@ -96,6 +96,17 @@ def served_version(kind: str, client: Any) -> tuple[Any, str]:
     if version is None:
         raise NoVersion(f"no @{CHAMPION} version of {name}: run `crmscore train` first")
     return version, CHAMPION
+
+
+def champion_versions(client: Any) -> dict[str, str | None]:
+    """The version number behind @champion of each model (None: the registry has none);
+    RegistryError when the registry cannot say. Workers poll it to follow promotions and
+    rollbacks made on any host."""
+    out: dict[str, str | None] = {}
+    for kind in MODEL_KINDS:
+        version = alias_version(client, model_spec(kind).registry_name, CHAMPION)
+        out[kind] = None if version is None else str(version.version)
+    return out
 
 
 def bundle_folder(model_dir: Path) -> Path:

@@ -24,7 +24,7 @@ from serving.auth import ApiKeys
 from serving.config import ServiceSettings, ServingParams, id_salt
 from serving.limits import Admission, AuthFailures
 from serving.predlog import PredictionLog
-from serving.registry import NoVersion, configure, load_registered
+from serving.registry import NoVersion, champion_versions, configure, load_registered
 from serving.scoring import Models, Scorer
 
 LOG = logging.getLogger("crmscore.serving")
@@ -82,7 +82,8 @@ class ServingState:
     scorer: Scorer | None = None
     loaded_at: datetime | None = None
     load_error: str | None = None
-    # Touched by a reload; every worker process watches it and reloads too.
+    # Touched by a reload; every worker process of this host watches it and reloads too (the
+    # fast path: other hosts follow the registry's aliases, `poll_registry`).
     reload_stamp: Path | None = None
     # The workspace: its feature build says whether the data has products (offers).
     paths: Workspace | None = None
@@ -91,6 +92,9 @@ class ServingState:
     auth_failures: AuthFailures = field(init=False)
     _reload_lock: threading.Lock = field(default_factory=threading.Lock)
     _stamp_seen: int = 0
+    # The @champion versions the registry named when the models in use were loaded.
+    _champions: dict[str, str | None] | None = None
+    _polled_at: float = 0.0
     _stop: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
@@ -102,6 +106,9 @@ class ServingState:
         With `announce`, the other worker processes are told to reload too."""
         with self._reload_lock:
             try:
+                # Read before loading: a promotion in between costs one more reload, never
+                # a missed one.
+                champions = champion_versions(self.client)
                 scorer = load_scorer(
                     self.client,
                     self.store,
@@ -114,6 +121,7 @@ class ServingState:
                 LOG.error("models could not be loaded: %s", exc)
                 raise
             self.scorer, self.loaded_at, self.load_error = scorer, datetime.now(UTC), None
+            self._champions, self._polled_at = champions, time.monotonic()
             if announce and self.reload_stamp is not None:
                 self.reload_stamp.parent.mkdir(parents=True, exist_ok=True)
                 self.reload_stamp.write_text(str(time.time_ns()))
@@ -135,6 +143,35 @@ class ServingState:
             LOG.info("answers precomputed in %.1f s", time.monotonic() - started)
         _freeze()
 
+    def poll_registry(self) -> bool:
+        """Reload when the registry's @champion versions differ from those loaded; True when
+        it reloaded. A registry that cannot be read, or a champion that cannot be loaded,
+        keeps the models in use (logged, and in `load_error`)."""
+        self._polled_at = time.monotonic()
+        try:
+            champions = champion_versions(self.client)
+        except Exception as exc:
+            self.load_error = str(exc)
+            LOG.error(
+                "the model registry could not be polled; serving %s: %s",
+                self._serving_versions(),
+                exc,
+            )
+            return False
+        if champions == self._champions:
+            self.load_error = None
+            return False
+        LOG.info("the registry's champions changed to %s: reloading", champions)
+        try:
+            self.load()
+        except Exception:
+            LOG.error("kept serving %s", self._serving_versions())
+            return False
+        return True
+
+    def _serving_versions(self) -> dict[str, str]:
+        return self.scorer.models.versions if self.scorer is not None else {}
+
     def _stamp(self) -> int:
         try:
             return self.reload_stamp.stat().st_mtime_ns if self.reload_stamp else 0
@@ -142,15 +179,18 @@ class ServingState:
             return 0
 
     def watch(self, every_seconds: float = 1.0) -> None:
-        """Start a thread that reloads when another worker announced a reload, precomputes
-        the answers when the online store changed and re-reads the offer catalog when it
-        is older than `offer_cache_seconds`."""
+        """Start a thread that reloads when another worker announced a reload or, every
+        `reload_poll_seconds`, when the registry's champions changed (`poll_registry`),
+        precomputes the answers when the online store changed and re-reads the offer
+        catalog when it is older than `offer_cache_seconds`."""
 
         def run() -> None:
             while not self._stop.wait(every_seconds):
                 try:
                     if self._stamp() != self._stamp_seen:
                         self.load()
+                    elif time.monotonic() - self._polled_at >= self.params.reload_poll_seconds:
+                        self.poll_registry()
                     self.precompute()
                     if self.scorer is not None:
                         self.scorer.refresh_catalog(self.params.offer_cache_seconds)

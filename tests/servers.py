@@ -93,9 +93,9 @@ def postgres_bin() -> Path | None:
 
 @contextmanager
 def postgres_server() -> Iterator[str]:
-    """A PostgreSQL cluster initialised in a temporary folder, with a database `mlflow`;
-    yields its SQLAlchemy URI. As root the cluster runs as the `postgres` user (PostgreSQL
-    refuses to run as root)."""
+    """A PostgreSQL cluster initialised in a temporary folder, with databases `mlflow` and
+    `feast` (a Feast SQL registry); yields the SQLAlchemy URI of `mlflow`. As root the
+    cluster runs as the `postgres` user (PostgreSQL refuses to run as root)."""
     import psycopg
 
     bin_dir = postgres_bin()
@@ -135,6 +135,7 @@ def postgres_server() -> Iterator[str]:
         )
         with conn.cursor() as cursor:
             cursor.execute("CREATE DATABASE mlflow")
+            cursor.execute("CREATE DATABASE feast")
         conn.close()
         yield f"postgresql://postgres@127.0.0.1:{port}/mlflow"
     finally:
@@ -142,10 +143,22 @@ def postgres_server() -> Iterator[str]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def database_uri(server_uri: str, database: str) -> str:
+    """The URI of another database on the server of `server_uri`."""
+    return f"{server_uri.rsplit('/', 1)[0]}/{database}"
+
+
 @contextmanager
 def mlflow_server(backend_uri: str, folder: Path) -> Iterator[str]:
     """`mlflow server` on a free port, runs and registry in `backend_uri`, artifacts proxied
     to `folder/artifacts` (clients upload and download through the server); yields its URL."""
+    with mlflow_process(backend_uri, folder) as (url, _):
+        yield url
+
+
+@contextmanager
+def mlflow_process(backend_uri: str, folder: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """`mlflow_server`, with its process (a test may stop it to cut the registry off)."""
     import httpx
 
     port = free_port()
@@ -166,6 +179,6 @@ def mlflow_server(backend_uri: str, folder: Path) -> Iterator[str]:
 
     try:
         wait_until(ready, process, log)
-        yield url
+        yield url, process
     finally:
         stop(process)

@@ -31,7 +31,11 @@ def _settings(root: Path) -> ServiceSettings:
     return ServiceSettings(
         workspace=root,
         tracking_uri=f"sqlite:///{Workspace(root).mlflow_db}",
-        feast=FeastParams(project="bootstrap_test", redis_url="redis://:secret@host:6379"),
+        feast=FeastParams(
+            project="bootstrap_test",
+            redis_url="redis://:secret@host:6379",
+            registry_url="postgresql://feast:secret@pg:5432/feast",
+        ),
         serving=ServingParams(port=3123, max_page=7),
     )
 
@@ -94,13 +98,17 @@ def test_prepare_writes_the_settings_and_builds_the_service_environment(
 ) -> None:
     settings = _settings(tmp_path / "ws")
     monkeypatch.setattr(bootstrap, "serving_problems", lambda settings, env: [])
-    env = {"PATH": "/usr/bin", "CRMSCORE_REDIS_URL": "redis://:secret@host:6379"}
+    env = {
+        "PATH": "/usr/bin",
+        "CRMSCORE_REDIS_URL": "redis://:secret@host:6379",
+        "CRMSCORE_FEAST_REGISTRY_URL": "postgresql://feast:secret@pg:5432/feast",
+    }
     launch = prepare(settings, env, id_salt="pepper", port=4000, new_keys=True)
 
     assert launch.url == "http://127.0.0.1:4000" and launch.new_keys is not None
     assert launch.command[1:5] == ["-m", "bentoml", "serve", bootstrap.SERVICE]
     assert launch.command[-4:] == ["--port", "4000", "--working-dir", str(bootstrap.PROJECT_ROOT)]
-    assert launch.env["PATH"] == "/usr/bin" and env.keys() == {"PATH", "CRMSCORE_REDIS_URL"}
+    assert launch.env["PATH"] == "/usr/bin" and launch.env.keys() >= env.keys()
     assert launch.env["CRMSCORE_ID_SALT"] == "pepper"  # the salt goes by the environment ...
     assert launch.env[SETTINGS_VAR] == str(settings.paths.service_settings)
     assert launch.env["BENTOML_CONFIG_OVERRIDES"] == bootstrap.bentoml_overrides(
@@ -114,11 +122,11 @@ def test_prepare_writes_the_settings_and_builds_the_service_environment(
     assert "pepper" not in written and "secret" not in written  # ... never by the file
     assert json.loads(written)["serving"]["max_page"] == 7
 
-    # The service reads the file back, with the Redis URL from its environment.
+    # The service reads the file back, with the Redis and registry URLs from its environment.
     assert settings_file(launch.env) == launch.settings_file
     assert load_service_settings(launch.env) == settings
     without_redis = load_service_settings({SETTINGS_VAR: str(launch.settings_file)})
-    assert without_redis.feast.redis_url is None
+    assert without_redis.feast.redis_url is None and without_redis.feast.registry_url is None
     assert without_redis.serving == settings.serving
 
 
