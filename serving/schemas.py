@@ -191,17 +191,15 @@ class Reasons(BaseModel):
 
 
 class Segment(BaseModel):
-    """The customer's segments at the feature snapshot (null for an unknown customer)."""
+    """The customer's segments at the feature snapshot (null for an unknown customer; a
+    what-if answer shows the values sent)."""
 
-    rfm_segment: str | None = Field(
-        description="named RFM segment", json_schema_extra={"enum": [*RFM_SEGMENTS, None]}
-    )
+    rfm_segment: str | None = Field(description=f"named RFM segment: {', '.join(RFM_SEGMENTS)}")
     value_tier: str | None = Field(
-        description="value tier by spend in the last 365 days",
-        json_schema_extra={"enum": [*VALUE_TIERS, None]},
+        description=f"value tier by spend in the last 365 days: {', '.join(VALUE_TIERS)}"
     )
     lifecycle_stage: str | None = Field(
-        description="lifecycle stage", json_schema_extra={"enum": [*LIFECYCLE_STAGES, None]}
+        description=f"lifecycle stage: {', '.join(LIFECYCLE_STAGES)}"
     )
 
 
