@@ -286,10 +286,19 @@ def target(
     as_of: Annotated[
         str | None, typer.Option("--as-of", help="Scores of this date (default: the latest batch).")
     ] = None,
+    force: Annotated[
+        bool,
+        typer.Option(help="Replace a list of the same objective, budget, control, seed and date."),
+    ] = False,
 ) -> None:
-    """A campaign target list as CSV for CRM import, with a random control group flagged."""
+    """A campaign target list as CSV for CRM import, with a random control group flagged and
+    a data dictionary beside it. The file name carries the budget, control share and seed;
+    an existing list (and its control group) is never replaced without --force."""
     settings = settings_of(ctx)
-    echo_json(run(steps.target, settings, objective, budget, control, seed, as_of))
+    listed = run(steps.target, settings, objective, budget, control, seed, as_of, force)
+    for warning in listed["warnings"]:
+        typer.echo(f"warning: {warning}", err=True)
+    echo_json(listed)
 
 
 from crmscore.monitor_cli import monitor_app  # noqa: E402

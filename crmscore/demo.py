@@ -90,8 +90,9 @@ def demo_steps(settings: Settings) -> list[DemoStep]:
         ),
         DemoStep(
             "target",
-            "--objective retention --budget 500 --control 0.1 --seed 1",
-            partial(steps.target, settings, "retention", 500, 0.1, 1),
+            # The demo rebuilds its own list from fresh scores each run: --force.
+            "--objective retention --budget 500 --control 0.1 --seed 1 --force",
+            partial(steps.target, settings, "retention", 500, 0.1, 1, None, True),
         ),
         DemoStep("monitor drift", "--exit-zero", lambda: steps.drift(settings).as_dict()),
     ]

@@ -30,7 +30,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 # Errors a step reports with their message (anything else is a bug, with its traceback).
-STEP_ERRORS: tuple[type[Exception], ...] = (ValueError, FileNotFoundError)
+# FileExistsError: an output that is never replaced without --force (a target list).
+STEP_ERRORS: tuple[type[Exception], ...] = (ValueError, FileNotFoundError, FileExistsError)
 
 
 @contextlib.contextmanager
@@ -331,12 +332,17 @@ def score_batch(settings: Settings, as_of: date) -> dict[str, Any]:
         models = load_champions(mlflow_client(settings), offers_skipped(paths))
     with stage(log, f"score batch: score the snapshot of {as_of}"), quiet():
         parquet, csv, rows = run_score_batch(
-            pd.Timestamp(as_of), open_store(settings.feast, paths), paths, models
+            pd.Timestamp(as_of),
+            open_store(settings.feast, paths),
+            paths,
+            models,
+            settings.dataset.currency,
         )
     return {
         "customers": rows,
         "parquet": str(parquet),
         "csv": str(csv),
+        "dictionary": str(paths.dictionary_file(parquet)),
         "model_versions": models.versions,
         **({"offers": f"none: {models.no_offers}"} if models.no_offers else {}),
         "seconds": _seconds(started),
@@ -350,12 +356,19 @@ def target(
     control: float = 0.1,
     seed: int = 0,
     as_of: str | None = None,
+    force: bool = False,
 ) -> dict[str, Any]:
-    """A campaign target list (CSV) from the latest batch scores (of `as_of` when given)."""
+    """A campaign target list (CSV) and its data dictionary from the latest batch scores (of
+    `as_of` when given). An existing list of the same name (objective, budget, control
+    share, seed and date) is kept unless `force`."""
     import pandas as pd
 
-    from features.publish import write_atomic
-    from serving.targets import OBJECTIVE_COLUMNS, target_list
+    from serving.targets import (
+        OBJECTIVE_COLUMNS,
+        budget_warnings,
+        publish_target_list,
+        target_list,
+    )
 
     paths = settings.paths
     if objective not in OBJECTIVE_COLUMNS:
@@ -366,21 +379,21 @@ def target(
             f"{paths.scores_dir}: no batch scores{f' for {as_of}' if as_of else ''}; run "
             "`crmscore score batch --as-of DATE`"
         )
-    chosen = target_list(
-        pd.read_parquet(files[-1]),
-        objective,  # type: ignore[arg-type]
-        budget,
-        control,
-        seed,
-    )
-    out = paths.targets_file(objective, paths.scores_date(files[-1]))
-    write_atomic(chosen, out)
+    scores = pd.read_parquet(files[-1])
+    chosen = target_list(scores, objective, budget, control, seed)  # type: ignore[arg-type]
+    date = paths.scores_date(files[-1])
+    out = paths.targets_file(objective, date, budget, control, seed)
+    warnings = budget_warnings(budget, len(scores), date)
+    about = {"objective": objective, "budget": budget, "control": control, "seed": seed}
+    publish_target_list(chosen, out, files[-1], {**about, "warnings": warnings}, force)
     return {
         "csv": str(out),
+        "dictionary": str(paths.dictionary_file(out)),
         "customers": len(chosen),
         "control": int((chosen["group"] == "control").sum()),
         "objective_total": round(float(chosen["objective_value"].sum()), 2),
         "scores": str(files[-1]),
+        "warnings": warnings,
     }
 
 
@@ -454,6 +467,7 @@ def service_settings(settings: Settings) -> ServiceSettings:
         tracking_uri=tracking_uri(settings),
         feast=settings.feast,
         serving=settings.serving,
+        currency=settings.dataset.currency,
     )
 
 

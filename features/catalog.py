@@ -208,9 +208,19 @@ class Workspace:
         """The date (YYYY-MM-DD) of a batch-scores or target-list file."""
         return path.stem.rsplit("_", 1)[-1]
 
-    def targets_file(self, objective: str, as_of: str) -> Path:
-        """The target list of an objective built from the scores of `as_of`."""
-        return self.scores_dir / f"targets_{objective}_{as_of}.csv"
+    def targets_file(
+        self, objective: str, as_of: str, budget: int, control: float, seed: int
+    ) -> Path:
+        """The target list of an objective built from the scores of `as_of`: its name
+        carries the budget, control share and seed, so another list never replaces it
+        (the date stays last: `scores_date`)."""
+        name = f"targets_{objective}_budget{budget}_control{control:g}_seed{seed}_{as_of}.csv"
+        return self.scores_dir / name
+
+    @staticmethod
+    def dictionary_file(data_file: Path) -> Path:
+        """The data dictionary beside a scores file or target list."""
+        return data_file.with_suffix(".dictionary.json")
 
     # predictions/
     @property

@@ -202,6 +202,9 @@ class DatasetConfig(_Frozen):
     name: str
     description: str = ""
     timezone: str = "UTC"
+    # ISO 4217 code of the amounts (e.g. GBP): the unit of CLV and expected values in answers,
+    # scores files and target lists; None when the dataset does not say.
+    currency: str | None = Field(default=None, pattern=r"^[A-Z]{3}$")
     # Settings this dataset needs (e.g. shorter windows for one year of data), over
     # configs/settings.yaml: {section: {key: value}}.
     settings: dict[str, Any] = Field(default_factory=dict)

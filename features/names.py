@@ -6,6 +6,10 @@ them. Descriptions are written for people: reason codes turn them into words."""
 
 from __future__ import annotations
 
+import math
+import numbers
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -268,11 +272,39 @@ CATEGORICAL_FEATURES: tuple[str, ...] = tuple(
 )
 
 
-def reason_text(name: str, value: object, contribution: float, target: str) -> str:
-    """A reason code in words: "<description> (<value>) raises|lowers <target>"."""
-    if isinstance(value, float):
-        shown = "missing" if value != value else f"{value:,.2f}".rstrip("0").rstrip(".")
-    else:
-        shown = "missing" if value is None else str(value)
+def describe(name: str, category_slots: Sequence[str] = ()) -> str:
+    """A feature's description for people; a category share names its category when the
+    build's `category_slots` are given."""
+    found = re.fullmatch(r"category_share_(\d+)", name)
+    if found and int(found.group(1)) <= len(category_slots):
+        return f"share of 365-day spend on {category_slots[int(found.group(1)) - 1]}"
+    return ALL_FEATURES[name].description
+
+
+def shown_value(name: str, value: object) -> str:
+    """A feature's value in words: "unknown" when missing, days whole, shares as
+    percentages, counts whole, other numbers with at most two decimals."""
+    if value is None or (isinstance(value, numbers.Real) and math.isnan(value)):
+        return "unknown"
+    if not isinstance(value, numbers.Real):
+        # A text value; pandas' missing markers (NA, NaT) are no value either.
+        return "unknown" if type(value).__name__ in ("NAType", "NaTType") else str(value)
+    number = float(value)
+    if name.endswith("_days") or ALL_FEATURES[name].dtype == "int":
+        return f"{round(number):,}"
+    if "_share" in name:
+        return f"{number:.0%}"
+    return f"{number:,.2f}".rstrip("0").rstrip(".")
+
+
+def reason_text(
+    name: str,
+    value: object,
+    contribution: float,
+    target: str,
+    category_slots: Sequence[str] = (),
+) -> str:
+    """A reason code in words: "<description> (<value>) raises|lowers <target>"
+    (`describe`, `shown_value`)."""
     verb = "raises" if contribution > 0 else "lowers"
-    return f"{ALL_FEATURES[name].description} ({shown}) {verb} {target}"
+    return f"{describe(name, category_slots)} ({shown_value(name, value)}) {verb} {target}"

@@ -16,12 +16,14 @@ with owner-only permissions from the start, then renamed into place.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
 import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -146,16 +148,29 @@ def write_private(path: Path, text: str, replace: bool = True) -> bool:
         tmp.unlink(missing_ok=True)
 
 
-def write_atomic(frame: pd.DataFrame, path: Path) -> None:
+def write_atomic(frame: pd.DataFrame, path: Path, replace: bool = True) -> None:
     """Write parquet or CSV (by the suffix) to a temporary file and rename it into place:
     readers see the old file or the new one, never half of one; a failed write leaves no
-    temporary file."""
+    temporary file. With `replace` False an existing file is kept: FileExistsError."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
     try:
         if path.suffix == ".csv":
             frame.to_csv(tmp, index=False)
         else:
             frame.to_parquet(tmp, index=False)
+        if replace:
+            os.replace(tmp, path)
+        else:
+            os.link(tmp, path)  # fails when the file exists: never overwrites
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_json_atomic(data: Any, path: Path) -> None:
+    """Write `data` as indented JSON the way `write_atomic` writes a table."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
+    try:
+        tmp.write_text(json.dumps(data, indent=1, default=str))
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

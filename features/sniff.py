@@ -307,6 +307,7 @@ def draft_dataset(path: Path, name: str | None = None) -> Draft:
     lines += [
         f"name: {_q(name or stem)}",
         "timezone: UTC  # the time zone of the timestamps: set yours (e.g. Europe/Berlin)",
+        "# currency: EUR  # ISO code of the amounts: CLV and expected values are in it",
         "tables:",
         "  transactions:",
         *table,

@@ -18,14 +18,16 @@ import orjson
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from features.names import ALL_FEATURES, HISTORY_OFFERS
 from features.online import StoreUnavailable
-from serving.openapi import tighten
+from serving.contract import horizon, model_terms
+from serving.docs import ASSETS, ASSETS_PATH, asset_folder, redoc_page, swagger_page
+from serving.openapi import describe_units, tighten
 from serving.predlog import log_rows
 from serving.schemas import (
     ErrorResponse,
@@ -372,7 +374,8 @@ INDEX_PAGE = """<!doctype html>
 <body><h1>crmscore</h1>
 <p>Churn, customer lifetime value and next-best-offer scores for CRM systems.</p>
 <ul><li><a href="openapi.json">OpenAPI document</a></li>
-<li><a href="docs">API reference</a></li></ul>
+<li><a href="docs">API reference (Swagger UI: try the API with your key)</a></li>
+<li><a href="redoc">API reference (ReDoc)</a></li></ul>
 </body></html>
 """
 
@@ -382,11 +385,15 @@ def create_app() -> FastAPI:
     app = FastAPI(
         title="crmscore",
         version="1",
+        # Served below from the service's own files (serving/docs.py), not from a CDN.
+        docs_url=None,
+        redoc_url=None,
         summary="Churn, customer lifetime value and next-best-offer scores for CRM systems.",
         description=(
             "Authenticate with `Authorization: Bearer <key>` (or `X-API-Key`). Every error, "
             "an unknown path (404) included, answers a JSON body naming the field at fault; "
-            "a refusal worth retrying (429, 503) says when in `Retry-After`."
+            "a refusal worth retrying (429, 503) says when in `Retry-After`. Horizons, the "
+            "currency and the meaning of bands and tiers: `GET /v1/models`."
         ),
     )
     base_document = app.openapi
@@ -401,7 +408,11 @@ def create_app() -> FastAPI:
             [*scorer.models.customer_features, *SEGMENT_FEATURES, HISTORY_OFFERS] if scorer else []
         )
         max_page = state.params.max_page if state else 1000
-        app.openapi_schema = tighten(base_document(), max_page, customer, AFFINITY_FEATURES)
+        document = tighten(base_document(), max_page, customer, AFFINITY_FEATURES)
+        if scorer is not None:
+            horizons = {m.kind: horizon(m) for m in scorer.models.loaded}
+            describe_units(document, horizons, state.currency if state else None)
+        app.openapi_schema = document
         return app.openapi_schema
 
     app.openapi = document  # type: ignore[method-assign]
@@ -492,12 +503,13 @@ def create_app() -> FastAPI:
 
     @app.get("/v1/models", response_model=ModelsResponse, responses=_errors(401, 429, 503, 504))
     def models(request: Request, _: str = Depends(require_key)) -> Any:
-        """The models answering now: registry versions, aliases and training windows."""
+        """The models answering now: registry versions, aliases, training windows, and what
+        their outputs mean (horizon in days, currency, unit, bands and tiers)."""
         state = _state(request)
         scorer = _scorer(state)
         m = scorer.models
         return {
-            "models": {x.kind: x.info for x in m.loaded},
+            "models": {x.kind: {**x.info, **model_terms(x, state.currency)} for x in m.loaded},
             "loaded_at": state.loaded_at.isoformat() if state.loaded_at else "",
             "prediction_log": state.prediction_log.stats() if state.prediction_log else None,
             "precomputed_customers": scorer.precomputed_customers(),
@@ -531,6 +543,27 @@ def create_app() -> FastAPI:
     def index() -> HTMLResponse:
         """A plain page linking the API's documents (BentoML's index page is not served)."""
         return HTMLResponse(INDEX_PAGE)
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        """Swagger UI: the reference, and requests tried with a key (Authorize)."""
+        return swagger_page(app.openapi_url or "/openapi.json", app.title)
+
+    @app.get("/redoc", include_in_schema=False)
+    def redoc() -> HTMLResponse:
+        """ReDoc: the reference as one readable page."""
+        return redoc_page(app.openapi_url or "/openapi.json", app.title)
+
+    @app.get(ASSETS_PATH + "/{name}", include_in_schema=False)
+    def docs_asset(name: str) -> FileResponse:
+        """A script, style sheet or icon of the reference pages."""
+        if name not in ASSETS:
+            raise ApiError(404, "not_found", f"no file {name!r} here")
+        return FileResponse(
+            asset_folder() / name,
+            media_type=ASSETS[name],
+            headers={"Cache-Control": "public, max-age=86400"},
+        )
 
     @app.get("/docs.json", include_in_schema=False)
     def docs_json() -> JSONResponse:

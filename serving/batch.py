@@ -21,8 +21,9 @@ from features.catalog import Workspace
 from features.feast_repo import AFFINITY_VIEW, CUSTOMER_VIEW, OFFER_VIEW
 from features.model_spec import model_spec
 from features.names import CUSTOMER_ID, EVENT_TIMESTAMP, OFFER_ID
-from features.publish import publishing
+from features.publish import publishing, write_json_atomic
 from features.retrieval import historical_features
+from serving.contract import data_dictionary, horizon, rounded
 from serving.models import (
     BundleModel,
     ModelNotFound,
@@ -101,10 +102,14 @@ def _offer_column(name: str, rank: int) -> str:
 
 
 def score_batch(
-    as_of: pd.Timestamp, store: FeatureStore, paths: Workspace, models: Champions
+    as_of: pd.Timestamp,
+    store: FeatureStore,
+    paths: Workspace,
+    models: Champions,
+    currency: str | None = None,
 ) -> tuple[Path, Path, int]:
     """Score every customer in the workspace's snapshot at `as_of`; writes the workspace's
-    scores files of that date and returns (parquet, csv, rows)."""
+    scores files of that date (`publish_scores`) and returns (parquet, csv, rows)."""
     as_of = (
         pd.Timestamp(as_of).tz_localize("UTC")
         if pd.Timestamp(as_of).tzinfo is None
@@ -130,12 +135,36 @@ def score_batch(
     scores = score_frame(customers, churn_features, clv_features, offers, models)
     scores.insert(1, "as_of", as_of)
     date = as_of.date().isoformat()
-    # The parquet and CSV files of a date are published together, or neither is.
+    publish_scores(scores, date, paths, models, currency)
+    return paths.scores_file(date), paths.scores_file(date, ".csv"), len(scores)
+
+
+def publish_scores(
+    scores: pd.DataFrame, date: str, paths: Workspace, models: Champions, currency: str | None
+) -> None:
+    """Write the scores of a date as parquet and CSV, numbers rounded to their kind's
+    decimals (`serving.contract.DECIMALS`), with their data dictionary beside them: the
+    three files are published together, or none is."""
+    scores = rounded(scores)
+    horizons = {"churn": horizon(models.churn), "clv": horizon(models.clv)}
+    if models.nbo is not None:
+        horizons["nbo"] = horizon(models.nbo)
     with publishing(paths.scores_versions(date)) as version:
         staged = paths.staged(paths.scores_versions(date), version)
-        scores.to_parquet(staged.scores_file(date), index=False)
+        parquet = staged.scores_file(date)
+        scores.to_parquet(parquet, index=False)
         scores.to_csv(staged.scores_file(date, ".csv"), index=False)
-    return paths.scores_file(date), paths.scores_file(date, ".csv"), len(scores)
+        dictionary = data_dictionary(
+            list(scores.columns),
+            horizons,
+            models.versions,
+            currency,
+            files=[parquet.name, staged.scores_file(date, ".csv").name],
+            as_of=date,
+            rows=len(scores),
+            **({"offers": f"none: {models.no_offers}"} if models.no_offers else {}),
+        )
+        write_json_atomic(dictionary, Workspace.dictionary_file(parquet))
 
 
 def _offers(

@@ -58,6 +58,9 @@ class ServingParams(BaseModel):
     precompute_customers: int = Field(default=200_000, ge=0)
     # Reason codes: drivers up and down per model when a request asks `explain: true`.
     explain_top: int = 3
+    # An answer whose features are older than this many days carries a warning naming their
+    # age (features are as of the last `features build` + `features apply`).
+    stale_feature_days: float = Field(default=45, gt=0)
     # Prediction log: rows are written off the request path, in files of at most this many
     # rows or after this many seconds, whichever comes first.
     prediction_log: bool = True
@@ -77,6 +80,8 @@ class ServiceSettings(BaseModel):
     tracking_uri: str  # the MLflow tracking server / registry
     feast: FeastParams = Field(default_factory=FeastParams)
     serving: ServingParams = Field(default_factory=ServingParams)
+    # The currency of the amounts (the dataset's `currency`), named in answers and documents.
+    currency: str | None = None
 
     @property
     def paths(self) -> Workspace:

@@ -286,10 +286,15 @@ def churn_probability(model: BundleModel, x: np.ndarray) -> np.ndarray:
     return calibrate(model.meta["calibrator"], score(model, x))
 
 
+# Churn risk bands, lowest first.
+CHURN_BANDS = ("low", "medium", "high")
+
+
 def churn_band(model: BundleModel, p: np.ndarray) -> np.ndarray:
     """low / medium / high risk at the bundle's band edges."""
     low, high = model.meta["band_edges"]
-    return np.where(p >= high, "high", np.where(p >= low, "medium", "low"))
+    lowest, middle, highest = CHURN_BANDS
+    return np.where(p >= high, highest, np.where(p >= low, middle, lowest))
 
 
 def churn_flag(model: BundleModel, p: np.ndarray) -> np.ndarray:
@@ -455,10 +460,15 @@ def reason_booster(model: BundleModel) -> str:
 
 
 def reason_codes(
-    model: BundleModel, x: np.ndarray, rows: Sequence[Mapping[str, Any]], top: int
+    model: BundleModel,
+    x: np.ndarray,
+    rows: Sequence[Mapping[str, Any]],
+    top: int,
+    category_slots: Sequence[str] = (),
 ) -> list[dict[str, list[Reason]]]:
     """Each row's `top` drivers up and down of the model's score, in words, from LightGBM
-    contributions. `rows` give the values shown in the words (row dicts of `x`)."""
+    contributions. `rows` give the values shown in the words (row dicts of `x`);
+    `category_slots` name the categories of the `category_share_N` features."""
     contrib = scorer_contributions(model, x)
     target = model_spec(model.kind).explains
     out = []
@@ -472,7 +482,7 @@ def reason_codes(
             for j in picked:
                 name, c = model.columns[j], float(contrib[i, j])
                 value = row.get(name)
-                text = reason_text(name, value, c, target)
+                text = reason_text(name, value, c, target, category_slots)
                 reasons[direction].append(Reason(name, value, c, text))
         out.append(reasons)
     return out

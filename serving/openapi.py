@@ -12,8 +12,18 @@ from collections.abc import Iterable
 from typing import Any
 
 from features.names import ALL_FEATURES
+from serving.contract import currency_words, horizon_words
+from serving.schemas import ID_MAX_LENGTH, ID_MAX_NUMBER
 
-CUSTOMER_ID_SCHEMA = {"type": "string", "minLength": 1, "maxLength": 128}
+# What `serving.schemas.CustomerId` accepts: a string with a non-space character (it is
+# trimmed), or a whole number (taken as its digits).
+CUSTOMER_ID_SCHEMA = {
+    "anyOf": [
+        {"type": "string", "maxLength": ID_MAX_LENGTH, "pattern": r"\S"},
+        {"type": "integer", "minimum": 0, "maximum": ID_MAX_NUMBER},
+    ],
+    "description": "trimmed; a whole number is taken as its digits",
+}
 # A JSON number the API accepts: finite as a float64.
 FINITE = {"type": "number", "minimum": -sys.float_info.max, "maximum": sys.float_info.max}
 
@@ -54,4 +64,24 @@ def tighten(
     schemas["FeaturesRequest"]["properties"]["customers"]["maxItems"] = max_page
     schemas["FeatureCustomer"]["properties"]["features"] = feature_object(customer_features)
     schemas["OfferRow"]["properties"]["features"] = feature_object(offer_features)
+    return document
+
+
+def describe_units(
+    document: dict[str, Any], horizons: dict[str, int | None], currency: str | None
+) -> dict[str, Any]:
+    """`document` (changed in place and returned) with the served models' horizons and the
+    currency written into the descriptions of the answer's numbers."""
+    schemas = document["components"]["schemas"]
+    money = currency_words(currency)
+    notes = {
+        ("ChurnAnswer", "probability"): f"churn horizon: {horizon_words(horizons.get('churn'))}",
+        ("ClvAnswer", "value"): f"CLV horizon: {horizon_words(horizons.get('clv'))}; in {money}",
+        ("OfferAnswer", "probability"): f"offer horizon: {horizon_words(horizons.get('nbo'))}",
+        ("OfferAnswer", "expected_value"): f"in {money}",
+        ("CustomerScore", "retention_priority"): f"in {money}",
+    }
+    for (schema, field), note in notes.items():
+        prop = schemas[schema]["properties"][field]
+        prop["description"] = f"{prop.get('description', '')} ({note})".strip()
     return document

@@ -6,6 +6,9 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
+from features.segments import LIFECYCLE_STAGES, RFM_SEGMENTS, VALUE_TIERS
+from serving.models import CHURN_BANDS
+
 
 def _whole(value: Any) -> Any:
     """A float with no fraction as an int: JSON's 6.0 is the integer 6 (JSON Schema agrees)."""
@@ -14,6 +17,29 @@ def _whole(value: Any) -> Any:
 
 # Offers per customer.
 TopK = Annotated[Annotated[int, Field(ge=1, le=50)] | None, BeforeValidator(_whole)]
+
+# A customer id: a string of at most ID_MAX_LENGTH characters, not only spaces, or a
+# whole number from 0 to ID_MAX_NUMBER (serving/openapi.py documents the same).
+ID_MAX_LENGTH = 128
+ID_MAX_NUMBER = 2**63 - 1
+
+
+def _as_id(value: Any) -> Any:
+    """A customer id as the store keys it: a string without surrounding spaces, a whole
+    number as its digits. Anything else is refused with what was expected."""
+    value = _whole(value)
+    if isinstance(value, str):
+        if len(value) > ID_MAX_LENGTH:
+            raise ValueError(f"expected at most {ID_MAX_LENGTH} characters")
+        if not value.strip():
+            raise ValueError("expected an id, not an empty or blank string")
+        return value.strip()
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= ID_MAX_NUMBER:
+        return str(value)
+    raise ValueError(f"expected a string or a whole number from 0 to {ID_MAX_NUMBER}")
+
+
+CustomerId = Annotated[str, BeforeValidator(_as_id)]
 
 
 class _Strict(BaseModel):
@@ -36,8 +62,10 @@ class ScoreRequest(_Strict):
         },
     )
 
-    customer_id: str | None = Field(default=None, min_length=1, max_length=128)
-    customer_ids: list[str] | None = Field(default=None, min_length=1)
+    customer_id: CustomerId | None = Field(
+        default=None, description="trimmed; a whole number is taken as its digits"
+    )
+    customer_ids: list[CustomerId] | None = Field(default=None, min_length=1)
     explain: bool = Field(default=False, description="add reason codes (top drivers, in words)")
     top_k: TopK = Field(default=None, description="offers per customer")
 
@@ -48,9 +76,6 @@ class ScoreRequest(_Strict):
             raise ValueError("customer_id and customer_ids may not be null")
         if (self.customer_id is None) == (self.customer_ids is None):
             raise ValueError("give exactly one of customer_id or customer_ids")
-        for i, cid in enumerate(self.customer_ids or []):
-            if not 1 <= len(cid) <= 128:
-                raise ValueError(f"customer_ids[{i}]: expected 1 to 128 characters")
         return self
 
     def ids(self) -> list[str]:
@@ -114,29 +139,48 @@ class FeaturesRequest(_Strict):
     top_k: TopK = None
 
 
-class ChurnAnswer(BaseModel):
-    """Calibrated probability of churn in the horizon, risk band and flag."""
+def _one_of(values: tuple[str, ...], description: str) -> Any:
+    """A text field documented with its values (the values' names have one source)."""
+    return Field(description=description, json_schema_extra={"enum": list(values)})
 
-    probability: float
-    band: str
-    flag: bool
+
+class ChurnAnswer(BaseModel):
+    """Calibrated probability of churn in the churn horizon (`GET /v1/models`: horizon_days),
+    risk band and flag."""
+
+    probability: float = Field(
+        description="probability (0 to 1, 6 decimals) that an active customer makes no "
+        "purchase in the churn horizon"
+    )
+    band: str = _one_of(CHURN_BANDS, "risk band at the model's band edges (GET /v1/models)")
+    flag: bool = Field(description="probability at or above the model's decision threshold")
 
 
 class ClvAnswer(BaseModel):
-    """Expected net revenue in the horizon, its percentile and value tier."""
+    """Expected net revenue in the CLV horizon, its percentile and value tier."""
 
-    value: float
-    percentile: float
-    tier: str
+    value: float = Field(
+        description="expected net revenue (after returns) in the CLV horizon, in the currency "
+        "of GET /v1/models (2 decimals)"
+    )
+    percentile: float = Field(
+        description="where the value falls among the model's test population (0 to 100)"
+    )
+    tier: str = _one_of(VALUE_TIERS, "high: the top share by percentile (GET /v1/models)")
 
 
 class OfferAnswer(BaseModel):
-    """One recommended offer: P(accept in the horizon) and probability x offer value."""
+    """One recommended offer: P(accept in the offer horizon) and probability x offer value."""
 
-    rank: int
+    rank: int = Field(description="1 = best")
     offer_id: str
-    probability: float
-    expected_value: float
+    probability: float = Field(
+        description="probability (0 to 1, 6 decimals) of buying the offer in the offer horizon"
+    )
+    expected_value: float = Field(
+        description="probability x the offer's average spend per order, in the currency of "
+        "GET /v1/models (2 decimals)"
+    )
 
 
 class Reasons(BaseModel):
@@ -146,21 +190,46 @@ class Reasons(BaseModel):
     down: list[str]
 
 
+class Segment(BaseModel):
+    """The customer's segments at the feature snapshot (null for an unknown customer; a
+    what-if answer shows the values sent)."""
+
+    rfm_segment: str | None = Field(description=f"named RFM segment: {', '.join(RFM_SEGMENTS)}")
+    value_tier: str | None = Field(
+        description=f"value tier by spend in the last 365 days: {', '.join(VALUE_TIERS)}"
+    )
+    lifecycle_stage: str | None = Field(
+        description=f"lifecycle stage: {', '.join(LIFECYCLE_STAGES)}"
+    )
+
+
 class CustomerScore(BaseModel):
     """Everything crmscore knows about one customer's future."""
 
     customer_id: str
     as_of: str | None = Field(description="time of the feature snapshot the scores use")
-    feature_age_seconds: int | None = Field(description="age of those features now")
+    feature_age_seconds: int | None = Field(
+        description="age of those features now; past `serving.stale_feature_days` a warning says so"
+    )
     churn: ChurnAnswer
     clv: ClvAnswer
     offers: list[OfferAnswer]
-    segment: dict[str, str | None]
-    retention_priority: float = Field(description="value at risk: P(churn) x CLV")
-    model_versions: dict[str, str]
-    cold_start: bool
-    warnings: list[str]
-    reasons: dict[str, Reasons] | None = None
+    segment: Segment
+    retention_priority: float | None = Field(
+        description="value at risk: churn probability x CLV, in the currency of GET "
+        "/v1/models (2 decimals); null for an unknown customer (cold start), whose "
+        "scores are population averages: rank known customers first"
+    )
+    model_versions: dict[str, str] = Field(description='{"churn": "3@champion", ...}')
+    cold_start: bool = Field(
+        description="unknown customer: churn, CLV and offers from population priors"
+    )
+    warnings: list[str] = Field(
+        description="what to know before using the answer (cold start, stale features, no offers)"
+    )
+    reasons: dict[str, Reasons] | None = Field(
+        default=None, description="top drivers per model, with `explain: true`"
+    )
 
 
 _SCORE_EXAMPLE: dict[str, Any] = {
@@ -210,7 +279,8 @@ class ScoreResponse(BaseModel):
 
 
 class ModelInfo(BaseModel):
-    """A served model: registry version, alias and training window."""
+    """A served model: registry version, alias, training window, and what its outputs
+    mean (horizon, unit, value sets)."""
 
     name: str
     version: str
@@ -222,6 +292,16 @@ class ModelInfo(BaseModel):
     feature_service: str | None
     grade: str | None
     metrics: dict[str, float]
+    horizon_days: int | None = Field(
+        description="days ahead the model predicts over (null: an older version that did not "
+        "record it)"
+    )
+    currency: str | None = Field(description="ISO code of the amounts (null: not configured)")
+    predicts: str = Field(description="what the model predicts, in words")
+    unit: str = Field(description="the unit of its main output")
+    values: dict[str, dict[str, str]] = Field(
+        description="the values of its bands, tiers and flags and what each means"
+    )
 
 
 class PredictionLogStatus(BaseModel):
@@ -256,6 +336,19 @@ class ModelsResponse(BaseModel):
                             "feature_service": "churn_v1",
                             "grade": "B",
                             "metrics": {"model_roc_auc": 0.9},
+                            "horizon_days": 90,
+                            "currency": None,
+                            "predicts": "probability that an active customer makes no "
+                            "purchase in the next 90 days",
+                            "unit": "probability (0 to 1)",
+                            "values": {
+                                "band": {
+                                    "low": "probability below 0.3",
+                                    "medium": "0.3 to below 0.6",
+                                    "high": "0.6 or more",
+                                },
+                                "flag": {"true": "probability 0.5 or more"},
+                            },
                         }
                     },
                     "loaded_at": "2026-11-23T12:00:00+00:00",

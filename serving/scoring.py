@@ -33,6 +33,7 @@ from features.names import (
     OFFER_STATS,
 )
 from features.online import OnlineFeatures
+from serving.contract import DECIMALS
 from serving.models import (
     COPURCHASE,
     RECENCY,
@@ -63,7 +64,8 @@ CANDIDATE_FEATURES = tuple(f.name for f in NBO_CANDIDATE_FEATURES)
 # What the offer model reads per pair.
 PAIR_FEATURES = OFFER_FEATURES + AFFINITY_FEATURES + CANDIDATE_FEATURES
 COLD_START_WARNING = (
-    "unknown customer: cold-start answer from population priors (no features in the store)"
+    "unknown customer: cold-start answer from population priors (no features in the store); "
+    "no retention priority (null): rank known customers first"
 )
 
 
@@ -139,12 +141,23 @@ class OfferCatalog:
 
 
 class Scorer:
-    """Scores customers with `models` and features from `online`."""
+    """Scores customers with `models` and features from `online`. Answers from features
+    older than `stale_after_days` carry a warning (`freshness`); reason codes name the
+    categories of the `category_share_N` features (`category_slots`: the feature build's)."""
 
-    def __init__(self, models: Models, online: OnlineFeatures, explain_top: int = 3) -> None:
+    def __init__(
+        self,
+        models: Models,
+        online: OnlineFeatures,
+        explain_top: int = 3,
+        stale_after_days: float | None = None,
+        category_slots: tuple[str, ...] = (),
+    ) -> None:
         self.models = models
         self.online = online
         self.explain_top = explain_top
+        self.stale_after_days = stale_after_days
+        self.category_slots = category_slots
         wanted = [*models.customer_features, *SEGMENT_FEATURES, HISTORY_OFFERS]
         # Customer features come from two views: activity and segments, and the BTYD signals.
         self._btyd_names = [n for n in wanted if n in BTYD_FEATURES]
@@ -232,7 +245,10 @@ class Scorer:
             answer, as_of = found
             answer = dict(answer)  # the caller removes "_features"
             if as_of is not None:
-                answer["feature_age_seconds"] = round((now - as_of).total_seconds())
+                age, stale = freshness(as_of, now, self.stale_after_days)
+                answer["feature_age_seconds"] = age
+                if stale:
+                    answer["warnings"] = [*answer["warnings"], *stale]
             out.append(answer)
         return out
 
@@ -262,7 +278,8 @@ class Scorer:
         table: dict[str, tuple[dict[str, Any], datetime | None]] = {}
         for start in range(0, len(ids), chunk):
             customers = self.lookup(ids[start : start + chunk])
-            for customer, answer in zip(customers, self.score(customers), strict=True):
+            answers = self.score(customers, at_request=False)
+            for customer, answer in zip(customers, answers, strict=True):
                 if customer.features is not None:
                     table[customer.customer_id] = (answer, customer.as_of)
         self.precomputed = Precomputed(version, table)
@@ -320,10 +337,15 @@ class Scorer:
         ]
 
     def score(
-        self, customers: list[Customer], explain: bool = False, top_k: int | None = None
+        self,
+        customers: list[Customer],
+        explain: bool = False,
+        top_k: int | None = None,
+        at_request: bool = True,
     ) -> list[dict[str, Any]]:
         """One answer per customer (see serving/schemas.py `CustomerScore`), plus the model
-        inputs under "_features" for the prediction log."""
+        inputs under "_features" for the prediction log. Answers kept for later requests
+        (not `at_request`) have no stale-feature warning: `from_table` adds it when due."""
         models = self.models
         known = [c for c in customers if c.features is not None]
         feats = [c.features or {} for c in known]
@@ -336,7 +358,9 @@ class Scorer:
             for kind, model, x in (("churn", models.churn, x_churn), ("clv", models.clv, x_clv)):
                 reasons[kind] = [
                     {d: [r.text for r in found[d]] for d in ("up", "down")}
-                    for found in reason_codes(model, x, feats, self.explain_top)
+                    for found in reason_codes(
+                        model, x, feats, self.explain_top, self.category_slots
+                    )
                 ]
         top_k = top_k or self._default_top_k()
         offers = self._offers(customers, top_k)
@@ -347,26 +371,33 @@ class Scorer:
             if i is None:
                 out.append(self._cold_start(customer, offers[n]))
                 continue
-            answer = self._answer(customer, scores[i], offers[n], now)
+            answer = self._answer(customer, scores[i], offers[n], now, at_request)
             if explain:
                 answer["reasons"] = {kind: reasons[kind][i] for kind in reasons}
             out.append(answer)
         return out
 
     def _answer(
-        self, c: Customer, scores: dict[str, Any], offers: list[dict[str, Any]], now: datetime
+        self,
+        c: Customer,
+        scores: dict[str, Any],
+        offers: list[dict[str, Any]],
+        now: datetime,
+        at_request: bool,
     ) -> dict[str, Any]:
         f = c.features or {}
+        limit = self.stale_after_days if at_request else None
+        age, stale = freshness(c.as_of, now, limit) if c.as_of else (None, [])
         return _in_schema_order(
             {
                 "customer_id": c.customer_id,
                 "as_of": c.as_of.isoformat() if c.as_of else None,
-                "feature_age_seconds": round((now - c.as_of).total_seconds()) if c.as_of else None,
+                "feature_age_seconds": age,
                 **scores,
                 "offers": offers,
                 "segment": {name: f.get(name) for name in SEGMENT_FEATURES},
                 "cold_start": False,
-                "warnings": list(self.models.warnings),
+                "warnings": [*self.models.warnings, *stale],
                 "_features": {name: f.get(name) for name in self.models.customer_features},
             }
         )
@@ -378,6 +409,8 @@ class Scorer:
                 "as_of": None,
                 "feature_age_seconds": None,
                 **self._prior_scores,
+                # Population averages, not this customer's: no place in a priority ranking.
+                "retention_priority": None,
                 "offers": offers,
                 "segment": {"rfm_segment": None, "value_tier": None, "lifecycle_stage": "new"},
                 "cold_start": True,
@@ -396,16 +429,16 @@ class Scorer:
         return [
             {
                 "churn": {
-                    "probability": round(float(p[i]), 6),
+                    "probability": round(float(p[i]), DECIMALS["probability"]),
                     "band": str(band[i]),
                     "flag": bool(flag[i]),
                 },
                 "clv": {
-                    "value": round(float(clv[i]), 2),
-                    "percentile": round(float(percentile[i]), 1),
+                    "value": round(float(clv[i]), DECIMALS["money"]),
+                    "percentile": round(float(percentile[i]), DECIMALS["percentile"]),
                     "tier": str(tier[i]),
                 },
-                "retention_priority": round(float(p[i] * clv[i]), 2),
+                "retention_priority": round(float(p[i] * clv[i]), DECIMALS["money"]),
                 "model_versions": models.versions,
             }
             for i in range(len(p))
@@ -417,8 +450,8 @@ class Scorer:
             [
                 {
                     **offer,
-                    "probability": round(offer["probability"], 6),
-                    "expected_value": round(offer["expected_value"], 4),
+                    "probability": round(offer["probability"], DECIMALS["probability"]),
+                    "expected_value": round(offer["expected_value"], DECIMALS["money"]),
                 }
                 for offer in offers
             ]
@@ -512,6 +545,21 @@ ANSWER_FIELDS = (
     "reasons",
     "_features",
 )
+
+
+def freshness(
+    as_of: datetime, now: datetime, stale_after_days: float | None
+) -> tuple[int, list[str]]:
+    """The age in seconds of features as of `as_of`, and a warning naming it in days when
+    it is over `stale_after_days` (none when None)."""
+    age = round((now - as_of).total_seconds())
+    if stale_after_days is None or age <= stale_after_days * 86_400:
+        return age, []
+    return age, [
+        f"stale features: {age // 86_400:,} days old (as of {as_of.date()}), over "
+        f"serving.stale_feature_days ({stale_after_days:g}); run `crmscore features build` "
+        "and `crmscore features materialize` for fresh scores"
+    ]
 
 
 def _in_schema_order(answer: dict[str, Any]) -> dict[str, Any]:

@@ -30,16 +30,21 @@ from serving.scoring import Models, Scorer
 LOG = logging.getLogger("crmscore.serving")
 
 
+def build_meta(paths: Workspace | None) -> dict[str, Any]:
+    """The last feature build's metadata ({} when there is none or it cannot be read)."""
+    if paths is None or not paths.snapshots_meta.exists():
+        return {}
+    try:
+        meta = json.loads(paths.snapshots_meta.read_text())
+    except (OSError, ValueError):
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
 def no_offers_reason(paths: Workspace | None) -> str | None:
     """Why there are no offers to serve: the last feature build found no products (its
     metadata says so); None otherwise."""
-    if paths is None or not paths.snapshots_meta.exists():
-        return None
-    try:
-        products = json.loads(paths.snapshots_meta.read_text()).get("products", True)
-    except (OSError, ValueError):
-        return None
-    return None if products else NO_PRODUCTS
+    return None if build_meta(paths).get("products", True) else NO_PRODUCTS
 
 
 def load_scorer(
@@ -48,13 +53,14 @@ def load_scorer(
     explain_top: int,
     paths: Workspace | None = None,
     store_timeout: float = 5.0,
+    stale_after_days: float | None = None,
 ) -> Scorer:
     """The registered models (champions) with the online store. Churn and CLV are required;
     the offer model is left out, and the answers say why, when the data has no products
     (`paths`' feature build says so) or the registry has no champion of it. A champion that
     cannot be loaded (a damaged bundle, an unreadable registry) is an error for every
     model: nothing is served without saying so. An online store read waits at most
-    `store_timeout` seconds."""
+    `store_timeout` seconds; answers from features older than `stale_after_days` say so."""
     churn, clv = load_registered("churn", client), load_registered("clv", client)
     no_offers = no_offers_reason(paths)
     nbo = None
@@ -65,7 +71,10 @@ def load_scorer(
             no_offers = str(exc)
             LOG.warning("serving without offers: %s", exc)
     models = Models(churn, clv, nbo, no_offers)
-    return Scorer(models, OnlineFeatures(store, store_timeout), explain_top)
+    slots = tuple(str(c) for c in build_meta(paths).get("category_slots", []))
+    return Scorer(
+        models, OnlineFeatures(store, store_timeout), explain_top, stale_after_days, slots
+    )
 
 
 @dataclass
@@ -87,6 +96,8 @@ class ServingState:
     reload_stamp: Path | None = None
     # The workspace: its feature build says whether the data has products (offers).
     paths: Workspace | None = None
+    # The currency of the amounts, named in `GET /v1/models` and the OpenAPI document.
+    currency: str | None = None
     # Load shedding and the limit on failed authentications (serving/limits.py).
     admission: Admission = field(init=False)
     auth_failures: AuthFailures = field(init=False)
@@ -115,6 +126,7 @@ class ServingState:
                     self.params.explain_top,
                     self.paths,
                     self.params.store_timeout_seconds,
+                    self.params.stale_feature_days,
                 )
             except Exception as exc:
                 self.load_error = str(exc)
@@ -242,6 +254,7 @@ def build_state(settings: ServiceSettings, env: dict[str, str]) -> ServingState:
         prediction_log=log,
         reload_stamp=paths.reload_stamp,
         paths=paths,
+        currency=settings.currency,
     )
     state.load()
     state.watch()

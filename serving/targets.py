@@ -3,12 +3,17 @@ random control group held out so the campaign's effect can be measured."""
 
 from __future__ import annotations
 
-from typing import Literal
+import json
+from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
+from features.catalog import Workspace
 from features.names import CUSTOMER_ID
+from features.publish import write_atomic, write_json_atomic
+from serving.contract import data_dictionary, rounded
 
 Objective = Literal["retention", "value", "offer"]
 OBJECTIVE_COLUMNS: dict[str, str] = {
@@ -43,3 +48,51 @@ def target_list(
     chosen.insert(2, "objective", objective)
     chosen.insert(3, "objective_value", chosen[column])
     return chosen
+
+
+def budget_warnings(budget: int, base: int, date: str) -> list[str]:
+    """What to know about a budget: more than the customers scored (the list holds them
+    all, and the campaign is smaller than planned)."""
+    if budget <= base:
+        return []
+    return [
+        f"--budget {budget} is more than the {base} customers scored on {date}: "
+        f"the list holds all {base}"
+    ]
+
+
+def publish_target_list(
+    listed: pd.DataFrame, path: Path, scores_file: Path, about: dict[str, Any], force: bool
+) -> None:
+    """Write a target list (numbers rounded like the scores) and its data dictionary beside
+    it, each atomically. The dictionary takes the horizons, currency and model versions from
+    the scores' own dictionary, and `about` (objective, budget, ...). An existing list is
+    kept, with its control group (FileExistsError), unless `force`: the list is linked
+    into place, which fails when the name exists."""
+    source = Workspace.dictionary_file(scores_file)
+    scores_about = json.loads(source.read_text()) if source.exists() else {}
+    versions = scores_about.get("model_versions") or {
+        c.removesuffix("_model_version"): str(listed[c].iloc[0])
+        for c in listed.columns
+        if c.endswith("_model_version") and len(listed)
+    }
+    dictionary = data_dictionary(
+        list(listed.columns),
+        scores_about.get("horizons_days", {}),
+        versions,
+        scores_about.get("currency"),
+        file=path.name,
+        scores=scores_file.name,
+        as_of=Workspace.scores_date(scores_file),
+        rows=len(listed),
+        **about,
+    )
+    try:
+        write_atomic(rounded(listed), path, replace=force)
+    except FileExistsError:
+        raise FileExistsError(
+            f"{path}: a target list with this objective, budget, control share, seed and date "
+            "exists (its control group measures the campaign): kept. Choose another "
+            "--budget, --control or --seed, or replace it with --force"
+        ) from None
+    write_json_atomic(dictionary, Workspace.dictionary_file(path))

@@ -89,6 +89,9 @@ def train_models(
         out_dir = paths.model_reports(kind)
         with stage(log, f"train {kind}: training set, fit and evaluation"):
             result = runner(kind)(store, paths, labels, params, out_dir)
+        # The horizon the model predicts over, for the answers (a CLV extrapolated to a
+        # longer one than it was trained at already says which).
+        result.model.meta.setdefault("horizon_days", result.split.horizon_days)
         key = result.primary_key
         with stage(log, f"train {kind}: champion and report"):
             champion_model = _champion(kind, client)

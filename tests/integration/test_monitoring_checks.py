@@ -136,7 +136,7 @@ def test_uplift_of_a_target_list_once_outcomes_are_known(
     paths, params, labels = settings.paths, settings.monitoring.uplift, settings.labels
     listed = steps.target(settings, "retention", 200, 0.25, 1, as_of=matured)
     targets = Path(listed["csv"])
-    assert targets == paths.targets_file("retention", matured)
+    assert targets == paths.targets_file("retention", matured, 200, 0.25, 1)
     result = run_uplift(paths, targets, params, labels)
     assert result["as_of"] == matured
     assert result["treatment"] + result["control"] + result["excluded"] == 200
