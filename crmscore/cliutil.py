@@ -36,9 +36,7 @@ EngineOption = Annotated[
 ]
 AddressOption = Annotated[
     str | None,
-    typer.Option(
-        help="A Ray cluster's address (host:port or ray://host:port); implies --engine ray."
-    ),
+    typer.Option(help="A Ray cluster's head (host:port, its GCS port); implies --engine ray."),
 ]
 
 

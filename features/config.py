@@ -233,7 +233,7 @@ class FeatureParams(_Frozen):
 class EngineParams(_Frozen):
     """Where partition functions (feature build, batch scoring) run: in this process, one
     partition at a time (`local`), or as Ray tasks (`ray`): a local Ray started for the run
-    when `address` is None, else the cluster at `address` ("127.0.0.1:6379", "ray://...";
+    when `address` is None, else the cluster whose head is at `address` ("10.0.0.5:6379";
     its nodes must see the workspace's files)."""
 
     kind: Literal["local", "ray"] = "local"

@@ -176,33 +176,39 @@ def mlflow_server(backend_uri: str, folder: Path) -> Iterator[str]:
 
 @contextmanager
 def ray_cluster(cpus: int = 2) -> Iterator[str]:
-    """A two-node Ray cluster on the loopback address: a head and a worker node started as
-    separate processes (`ray start --block`, tiny resources), stopped afterwards by their
-    process ids. The head offers no CPU, so every task runs on the worker node. Yields the
-    head's address; the test process is connected to it (the engine reuses the connection)."""
+    """A two-node Ray cluster on this machine: a head and a worker node started as separate
+    processes (`ray start --block`, tiny resources), stopped afterwards by their process
+    groups. The head offers no CPU, so every task runs on the worker node. Yields the head's
+    address; the test process is connected to it (the engine reuses the connection)."""
     import ray
+    from ray._private.services import get_node_ip_address
 
     binary = Path(sys.executable).with_name("ray")
     folder = Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))  # short: Ray's socket paths
     port = free_port()
-    address = f"127.0.0.1:{port}"
-    common = ["--block", "--disable-usage-stats", "--node-ip-address", "127.0.0.1"]
+    # Ray replaces a loopback address by the machine's own when it connects: use that one.
+    ip = get_node_ip_address()
+    address = f"{ip}:{port}"
+    common = ["--block", "--disable-usage-stats", "--node-ip-address", ip]
     common += ["--object-store-memory", str(80 * 1024 * 1024)]
     head = [str(binary), "start", "--head", "--port", str(port), "--num-cpus", "0", *common]
     head += ["--include-dashboard", "false", "--temp-dir", str(folder)]
-    head += ["--ray-client-server-port", str(free_port())]
     head += ["--dashboard-agent-listen-port", str(free_port())]
     worker = [str(binary), "start", "--address", address, "--num-cpus", str(cpus), *common]
     worker += ["--dashboard-agent-listen-port", str(free_port())]
     logs = [folder / "head.log", folder / "worker.log"]
     processes: list[subprocess.Popen[bytes]] = []
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    # No token authentication (`ray start` turns it on when ~/.ray holds a token): the
+    # cluster listens on this machine only, for this test process.
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
     try:
         with logs[0].open("wb") as out:
             processes.append(_group(head, out, env))
         wait_until(lambda: _listening(port), processes[0], logs[0])
         with logs[1].open("wb") as out:
             processes.append(_group(worker, out, env))
+        for log, process in zip(logs, processes, strict=True):
+            wait_until(lambda log=log: "Ray runtime started" in log.read_text(), process, log)
         ray.init(address=address, log_to_driver=False, configure_logging=False)
 
         def two_nodes() -> bool:
