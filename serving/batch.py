@@ -173,8 +173,7 @@ def score_batch(
     job = ScoreJob(as_of, customers, max(1, partitions), feast, paths, models)
     with session(engine):
         parts = map_partitions(score_partition, job, range(job.partitions), engine)
-    scored = [(index, part) for index, part in enumerate(parts) if part is not None]
-    scores = pd.concat([part for _, part in scored], ignore_index=True)
+    scores = pd.concat([part for part in parts if part is not None], ignore_index=True)
     scores = scores.sort_values(CUSTOMER_ID, kind="stable").reset_index(drop=True)
     scores.insert(1, "as_of", as_of)
     date = as_of.date().isoformat()
