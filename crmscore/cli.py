@@ -14,8 +14,11 @@ import typer
 
 from crmscore import steps
 from crmscore.cliutil import (
+    AddressOption,
+    EngineOption,
     State,
     echo_json,
+    engine_overrides,
     fail,
     kinds,
     note_skipped,
@@ -132,14 +135,14 @@ def features_build(
             "default: the configured ones (monthly over the data)."
         ),
     ] = None,
-    workers: Annotated[int, typer.Option(help="Processes for the customer partitions.")] = 1,
+    engine: EngineOption = None,
+    address: AddressOption = None,
 ) -> None:
     """Compute point-in-time features and labels at every cutoff, then say what the data
     can train (the readiness report, also in workspace/reports/readiness.json)."""
     added = [parse_date(c, "--cutoffs") for c in cutoffs or []]
-    if workers < 1:
-        fail(f"--workers {workers}: expected 1 or more")
-    echo_json(run(steps.build_features, settings_of(ctx), workers, added))
+    settings = settings_of(ctx, engine_overrides(engine, address))
+    echo_json(run(steps.build_features, settings, added))
 
 
 @app.command()
@@ -268,10 +271,12 @@ def score_batch_command(
         str,
         typer.Option("--as-of", help="Cutoff date (YYYY-MM-DD) of the feature snapshot to score."),
     ],
+    engine: EngineOption = None,
+    address: AddressOption = None,
 ) -> None:
     """Score every customer with the @champion models -> parquet and CSV in workspace/scores."""
     day = parse_date(as_of, "--as-of")
-    echo_json(run(steps.score_batch, settings_of(ctx), day))
+    echo_json(run(steps.score_batch, settings_of(ctx, engine_overrides(engine, address)), day))
 
 
 @app.command()

@@ -7,7 +7,7 @@ import logging
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 
@@ -26,6 +26,32 @@ class State:
     workspace: Path | None = None
     config_dir: Path | None = None
     dataset: str | None = None
+
+
+EngineOption = Annotated[
+    str | None,
+    typer.Option(
+        help="Where the partitions run: local (this process) or ray; default: settings engine.kind."
+    ),
+]
+AddressOption = Annotated[
+    str | None,
+    typer.Option(help="A Ray cluster's head (host:port, its GCS port); implies --engine ray."),
+]
+
+
+def engine_overrides(engine: str | None, address: str | None) -> dict[str, Any]:
+    """Settings overrides of --engine and --address (exit 2 on an unknown engine)."""
+    if engine is not None and engine not in ("local", "ray"):
+        fail(f"--engine {engine}: expected local or ray")
+    if address is not None and engine == "local":
+        fail("--address names a Ray cluster: use it with --engine ray")
+    chosen: dict[str, Any] = {}
+    if engine is not None or address is not None:
+        chosen["kind"] = "ray" if address is not None else engine
+    if address is not None:
+        chosen["address"] = address
+    return {"engine": chosen} if chosen else {}
 
 
 def settings_of(ctx: typer.Context, overrides: dict[str, Any] | None = None) -> Settings:

@@ -12,7 +12,14 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from features.catalog import DEFAULT_ROOT, Workspace
-from features.config import DatasetConfig, FeastParams, FeatureParams, LabelParams, SegmentParams
+from features.config import (
+    DatasetConfig,
+    EngineParams,
+    FeastParams,
+    FeatureParams,
+    LabelParams,
+    SegmentParams,
+)
 from monitoring.config import MonitoringParams
 from serving.config import REGISTRY_URL_VAR, ServingParams
 from training.config import TrainingParams
@@ -44,6 +51,7 @@ class Settings(BaseModel):
     labels: LabelParams = Field(default_factory=LabelParams)
     segments: SegmentParams = Field(default_factory=SegmentParams)
     feast: FeastParams = Field(default_factory=FeastParams)
+    engine: EngineParams = Field(default_factory=EngineParams)
     training: TrainingParams = Field(default_factory=TrainingParams)
     monitoring: MonitoringParams = Field(default_factory=MonitoringParams)
     serving: ServingParams = Field(default_factory=ServingParams)

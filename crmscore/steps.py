@@ -92,7 +92,9 @@ def ingest(settings: Settings) -> dict[str, Any]:
     from features.ingest import ingest as run_ingest
 
     started = time.perf_counter()
-    report = run_ingest(settings.dataset, settings.data_root, settings.paths)
+    report = run_ingest(
+        settings.dataset, settings.data_root, settings.paths, settings.features.partitions
+    )
     summary = {
         k: report[k]
         for k in (
@@ -113,30 +115,30 @@ def ingest(settings: Settings) -> dict[str, Any]:
     return summary
 
 
-def build_features(
-    settings: Settings, workers: int = 1, add_cutoffs: list[date] | None = None
-) -> dict[str, Any]:
+def build_features(settings: Settings, add_cutoffs: list[date] | None = None) -> dict[str, Any]:
     """Point-in-time features and labels at every cutoff (`settings.features.cutoffs`, or
     those of the last build and `add_cutoffs`), then the readiness report. The category
     slots stay those of the last build while registered models depend on them."""
-    from features.snapshots import build_snapshots, offers_skipped, read_tables
+    from features.snapshots import build_snapshots, offers_skipped, partitioned_tables
 
     paths = settings.paths
     started = time.perf_counter()
     metadata = build_snapshots(
-        read_tables(paths),
+        partitioned_tables(paths),
         settings.features,
         settings.labels,
         settings.segments,
         paths,
-        workers=workers,
         add_cutoffs=add_cutoffs or (),
         fixed_slots=fixed_slots(settings),
+        engine=settings.engine,
     )
     skipped = offers_skipped(paths)
     ready = readiness(settings)
     return {
         "cutoffs": len(metadata["cutoffs"]),
+        "partitions": metadata["partitions"],
+        "engine": settings.engine.kind,
         "offer_catalog": metadata["offer_catalog"],
         **({"offers": f"none: {skipped}"} if skipped else {}),
         "rows": metadata["rows"],
@@ -322,8 +324,7 @@ def score_batch(settings: Settings, as_of: date) -> dict[str, Any]:
     from features.snapshots import offers_skipped, snapshots_meta
 
     paths = settings.paths
-    snapshots_meta(paths)  # FileNotFoundError naming `features build` before MLflow
-    from features.store import open_store
+    partitions = int(snapshots_meta(paths).get("partitions", 1))  # `features build` first
     from serving.batch import load_champions
     from serving.batch import score_batch as run_score_batch
 
@@ -333,13 +334,17 @@ def score_batch(settings: Settings, as_of: date) -> dict[str, Any]:
     with stage(log, f"score batch: score the snapshot of {as_of}"), quiet():
         parquet, csv, rows = run_score_batch(
             pd.Timestamp(as_of),
-            open_store(settings.feast, paths),
+            settings.feast,
             paths,
             models,
+            partitions,
+            settings.engine,
             settings.dataset.currency,
         )
     return {
         "customers": rows,
+        "partitions": partitions,
+        "engine": settings.engine.kind,
         "parquet": str(parquet),
         "csv": str(csv),
         "dictionary": str(paths.dictionary_file(parquet)),

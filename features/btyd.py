@@ -18,6 +18,7 @@ import pandas as pd
 from scipy.optimize import minimize
 from scipy.special import betaln, gammaln, hyp2f1
 
+from features.engineering import cutoff_us
 from features.names import CUSTOMER_BTYD, CUSTOMER_ID, EVENT_TIMESTAMP
 
 # Fewer customers than this at a cutoff: the BTYD features stay missing there.
@@ -162,32 +163,65 @@ def btyd_inputs(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray
     return x, np.where(x > 0, t_x, 0.0), T, m
 
 
+@dataclass(frozen=True)
+class BtydFit:
+    """The BG/NBD and Gamma-Gamma fits of one cutoff."""
+
+    counts: BgNbd
+    spend: GammaGamma
+
+
+def fit_btyd(rows: pd.DataFrame) -> BtydFit | None:
+    """BG/NBD and Gamma-Gamma fitted on one cutoff's customers (their BTYD_INPUTS); None when
+    fewer than MIN_CUSTOMERS_TO_FIT have bought or none has repeat orders. The fits sum over
+    customers in an order fixed by their values, so they depend only on the set of customers
+    (not on row order or on how customers were partitioned)."""
+    x, t_x, T, m = btyd_inputs(rows)
+    bought = rows["frequency_lifetime"].fillna(0).to_numpy(float) > 0
+    if bought.sum() < MIN_CUSTOMERS_TO_FIT or not (x[bought] > 0).any():
+        return None
+    x, t_x, T, m = x[bought], t_x[bought], T[bought], m[bought]
+    order = np.lexsort((m, T, t_x, x))
+    x, t_x, T, m = x[order], t_x[order], T[order], m[order]
+    return BtydFit(fit_bgnbd(x, t_x, T), fit_gamma_gamma(x, m))
+
+
+def btyd_fits(snapshot: pd.DataFrame) -> dict[int, BtydFit | None]:
+    """`fit_btyd` at every cutoff (int us) of a snapshot (event_timestamp and BTYD_INPUTS)."""
+    return {
+        cutoff_us(rows[EVENT_TIMESTAMP].iloc[0]): fit_btyd(rows)
+        for _, rows in snapshot.groupby(EVENT_TIMESTAMP, sort=True)
+    }
+
+
 def btyd_features(
     snapshot: pd.DataFrame,
     churn_horizon_days: int,
     clv_horizon_days: int,
     clv_asked_days: int | None = None,
+    fits: dict[int, BtydFit | None] | None = None,
 ) -> pd.DataFrame:
     """BTYD signals per customer and cutoff: BG/NBD and Gamma-Gamma fitted, per cutoff, on the
     customers' history before that cutoff only (the activity features), then P(alive),
     P(no purchase in the churn horizon), expected orders, order value and spend in the CLV
     horizon (the one the CLV model is trained at), and the ratio of expected orders in the
     asked CLV horizon (`clv_asked_days`, by default the same) to those in the trained one.
-    `snapshot` has customer_id, event_timestamp and the activity features."""
+    `snapshot` has customer_id, event_timestamp and the activity features; `fits` are those
+    of every cutoff (`btyd_fits` of the whole population; default: of `snapshot`)."""
     asked = clv_horizon_days if clv_asked_days is None else clv_asked_days
+    fits = btyd_fits(snapshot) if fits is None else fits
+    names = [f.name for f in CUSTOMER_BTYD]
     parts = []
     for _, rows in snapshot.groupby(EVENT_TIMESTAMP, sort=True):
-        # The fit sums over customers: a fixed order makes it independent of row order.
         rows = rows.sort_values(CUSTOMER_ID, kind="stable")
         x, t_x, T, m = btyd_inputs(rows)
         bought = rows["frequency_lifetime"].fillna(0).to_numpy(float) > 0
         out = pd.DataFrame({CUSTOMER_ID: rows[CUSTOMER_ID].to_numpy()})
         out[EVENT_TIMESTAMP] = rows[EVENT_TIMESTAMP].to_numpy()
-        names = [f.name for f in CUSTOMER_BTYD]
         values = dict.fromkeys(names, np.full(len(rows), np.nan))
-        if bought.sum() >= MIN_CUSTOMERS_TO_FIT and (x[bought] > 0).any():
-            counts = fit_bgnbd(x[bought], t_x[bought], T[bought])
-            spend = fit_gamma_gamma(x[bought], m[bought])
+        fit = fits.get(cutoff_us(rows[EVENT_TIMESTAMP].iloc[0]))
+        if fit is not None:
+            counts, spend = fit.counts, fit.spend
             orders = counts.expected_purchases(clv_horizon_days, x, t_x, T)
             value = spend.expected_spend(x, m)
             longer = (
@@ -208,7 +242,5 @@ def btyd_features(
             out[name] = values[name]
         parts.append(out)
     if not parts:
-        return pd.DataFrame(
-            columns=[CUSTOMER_ID, EVENT_TIMESTAMP, *(f.name for f in CUSTOMER_BTYD)]
-        )
+        return pd.DataFrame(columns=[CUSTOMER_ID, EVENT_TIMESTAMP, *names])
     return pd.concat(parts, ignore_index=True)

@@ -225,9 +225,25 @@ class FeatureParams(_Frozen):
 
     cutoffs: Literal["monthly"] | list[date] = "monthly"
     min_history_days: int = 90
-    partitions: int = 4
+    # Customer hash partitions of the canonical tables (ingest) and of the feature build
+    # when given tables in memory; ingest uses more when the inputs are large
+    # (`features.ingest.BYTES_PER_PARTITION`).
+    partitions: PositiveInt = 4
     # Customer x offer affinity keeps each customer's most bought offers, at most this many.
     affinity_top_offers: int = 50
+
+
+class EngineParams(_Frozen):
+    """Where partition functions (feature build, batch scoring) run: in this process, one
+    partition at a time (`local`), or as Ray tasks (`ray`): a local Ray started for the run
+    when `address` is None, else the cluster whose head is at `address` ("10.0.0.5:6379";
+    its nodes must see the workspace's files)."""
+
+    kind: Literal["local", "ray"] = "local"
+    address: str | None = None
+    # A local Ray: CPUs it may use (None: all) and its shared-memory object store.
+    num_cpus: PositiveInt | None = None
+    object_store_mb: PositiveInt = 512
 
 
 class LabelParams(_Frozen):

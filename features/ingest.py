@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -19,6 +21,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from features.catalog import Workspace
 from features.config import DatasetConfig, LookupConfig, SourceConfig, TableConfig, mapped
@@ -31,9 +34,18 @@ from features.contract import (
     has_products,
 )
 from features.dates import DateFormatError, guess_date_format
+from features.partitions import part_name, partition_of
 from features.progress import stage
 from features.publish import publishing, write_atomic
-from features.readers import IngestError, read_raw
+from features.readers import (
+    CHUNK_BYTES,
+    IngestError,
+    RawTable,
+    arrow_strings,
+    is_text,
+    read_chunks,
+    read_raw,
+)
 
 SOURCE_COL = "_source"
 ROW_COL = "_row"
@@ -44,12 +56,12 @@ log = logging.getLogger(__name__)
 __all__ = [
     "IngestError",
     "TableReport",
-    "build_table",
     "customer_day_orders",
     "customers_table",
     "ingest",
-    "load_source",
+    "partition_count",
     "resolve_location",
+    "source_pieces",
 ]
 
 
@@ -104,30 +116,46 @@ def _map_columns(raw: pd.DataFrame, columns: dict[str, str | list[str]]) -> pd.D
     )
 
 
-def _apply_lookup(frame: pd.DataFrame, lookup: LookupConfig, base_dir: Path) -> pd.DataFrame:
+def _lookup_side(lookup: LookupConfig, base_dir: Path) -> pd.DataFrame:
+    """A lookup file's mapped columns, indexed by its normalised key (first row per key)."""
     path = resolve_location(lookup.path, lookup.package, base_dir)
     side = read_raw(path, list({lookup.key, *mapped(lookup.columns)}), lookup).frame
     side = _map_columns(side, lookup.columns).assign(_key=_normalise_id(side[lookup.key]))
-    side = side.drop_duplicates("_key").set_index("_key")
+    return side.drop_duplicates("_key").set_index("_key")
+
+
+def _apply_lookup(frame: pd.DataFrame, lookup: LookupConfig, side: pd.DataFrame) -> pd.DataFrame:
     keys = _normalise_id(frame[lookup.by])
     for canonical in lookup.columns:
         frame[canonical] = keys.map(side[canonical]).astype(side[canonical].dtype)
     return frame
 
 
-def load_source(source: SourceConfig, base_dir: Path, index: int) -> pd.DataFrame:
-    """One source as a frame of canonical columns (still raw values) plus provenance."""
-    path = resolve_location(source.path, source.package, base_dir)
-    raw = read_raw(path, mapped(source.columns), source)
+def _source_frame(
+    raw: RawTable, source: SourceConfig, sides: list[pd.DataFrame], index: int
+) -> pd.DataFrame:
+    """Rows of a source (or a piece of it) as canonical columns (still raw values) plus
+    provenance; `sides` are its lookups' tables (`_lookup_side`)."""
     frame = _map_columns(raw.frame, source.columns)
     for name, value in source.constants.items():
         frame[name] = value
-    for lookup in source.lookups:
-        frame = _apply_lookup(frame, lookup, base_dir)
+    for lookup, side in zip(source.lookups, sides, strict=True):
+        frame = _apply_lookup(frame, lookup, side)
     frame[SOURCE_COL] = np.int16(index)
     # Rows as a person finds them: lines of a text file (the header is a line), parquet rows.
     frame[ROW_COL] = raw.rows
     return frame
+
+
+def source_pieces(
+    source: SourceConfig, base_dir: Path, index: int, chunk_bytes: int = CHUNK_BYTES
+) -> Iterator[pd.DataFrame]:
+    """A source as frames of canonical columns plus provenance, piece by piece in file
+    order (`features.readers.read_chunks`)."""
+    path = resolve_location(source.path, source.package, base_dir)
+    sides = [_lookup_side(lookup, base_dir) for lookup in source.lookups]
+    for raw in read_chunks(path, mapped(source.columns), source, chunk_bytes):
+        yield _source_frame(raw, source, sides, index)
 
 
 def _normalise_id(values: pd.Series) -> pd.Series:
@@ -189,9 +217,10 @@ class _ParseFailure:
 
 
 def _parse(
-    frame: pd.DataFrame, spec: TableSpec, cfg: TableConfig, tz: str
+    frame: pd.DataFrame, spec: TableSpec, cfg: TableConfig, tz: str, formats: DateFormats
 ) -> tuple[pd.DataFrame, list[_ParseFailure]]:
-    """Convert raw values to canonical types; report the values that do not parse."""
+    """Convert raw values to canonical types; report the values that do not parse.
+    `formats`: the date format of each (source, column) decided from all its values."""
     out = pd.DataFrame(index=frame.index)
     failures = []
     sources = frame[SOURCE_COL].to_numpy()
@@ -207,7 +236,7 @@ def _parse(
             out[column] = out[column].astype("float64")
             expected: str | np.ndarray = "a number"
         elif ctype == "timestamp":
-            out[column], expected = _parse_times(raw, sources, cfg, tz, column)
+            out[column], expected = _parse_times(raw, sources, cfg, tz, column, formats)
         else:  # strings, ids and customer attributes
             out[column] = _normalise_id(raw)
             continue
@@ -234,30 +263,67 @@ def _decimal_points(raw: pd.Series, sources: np.ndarray, cfg: TableConfig) -> pd
     return out
 
 
+# The date format of each (source index, canonical column), where the table has none.
+DateFormats = dict[tuple[int, str], str | None]
+
+
 def _parse_times(
-    raw: pd.Series, sources: np.ndarray, cfg: TableConfig, tz: str, column: str
+    raw: pd.Series,
+    sources: np.ndarray,
+    cfg: TableConfig,
+    tz: str,
+    column: str,
+    formats: DateFormats,
 ) -> tuple[pd.Series, str | np.ndarray]:
     """Parse a timestamp column with the table's `timestamp_format`, or else with each
-    source's format decided from all its values (features.dates); also what was expected."""
+    source's format decided from all its values (`date_formats`); also what was expected."""
     if cfg.timestamp_format or not pd.api.types.is_string_dtype(raw):
         fmt = cfg.timestamp_format
         return _parse_time(raw, fmt, tz), f"a date-time{f' as {fmt}' if fmt else ''}"
-    parts = []
+    parsed = pd.Series(pd.NaT, index=raw.index, dtype="datetime64[us, UTC]")
     expected = np.empty(len(raw), dtype=object)
-    for index, source in enumerate(cfg.sources):
+    for index in range(len(cfg.sources)):
         rows = sources == index
         if not rows.any():
             continue
-        where = f"{source.location()}: column {source.columns.get(column, column)!r} ({column})"
-        try:
-            guess = guess_date_format(raw[rows], where)
-        except DateFormatError as exc:
-            raise IngestError(str(exc)) from None
-        fmt = guess.format if guess else None
-        parts.append(_parse_time(raw[rows], fmt, tz))
+        fmt = formats.get((index, column))
+        parsed[rows] = _parse_time(raw[rows], fmt, tz)
         expected[rows] = f"a date-time{f' as {fmt}' if fmt else ''}"
-    parsed = pd.concat(parts) if len(parts) > 1 else parts[0]
+    if not len(raw):
+        return parsed, "a date-time"
     return parsed, expected[0] if len(set(expected)) == 1 else expected
+
+
+class _DistinctTimes:
+    """The distinct date-time texts of each (source, column) in order of first appearance,
+    gathered piece by piece: what `guess_date_format` decides a format from."""
+
+    def __init__(self) -> None:
+        self.values: dict[tuple[int, str], pd.Series] = {}
+
+    def add(self, frame: pd.DataFrame, spec: TableSpec, cfg: TableConfig, index: int) -> None:
+        if cfg.timestamp_format:
+            return
+        for column in frame.columns:
+            raw = frame[column]
+            if spec.column_type(column) != "timestamp" or not pd.api.types.is_string_dtype(raw):
+                continue
+            seen = self.values.get((index, column), pd.Series([], dtype=object))
+            new = pd.Series(raw.dropna().astype(str).unique(), dtype=object)
+            self.values[(index, column)] = pd.Series(pd.concat([seen, new]).unique(), dtype=object)
+
+    def formats(self, cfg: TableConfig) -> DateFormats:
+        """Each column's format (IngestError naming the file and column when undecidable)."""
+        out: DateFormats = {}
+        for (index, column), values in self.values.items():
+            source = cfg.sources[index]
+            where = f"{source.location()}: column {source.columns.get(column, column)!r} ({column})"
+            try:
+                guess = guess_date_format(values, where)
+            except DateFormatError as exc:
+                raise IngestError(str(exc)) from None
+            out[(index, column)] = guess.format if guess else None
+        return out
 
 
 def _parse_time(raw: pd.Series, fmt: str | None, tz: str) -> pd.Series:
@@ -341,40 +407,101 @@ def _apply_returns(frame: pd.DataFrame, prefix: str | None) -> pd.DataFrame:
     return frame
 
 
-def build_table(
-    spec: TableSpec, cfg: TableConfig, tz: str, base_dir: Path
-) -> tuple[pd.DataFrame, pd.DataFrame, TableReport]:
-    """Build one canonical table. Returns (accepted rows, rejected rows, report)."""
-    report = TableReport()
+def _check_columns(
+    frame: pd.DataFrame, spec: TableSpec, cfg: TableConfig, source: SourceConfig
+) -> None:
     inputs = _expression_inputs(cfg)
-    frames = []
-    for index, source in enumerate(cfg.sources):
-        frame = load_source(source, base_dir, index)
-        unknown = [
-            c
-            for c in frame.columns
-            if c not in (SOURCE_COL, ROW_COL)
-            and spec.column_type(c) is None
-            and c not in inputs
-            and c not in cfg.customer_attributes
-        ]
-        if unknown:
-            raise IngestError(
-                f"{source.location()}: canonical column(s) {unknown} are not part of the "
-                f"'{spec.name}' table; allowed: {sorted({**spec.required, **spec.optional})}"
-            )
-        report.sources.append({"source": source.location(), "input_rows": len(frame)})
-        frames.append(frame)
-    frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-    report.input_rows = len(frame)
+    unknown = [
+        c
+        for c in frame.columns
+        if c not in (SOURCE_COL, ROW_COL)
+        and spec.column_type(c) is None
+        and c not in inputs
+        and c not in cfg.customer_attributes
+    ]
+    if unknown:
+        raise IngestError(
+            f"{source.location()}: canonical column(s) {unknown} are not part of the "
+            f"'{spec.name}' table; allowed: {sorted({**spec.required, **spec.optional})}"
+        )
 
-    parsed, failures = _parse(frame, spec, cfg, tz)
+
+def is_keyed(cfg: TableConfig) -> bool:
+    """True when the table's rows name a customer: it is partitioned by customer."""
+    return any(
+        "customer_id" in {*source.columns, *source.constants}
+        or any("customer_id" in lookup.columns for lookup in source.lookups)
+        for source in cfg.sources
+    )
+
+
+def _spill_table(
+    spec: TableSpec,
+    cfg: TableConfig,
+    base_dir: Path,
+    spill: Path,
+    partitions: int,
+    report: TableReport,
+    chunk_bytes: int,
+) -> DateFormats:
+    """Read a table's sources piece by piece and append each piece's rows to the spill files
+    of their customer partitions (`spill/<partition>/<source>-<piece>.parquet`); every
+    partition gets at least an empty piece. Returns the date formats decided from all values."""
+    times = _DistinctTimes()
+    keyed = is_keyed(cfg)
+    for index, source in enumerate(cfg.sources):
+        rows = 0
+        for piece, frame in enumerate(source_pieces(source, base_dir, index, chunk_bytes)):
+            if piece == 0:
+                _check_columns(frame, spec, cfg, source)
+            rows += len(frame)
+            times.add(frame, spec, cfg, index)
+            parts = (
+                partition_of(_normalise_id(frame["customer_id"]), partitions)
+                if keyed and "customer_id" in frame
+                else np.zeros(len(frame), dtype=np.int64)
+            )
+            first = index == 0 and piece == 0
+            for part in range(partitions) if first else np.unique(parts):
+                folder = spill / f"{int(part):05d}"
+                folder.mkdir(parents=True, exist_ok=True)
+                rows_of = frame[parts == part]
+                rows_of.to_parquet(folder / f"{index:04d}-{piece:06d}.parquet", index=False)
+        report.sources.append({"source": source.location(), "input_rows": rows})
+        report.input_rows += rows
+    return times.formats(cfg)
+
+
+def _gather(folder: Path) -> pd.DataFrame:
+    """The spilled pieces of one partition of a table, in source and file order."""
+    pieces = [
+        pq.read_table(p).to_pandas(types_mapper=arrow_strings)
+        for p in sorted(folder.glob("*.parquet"))
+    ]
+    return pd.concat(pieces, ignore_index=True) if len(pieces) > 1 else pieces[0]
+
+
+def _build_rows(
+    frame: pd.DataFrame,
+    spec: TableSpec,
+    cfg: TableConfig,
+    tz: str,
+    formats: DateFormats,
+    report: TableReport,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Parse, de-duplicate and validate rows (all the rows of some customers, from every
+    source); returns (accepted rows, rejected rows) and adds the counts to `report`."""
+    parsed, failures = _parse(frame, spec, cfg, tz, formats)
     if "customer_id" in parsed:
         ids = parsed.groupby(SOURCE_COL)["customer_id"].nunique()
         for index, entry in enumerate(report.sources):
-            entry["distinct_customer_ids"] = int(ids.get(index, 0))
+            entry["distinct_customer_ids"] = entry.get("distinct_customer_ids", 0) + int(
+                ids.get(index, 0)
+            )
+    inputs = _expression_inputs(cfg)
     for name, expression in cfg.derive.items():
-        parsed[name] = pd.Series(parsed.eval(expression), index=parsed.index, dtype="float64")
+        values = parsed.eval(expression) if len(parsed) else np.array([], dtype=np.float64)
+        parsed[name] = pd.Series(values, index=parsed.index, dtype="float64")
     parsed = parsed.drop(columns=[c for c in inputs if spec.column_type(c) is None])
     if spec.name == "transactions" and "order_id" not in parsed:
         parsed["order_id"] = customer_day_orders(parsed, tz)
@@ -390,7 +517,7 @@ def build_table(
 
     if cfg.dedupe_across_sources and len(cfg.sources) > 1:
         keep = _dedupe_mask(parsed, failures)
-        report.duplicate_rows = int((~keep).sum())
+        report.duplicate_rows += int((~keep).sum())
         parsed = parsed[keep]
         failures = [
             _ParseFailure(
@@ -409,9 +536,10 @@ def build_table(
     parsed = _apply_returns(parsed, cfg.rules.return_order_prefix)
     accepted = parsed[~rejects.mask].drop(columns=[SOURCE_COL, ROW_COL]).reset_index(drop=True)
     rejected = _rejects_frame(rejects.parts, spec.name, cfg)
-    report.accepted_rows = len(accepted)
-    report.rejected_rows = {str(k): int(v) for k, v in rejected["reason"].value_counts().items()}
-    return accepted, rejected, report
+    report.accepted_rows += len(accepted)
+    for reason, count in rejected["reason"].value_counts().items():
+        report.rejected_rows[str(reason)] = report.rejected_rows.get(str(reason), 0) + int(count)
+    return accepted, rejected
 
 
 def customer_day_orders(frame: pd.DataFrame, tz: str) -> pd.Series:
@@ -464,55 +592,129 @@ def customers_table(
     return base[keep].sort_values("customer_id").reset_index(drop=True)
 
 
-def ingest(dataset: DatasetConfig, base_dir: Path, paths: Workspace) -> dict[str, Any]:
+# Inputs are split into at least one customer partition per this many bytes of input files.
+BYTES_PER_PARTITION = 64 * 1024 * 1024
+
+
+def partition_count(dataset: DatasetConfig, base_dir: Path, partitions: int) -> int:
+    """Customer partitions of an ingest: `partitions`, or more for large inputs (one per
+    BYTES_PER_PARTITION of input; compressed and parquet files count four times their size)."""
+    size = 0
+    for cfg in dataset.tables.values():
+        for source in cfg.sources:
+            path = resolve_location(source.path, source.package, base_dir)
+            if path.is_file():
+                plain = is_text(path) and path.suffix.lower() != ".gz"
+                size += path.stat().st_size * (1 if plain else 4)
+    return max(1, partitions, -(-size // BYTES_PER_PARTITION))
+
+
+@dataclass
+class _Transactions:
+    """What the ingest report says of the accepted transactions, summed over partitions."""
+
+    customers: int = 0
+    products: bool = False
+    first: pd.Timestamp | None = None
+    last: pd.Timestamp | None = None
+
+    def add(self, transactions: pd.DataFrame) -> None:
+        if transactions.empty:
+            return
+        self.customers += int(transactions["customer_id"].nunique())
+        self.products = self.products or has_products(transactions)
+        first, last = transactions["timestamp"].min(), transactions["timestamp"].max()
+        self.first = first if self.first is None else min(self.first, first)
+        self.last = last if self.last is None else max(self.last, last)
+
+
+def ingest(
+    dataset: DatasetConfig,
+    base_dir: Path,
+    paths: Workspace,
+    partitions: int = 1,
+    chunk_bytes: int = CHUNK_BYTES,
+) -> dict[str, Any]:
     """Ingest a dataset into the canonical tables of a workspace.
 
-    Writes the tables, the rejects file and the ingest report (`paths`); returns the report.
+    Sources are read in pieces (`chunk_bytes` of text at a time) and their rows spilled to
+    customer partitions (`partition_count`); each partition is then parsed, de-duplicated
+    across sources and validated on its own, so memory holds one piece or one partition,
+    never the whole export. A line repeated across sources has the same customer, hence the
+    same partition: de-duplication is that of the whole table.
+
+    Writes each table as a folder of partition files (`features.partitions`), the rejects
+    file and the ingest report (`paths`), all published together; returns the report.
     Relative source paths are resolved against `base_dir`."""
-    reports: dict[str, TableReport] = {}
-    accepted: dict[str, pd.DataFrame] = {}
-    rejected: list[pd.DataFrame] = []
-    for name, cfg in dataset.tables.items():
-        with stage(log, f"ingest {name}"):
-            rows, bad, reports[name] = build_table(TABLES[name], cfg, dataset.timezone, base_dir)
-        accepted[name] = rows
-        rejected.append(bad)
-
-    rejects = pd.concat([r for r in rejected if len(r)] or [rejected[0]], ignore_index=True)
-    empty = [name for name, r in reports.items() if r.accepted_rows == 0]
-    if empty:  # nothing is published: the rejects go beside the tables left as they were
-        paths.data_versions.mkdir(parents=True, exist_ok=True)
-        write_atomic(rejects, paths.failed_rejects)
-        r = reports[empty[0]]
-        raise IngestError(
-            f"table '{empty[0]}': no row accepted: all {r.input_rows} rows were rejected "
-            f"({', '.join(f'{k}: {v}' for k, v in sorted(r.rejected_rows.items()))}); "
-            f"see {paths.failed_rejects}"
-        )
-
+    count = partition_count(dataset, base_dir, partitions)
+    reports: dict[str, TableReport] = {name: TableReport() for name in dataset.tables}
     tx_cfg = dataset.tables["transactions"]
-    transactions = accepted["transactions"]
-    accepted["customers"] = customers_table(
-        transactions, tx_cfg.customer_attributes, accepted.get("customers")
-    )
-
-    with (
-        stage(log, "ingest: write the canonical tables"),
-        publishing(paths.data_versions) as version,  # all tables of this run, or none
-    ):
+    rejected: dict[str, list[pd.DataFrame]] = {name: [] for name in dataset.tables}
+    summary = _Transactions()
+    with publishing(paths.data_versions) as version:  # all tables of this run, or none
         out = paths.staged(paths.data_versions, version)
-        for table, frame in accepted.items():
-            frame.to_parquet(out.table(table), index=False)
-        rejects.to_csv(out.rejects, index=False)
-        report = _report(dataset, reports, transactions, paths)
-        out.ingest_report.write_text(json.dumps(report, indent=2))
+        spill = version / ".spill"
+        formats: dict[str, DateFormats] = {}
+        for name, cfg in dataset.tables.items():
+            with stage(log, f"ingest {name}: read the sources"):
+                formats[name] = _spill_table(
+                    TABLES[name],
+                    cfg,
+                    base_dir,
+                    spill / name,
+                    count if is_keyed(cfg) else 1,
+                    reports[name],
+                    chunk_bytes,
+                )
+        with stage(log, f"ingest: {count} customer partitions"):
+            for part in range(count):
+                tables: dict[str, pd.DataFrame] = {}
+                for name, cfg in dataset.tables.items():
+                    if part and not is_keyed(cfg):
+                        continue
+                    rows = _gather(spill / name / f"{part:05d}")
+                    tables[name], bad = _build_rows(
+                        rows, TABLES[name], cfg, dataset.timezone, formats[name], reports[name]
+                    )
+                    rejected[name].append(bad)
+                tables["customers"] = customers_table(
+                    tables["transactions"], tx_cfg.customer_attributes, tables.get("customers")
+                )
+                summary.add(tables["transactions"])
+                for table, frame in tables.items():
+                    out.table(table).mkdir(exist_ok=True)
+                    frame.to_parquet(out.table(table) / part_name(part), index=False)
+        shutil.rmtree(spill)
+        rejects = _all_rejects(rejected)
+        empty = [name for name, r in reports.items() if r.accepted_rows == 0]
+        if empty:  # nothing is published: the rejects go beside the tables left as they were
+            write_atomic(rejects, paths.failed_rejects)
+            r = reports[empty[0]]
+            raise IngestError(
+                f"table '{empty[0]}': no row accepted: all {r.input_rows} rows were rejected "
+                f"({', '.join(f'{k}: {v}' for k, v in sorted(r.rejected_rows.items()))}); "
+                f"see {paths.failed_rejects}"
+            )
+        with stage(log, "ingest: write the rejects and the report"):
+            rejects.to_csv(out.rejects, index=False)
+            report = _report(dataset, reports, summary, paths)
+            out.ingest_report.write_text(json.dumps(report, indent=2))
     return report
+
+
+def _all_rejects(rejected: dict[str, list[pd.DataFrame]]) -> pd.DataFrame:
+    """Every table's rejects, table after table, each by source and row."""
+    tables = []
+    for frames in rejected.values():
+        table = pd.concat([f for f in frames if len(f)] or frames[:1], ignore_index=True)
+        tables.append(table.sort_values(["source", "row"], kind="stable"))
+    return pd.concat([t for t in tables if len(t)] or tables[:1], ignore_index=True)
 
 
 def _report(
     dataset: DatasetConfig,
     reports: dict[str, TableReport],
-    transactions: pd.DataFrame,
+    transactions: _Transactions,
     paths: Workspace,
 ) -> dict[str, Any]:
     """The ingest report: counts, period and where the rejects are."""
@@ -530,13 +732,10 @@ def _report(
             )
         },
         **({"derived": tx["derived"]} if "derived" in tx else {}),
-        "customers": int(transactions["customer_id"].nunique()),
+        "customers": transactions.customers,
         # False for an export without products: churn and CLV only, no offer model.
-        "products": has_products(transactions),
-        "period": {
-            "first": str(transactions["timestamp"].min()),
-            "last": str(transactions["timestamp"].max()),
-        },
+        "products": transactions.products,
+        "period": {"first": str(transactions.first), "last": str(transactions.last)},
         "tables": {name: r.as_dict() for name, r in reports.items()},
         "rejects_file": str(paths.rejects),
     }

@@ -34,18 +34,34 @@ from features.names import CUSTOMER_ID, EVENT_TIMESTAMP, OFFER_ID
 _DST_SHIFT_US = 3_600_000_000
 
 
+def times_of_day(timestamps: pd.Series, keep: int = 3) -> np.ndarray:
+    """The `keep` smallest distinct UTC times of day (us) of the timestamps: enough, combined
+    over partitions (`is_date_only_at`), to tell a date-only export."""
+    return np.unique(to_us(timestamps.dropna()) % US_PER_DAY)[:keep]
+
+
+def is_date_only_at(times: np.ndarray) -> bool:
+    """True when these distinct times of day (at least 3 when there are more) are those of a
+    date-only export: one local midnight, or two an hour apart (daylight saving)."""
+    times = np.unique(times)
+    if len(times) == 1:
+        return True
+    if len(times) != 2:
+        return False
+    gap = int(times[1] - times[0])
+    return min(gap, US_PER_DAY - gap) <= _DST_SHIFT_US
+
+
 def is_date_only(timestamps: pd.Series) -> bool:
     """True when the timestamps carry no time of day: every one falls on the same local time
     (a midnight in the export's time zone). Canonical timestamps are UTC, so a date-only export
     from a zone with daylight saving shows two UTC times of day, an hour apart."""
-    us = to_us(timestamps.dropna())
-    times = np.unique(us % US_PER_DAY)
-    if len(times) == 1:
-        return True
-    if len(times) > 2:
-        return False
-    gap = int(times[1] - times[0])
-    return min(gap, US_PER_DAY - gap) <= _DST_SHIFT_US
+    return is_date_only_at(times_of_day(timestamps))
+
+
+def observed_end_at(last: pd.Timestamp, date_only: bool) -> pd.Timestamp:
+    """`observed_end` from the last timestamp and whether the export is date-only."""
+    return last + pd.Timedelta(days=1) if date_only else last
 
 
 def observed_end(timestamps: pd.Series) -> pd.Timestamp:
@@ -57,8 +73,7 @@ def observed_end(timestamps: pd.Series) -> pd.Timestamp:
     missing (an export taken mid-day), so a horizon reaching past it stays censored. Either
     way no label reads an event before its cutoff and no feature one at or after it: this only
     decides which cutoffs get labels."""
-    last = pd.Timestamp(timestamps.max())
-    return last + pd.Timedelta(days=1) if is_date_only(timestamps) else last
+    return observed_end_at(pd.Timestamp(timestamps.max()), is_date_only(timestamps))
 
 
 def is_observed(cutoff: pd.Timestamp, horizon_days: int, observed_until: pd.Timestamp) -> bool:

@@ -63,7 +63,12 @@ def affinity_at(
     if len(c) == 0:
         return pd.DataFrame(columns=[CUSTOMER_ID, OFFER_ID, EVENT_TIMESTAMP])
     ts = ln.ts[w][keep]
-    frame = pd.DataFrame({"c": c, "k": k, "o": ln.order[w][keep], "ts": ts, "g": g})
+    # Ties are broken by offer id, not by code: codes number offers in order of appearance
+    # in the partition, so they differ from one partitioning to another.
+    by_id = np.argsort(np.argsort(ids.astype(str), kind="stable"), kind="stable")
+    frame = pd.DataFrame(
+        {"c": c, "k": k, "o": ln.order[w][keep], "ts": ts, "g": g, "rank": by_id[k]}
+    )
     # The season a year ago (the 30 days that began 365 days before the cutoff) and the
     # last 90 days: an order id where the line falls in the window, else missing.
     last_year = (ts >= t - 365 * US_PER_DAY) & (ts < t - 335 * US_PER_DAY)
@@ -77,10 +82,11 @@ def affinity_at(
             last=("ts", "max"),
             orders_ly=("o_ly", "nunique"),
             orders_90=("o_90", "nunique"),
+            rank=("rank", "first"),
         )
         .reset_index()
         .sort_values(
-            ["c", "affinity_orders_365d", "affinity_spend_365d", "k"],
+            ["c", "affinity_orders_365d", "affinity_spend_365d", "rank"],
             ascending=[True, False, False, True],
             kind="stable",
         )

@@ -14,6 +14,7 @@ import gzip
 import io
 import itertools
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,13 +61,14 @@ def file_bytes(path: Path) -> bytes:
         raise IngestError(f"{path}: not a valid gzip file ({exc})") from None
 
 
-def decode(path: Path, data: bytes, encoding: str) -> str:
-    """Text of the file; IngestError naming the line and byte when it is not `encoding`."""
+def decode(path: Path, data: bytes, encoding: str, first_line: int = 1) -> str:
+    """Text of the file (or of a block of it starting at line `first_line`); IngestError
+    naming the line and byte when it is not `encoding`."""
     codec = "utf-8-sig" if _is_utf8(encoding) else encoding
     try:
         return data.decode(codec)
     except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
+        line = data.count(b"\n", 0, exc.start) + first_line
         column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
         raise IngestError(
             f"{path}: line {line}, column {column}: byte 0x{data[exc.start]:02x} is not valid "
@@ -124,9 +126,15 @@ def _header_names(path: Path, body: bytes, delimiter: str) -> list[str]:
 
 
 def _delimited(
-    path: Path, data: bytes, options: ReaderOptions, delimiter: str, columns: list[str] | None
+    path: Path,
+    data: bytes,
+    options: ReaderOptions,
+    delimiter: str,
+    columns: list[str] | None,
+    line_offset: int = 0,
 ) -> RawTable:
-    """A delimited file parsed by pyarrow; rows located by line (see RawTable)."""
+    """A delimited file parsed by pyarrow; rows located by line (see RawTable). `data` may
+    be the header line and a block of the file: `line_offset` is then added to every line."""
     starts, content = _content_lines(data)
     content = content[content >= options.skip_rows]
     if not len(content):
@@ -167,7 +175,7 @@ def _delimited(
         raise IngestError(f"{path}: {str(exc).splitlines()[0]}") from None
     if invalid:
         row = invalid[0]
-        line = _line_of(body.decode("utf-8"), row.text, first + 1)
+        line = _line_of(body.decode("utf-8"), row.text, first + 1) + line_offset
         raise IngestError(
             f"{path}: line {line}: {row.actual_columns} field(s) where there are "
             f"{row.expected_columns} columns (delimiter {delimiter!r}): {row.text[:80]!r}"
@@ -178,7 +186,7 @@ def _delimited(
         rows = rows[1:] if options.header and not names else rows
         if len(rows) != table.num_rows:
             raise IngestError(f"{path}: cannot tell the line of each row of the file")
-    return RawTable(table.to_pandas(types_mapper=_arrow_strings), rows)
+    return RawTable(table.to_pandas(types_mapper=arrow_strings), rows + line_offset)
 
 
 def _split_lines(path: Path, text: str, options: ReaderOptions) -> RawTable:
@@ -250,7 +258,7 @@ def read_raw(path: Path, columns: list[str] | None, options: ReaderOptions) -> R
         table = pq.read_table(path, columns=columns)
         if table.num_rows == 0:
             raise IngestError(f"{path}: there are no data rows")
-        frame = table.to_pandas(types_mapper=_arrow_strings)
+        frame = table.to_pandas(types_mapper=arrow_strings)
         return RawTable(frame, np.arange(1, len(frame) + 1, dtype=np.int64))
     if not is_text(path):
         raise IngestError(
@@ -271,6 +279,110 @@ def read_raw(path: Path, columns: list[str] | None, options: ReaderOptions) -> R
     return _delimited(path, data, options, delimiter, columns)
 
 
+# Text files are read in blocks of about this many bytes (cut at the end of a record).
+CHUNK_BYTES = 64 * 1024 * 1024
+# Parquet files are read in batches of this many rows.
+PARQUET_BATCH_ROWS = 1_000_000
+
+
+def read_chunks(
+    path: Path, columns: list[str] | None, options: ReaderOptions, chunk_bytes: int = CHUNK_BYTES
+) -> Iterator[RawTable]:
+    """`read_raw` of a file in pieces, in file order, each with the rows' true lines: a
+    parquet file by row batches, an uncompressed UTF-8 delimited file with a header by blocks
+    of about `chunk_bytes` cut at the end of a record (a line break outside quotes). Other
+    files (gzip, other encodings, fixed widths, no header, skipped lines) come whole."""
+    if path.suffix.lower() == ".parquet":
+        yield from _parquet_batches(path, columns)
+        return
+    delimiter = options.delimiter or default_delimiter(path)
+    streamable = (
+        is_text(path)
+        and path.suffix.lower() != ".gz"
+        and _is_utf8(options.encoding)
+        and options.header
+        and not options.column_names
+        and not options.skip_rows
+        and not options.widths
+        and delimiter != WHITESPACE
+    )
+    if not streamable or not path.exists() or path.stat().st_size <= chunk_bytes:
+        yield read_raw(path, columns, options)
+        return
+    header, first = b"", b""  # the first piece holds the header and at least one row
+    for block, first_line in _blocks(path, chunk_bytes):
+        decode(path, block, options.encoding, first_line)
+        if header:
+            if block.strip():
+                # The header line, then the block: its first line is line 2 of what is parsed.
+                yield _delimited(path, header + block, options, delimiter, columns, first_line - 2)
+            continue
+        first += block.removeprefix(codecs.BOM_UTF8) if first_line == 1 else block
+        if len(_content_lines(first)[1]) >= 2:
+            header = _header_line(first)
+            yield _delimited(path, first, options, delimiter, columns)
+    if not header:  # a header and no row: the error of reading it whole
+        yield _delimited(path, first, options, delimiter, columns)
+
+
+def _parquet_batches(path: Path, columns: list[str] | None) -> Iterator[RawTable]:
+    if not path.exists():
+        raise IngestError(f"{path}: file not found")
+    file = pq.ParquetFile(path)
+    available = file.schema_arrow.names
+    check_columns(path, columns or available, available)
+    if file.metadata.num_rows == 0:
+        raise IngestError(f"{path}: there are no data rows")
+    start = 1
+    for batch in file.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=columns):
+        frame = batch.to_pandas(types_mapper=arrow_strings)
+        yield RawTable(frame, np.arange(start, start + len(frame), dtype=np.int64))
+        start += len(frame)
+
+
+def _header_line(block: bytes) -> bytes:
+    """The first line with content of the file's first block, with its line break."""
+    for line in block.splitlines(keepends=True):
+        if line.strip():
+            return line if line.endswith(b"\n") else line + b"\n"
+    return b""
+
+
+def _blocks(path: Path, size: int) -> Iterator[tuple[bytes, int]]:
+    """The file in blocks of about `size` bytes, each ending at a line break outside quotes
+    (so that no record is cut), with the line number of each block's first line."""
+    line = 1
+    carry = b""
+    with path.open("rb") as handle:
+        while True:
+            data = handle.read(size)
+            buffer = carry + data
+            if not data:
+                if buffer:
+                    yield buffer, line
+                return
+            cut = _record_end(buffer)
+            if cut <= 0:
+                carry = buffer
+                continue
+            block, carry = buffer[:cut], buffer[cut:]
+            yield block, line
+            line += block.count(b"\n")
+
+
+def _record_end(data: bytes) -> int:
+    """Index after the last line break of `data` outside double quotes (0: none). A quote
+    inside a quoted field is doubled, so an even count of quotes before a line break means
+    it ends a record."""
+    arr = np.frombuffer(data, dtype=np.uint8)
+    newlines = np.flatnonzero(arr == 10)
+    if not len(newlines):
+        return 0
+    quotes = np.cumsum(arr == 34)
+    outside = newlines[quotes[newlines] % 2 == 0]
+    return int(outside[-1]) + 1 if len(outside) else 0
+
+
 def _is_utf8(encoding: str) -> bool:
     return codecs.lookup(encoding).name == "utf-8"
 
@@ -285,7 +397,8 @@ def check_columns(path: Path, wanted: list[str], available: list[str]) -> None:
         )
 
 
-def _arrow_strings(dtype: pa.DataType) -> Any:
+def arrow_strings(dtype: pa.DataType) -> Any:
+    """pandas' pyarrow-backed string dtype for arrow strings (a `types_mapper`)."""
     if pa.types.is_string(dtype) or pa.types.is_large_string(dtype):
         return pd.StringDtype("pyarrow")
     return None

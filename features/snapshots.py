@@ -1,18 +1,18 @@
 """Feature snapshots and labels at a series of cutoffs, built partition by partition.
 
-Customers are split into hash partitions; each partition is processed by the same pure
-function (in a process pool here, per partition on a cluster at scale) and the results are
-concatenated. Population-relative steps (segments, offer popularity) run on the combined
-result, which is small: one row per customer (or offer) and cutoff.
+Customers are split into hash partitions (`features.partitions`); each partition is read and
+processed on its own by the same pure functions, in this process one partition at a time or
+as Ray tasks (`features.engine`), and the results are the same either way and for any number
+of partitions. Population-relative steps (RFM scores, value tiers, BTYD fits, offer
+popularity) run on small per-partition summaries combined between two passes.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import time
-from collections.abc import Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
+import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -23,17 +23,20 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from features.btyd import BTYD_INPUTS, btyd_features
+from features.btyd import BTYD_INPUTS, BtydFit, btyd_features, btyd_fits
 from features.catalog import Workspace
-from features.config import FeatureParams, LabelParams, SegmentParams
-from features.contract import CUSTOMER_ATTRIBUTES, NO_PRODUCTS, has_products
+from features.config import EngineParams, FeatureParams, LabelParams, SegmentParams
+from features.contract import CUSTOMER_ATTRIBUTES, NO_PRODUCTS, PRODUCT_COLUMNS, has_products
+from features.engine import map_partitions, session
 from features.engineering import customer_features_at, prepare_partition
 from features.labels import (
     ACCEPTED,
     churn_labels,
     clv_labels,
-    observed_end,
+    is_date_only_at,
+    observed_end_at,
     offer_labels,
+    times_of_day,
     trainable_horizon,
 )
 from features.names import (
@@ -56,9 +59,11 @@ from features.offers import (
     offer_stats,
     resolve_catalog,
 )
-from features.progress import elapsed, stage
+from features.partitions import PartitionedTables, in_memory, on_disk, part_name
+from features.partitions import partition_of as partition_of
+from features.progress import stage
 from features.publish import publishing
-from features.segments import add_segments
+from features.segments import Population, add_segments, population_of
 
 log = logging.getLogger(__name__)
 
@@ -143,12 +148,6 @@ def top_categories(transactions: pd.DataFrame, before: pd.Timestamp) -> list[str
     return list(spend.sort_values(ascending=False, kind="stable").index[:CATEGORY_SLOTS])
 
 
-def partition_of(customer_ids: pd.Series, partitions: int) -> np.ndarray:
-    """Stable hash partition of each customer id."""
-    hashed = pd.util.hash_pandas_object(customer_ids.astype("string"), index=False)
-    return (hashed.to_numpy() % np.uint64(partitions)).astype(np.int64)
-
-
 def build_partition(
     plan: SnapshotPlan,
     transactions: pd.DataFrame,
@@ -182,12 +181,6 @@ def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
     return pd.concat(non_empty, ignore_index=True) if non_empty else frames[0]
 
 
-def _split(frame: pd.DataFrame | None, parts: np.ndarray | None, index: int) -> pd.DataFrame | None:
-    if frame is None or parts is None:
-        return None
-    return frame[parts == index]
-
-
 _DTYPES = {"float": "float64", "int": "int64", "string": "string"}
 
 
@@ -217,204 +210,338 @@ def empty_output(name: str) -> pd.DataFrame:
     return pd.DataFrame(columns)
 
 
-# Pair-level outputs grow with customers x offers: each partition's rows are streamed to disk.
+# Pair-level outputs grow with customers x offers; only accepted pairs are labelled.
 PAIR_OUTPUTS = ("customer_offer_features", "labels_offer")
+# In-memory tables are split so that a partition holds at most about this many lines.
 LINES_PER_PARTITION = 2_000_000
+# What the population-relative steps need of every customer and cutoff (segments, BTYD).
+SUMMARY_COLUMNS = (EVENT_TIMESTAMP, "frequency_365d", "monetary_365d", *BTYD_INPUTS)
+# Spilled partition files of a build: the profiled features before the population steps.
+PROFILES = "profiles"
+SCAN_COLUMNS = ["timestamp", "amount", *PRODUCT_COLUMNS]
 
 
-class _PairWriter:
-    """Appends partitions' frames to one parquet file (of a version being written)."""
+@dataclass(frozen=True)
+class TxScan:
+    """What the plan of a build needs of all transactions, summed over partitions."""
 
-    def __init__(self, path: Path, created: pd.Timestamp | None) -> None:
-        self.path, self.created = path, created
-        self.writer: pq.ParquetWriter | None = None
-        self.rows = 0
+    rows: int
+    first: pd.Timestamp | None
+    last: pd.Timestamp | None
+    times: np.ndarray  # a few distinct times of day (labels.times_of_day)
+    spend: pd.DataFrame  # category, timestamp (UTC day), amount: positive line amounts
+    categories: tuple[str, ...]
+    products: bool  # some line names a product or a category
 
-    def write(self, frame: pd.DataFrame) -> None:
-        if len(frame) == 0:
-            return
-        frame = frame.assign(**{EVENT_TIMESTAMP: pd.to_datetime(frame[EVENT_TIMESTAMP], utc=True)})
-        if self.created is not None:
-            frame[CREATED_TIMESTAMP] = self.created
-        table = pa.Table.from_pandas(frame, preserve_index=False)
-        if self.writer is None:
-            self.writer = pq.ParquetWriter(self.path, table.schema)
-        self.writer.write_table(table.cast(self.writer.schema))
-        self.rows += len(frame)
-
-    def close(self, empty: pd.DataFrame) -> None:
-        if self.writer is None:  # no rows at all: still write the typed columns
-            empty.to_parquet(self.path, index=False)
-        else:
-            self.writer.close()
+    def categories_frame(self) -> pd.DataFrame:
+        """The categories present as a one-column frame (none: no column)."""
+        if not self.categories:
+            return pd.DataFrame()
+        return pd.DataFrame({"category": list(self.categories)})
 
 
-def _run(jobs: Iterator[tuple[Any, ...]], workers: int) -> Iterator[dict[str, pd.DataFrame]]:
-    if workers > 1:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            yield from pool.map(build_partition, *zip(*jobs, strict=True))
-    else:
-        for job in jobs:
-            yield build_partition(*job)
+def scan_partition(tables: PartitionedTables, index: int) -> TxScan:
+    """The `TxScan` of one partition's transactions (only the columns it needs are read)."""
+    tx = tables.partition(index, {"transactions": SCAN_COLUMNS})["transactions"]
+    spend = pd.DataFrame()  # no categories: no slots
+    categories: tuple[str, ...] = ()
+    if "category" in tx:
+        positive = tx[tx["amount"] > 0]
+        spend = (
+            pd.DataFrame(
+                {
+                    "category": positive["category"].astype("string"),
+                    "timestamp": positive["timestamp"].dt.floor("D"),
+                    "amount": positive["amount"],
+                }
+            )
+            .groupby(["category", "timestamp"], sort=True)["amount"]
+            .sum()
+            .reset_index()
+        )
+        categories = tuple(sorted(set(tx["category"].dropna().astype(str))))
+    return TxScan(
+        rows=len(tx),
+        first=tx["timestamp"].min() if len(tx) else None,
+        last=tx["timestamp"].max() if len(tx) else None,
+        times=times_of_day(tx["timestamp"]),
+        spend=spend,
+        categories=categories,
+        products=has_products(tx),
+    )
 
 
-def build_snapshots(
-    tables: dict[str, pd.DataFrame],
+def combine_scans(scans: Sequence[TxScan]) -> TxScan:
+    """The scan of all partitions from the scans of each."""
+    full = [s for s in scans if s.rows]
+    if not full:
+        raise ValueError("no transactions: run `crmscore ingest` on data with transactions")
+    spend = pd.concat([s.spend for s in full], ignore_index=True)
+    if len(spend):
+        spend = spend.groupby(["category", "timestamp"], sort=True)["amount"].sum().reset_index()
+    return TxScan(
+        rows=sum(s.rows for s in full),
+        first=min(s.first for s in full if s.first is not None),
+        last=max(s.last for s in full if s.last is not None),
+        times=np.unique(np.concatenate([s.times for s in full])),
+        spend=spend,
+        categories=tuple(sorted({c for s in full for c in s.categories})),
+        products=any(s.products for s in full),
+    )
+
+
+@dataclass(frozen=True)
+class FirstPass:
+    """What a build needs to know to run the first pass over a partition."""
+
+    plan: SnapshotPlan
+    tables: PartitionedTables
+    spill: Path
+    created: pd.Timestamp
+
+
+@dataclass(frozen=True)
+class PartitionSummary:
+    """A partition's share of the population steps: a few numbers per customer and cutoff,
+    and the offers' partial counts."""
+
+    customers: pd.DataFrame  # SUMMARY_COLUMNS
+    offer_partials: pd.DataFrame
+
+
+def first_pass(job: FirstPass, index: int) -> PartitionSummary | None:
+    """Features, profiles and labels of partition `index`, written to the spill folder; the
+    partition's summary for the population steps (None: no transactions)."""
+    tables = job.tables.partition(index)
+    tx = tables["transactions"]
+    if tx.empty:
+        return None
+    result = build_partition(job.plan, tx, tables.get("offer_events"), tables.get("interactions"))
+    feats = add_profile(result["customer_features"], tables.get("customers"), tx)
+    feats = _sorted(feats, [CUSTOMER_ID])
+    _write_part(job.spill, PROFILES, index, feats)
+    for name in ("labels_churn", "labels_clv"):
+        _write_part(job.spill, name, index, _sorted(result[name], [CUSTOMER_ID]))
+    for name in PAIR_OUTPUTS:
+        pairs = result[name]
+        if len(pairs):
+            created = job.created if name == "customer_offer_features" else None
+            _write_part(job.spill, name, index, _stamped(pairs, created))
+    return PartitionSummary(
+        feats[list(SUMMARY_COLUMNS)].reset_index(drop=True), result["offer_partials"]
+    )
+
+
+@dataclass(frozen=True)
+class SecondPass:
+    """The population every partition is ranked among, and the settings of the steps."""
+
+    spill: Path
+    population: Population
+    fits: dict[int, BtydFit | None]
+    segments: SegmentParams
+    active_window_days: int
+    churn_horizon_days: int
+    clv_days: int  # the horizon the CLV labels are built at
+    clv_asked_days: int
+    created: pd.Timestamp
+
+
+def second_pass(job: SecondPass, index: int) -> None:
+    """Segments and BTYD features of partition `index` against the whole population: the
+    partition's customer_features and customer_btyd, written to the spill folder."""
+    path = job.spill / PROFILES / part_name(index)
+    if not path.exists():
+        return
+    snapshot = add_segments(
+        pd.read_parquet(path), job.segments, job.active_window_days, job.population
+    )
+    features = snapshot[[CUSTOMER_ID, EVENT_TIMESTAMP, *CUSTOMER_FEATURES]]
+    _write_part(
+        job.spill, "customer_features", index, _finish(features, [CUSTOMER_ID], job.created)
+    )
+    btyd = btyd_features(
+        snapshot[[CUSTOMER_ID, EVENT_TIMESTAMP, *BTYD_INPUTS]],
+        job.churn_horizon_days,
+        job.clv_days,
+        job.clv_asked_days,
+        fits=job.fits,
+    )
+    _write_part(job.spill, "customer_btyd", index, _finish(btyd, [CUSTOMER_ID], job.created))
+
+
+def _write_part(spill: Path, name: str, index: int, frame: pd.DataFrame) -> None:
+    folder = spill / name
+    folder.mkdir(parents=True, exist_ok=True)
+    frame.to_parquet(folder / part_name(index), index=False)
+
+
+def _stamped(frame: pd.DataFrame, created: pd.Timestamp | None) -> pd.DataFrame:
+    frame = frame.assign(**{EVENT_TIMESTAMP: pd.to_datetime(frame[EVENT_TIMESTAMP], utc=True)})
+    if created is not None:
+        frame[CREATED_TIMESTAMP] = created
+    return frame.reset_index(drop=True)
+
+
+def _merge_parts(folder: Path, dest: Path, empty: pd.DataFrame | None) -> int:
+    """Copy the partition files of `folder` into one parquet file `dest`, partition after
+    partition (one at a time in memory); returns the rows. No file: `empty` is written."""
+    files = sorted(folder.glob("*.parquet")) if folder.is_dir() else []
+    if not files:
+        if empty is None:
+            raise ValueError(f"{folder}: no partition wrote this output")
+        empty.to_parquet(dest, index=False)
+        return 0
+    # The largest part's schema first: its column types and pandas metadata win where a
+    # part without rows has untyped (null) columns.
+    largest = sorted(files, key=lambda f: -pq.read_metadata(f).num_rows)
+    schema = pa.unify_schemas([pq.read_schema(f) for f in largest], promote_options="permissive")
+    rows = 0
+    with pq.ParquetWriter(dest, schema) as writer:
+        for file in files:
+            table = pq.read_table(file)
+            writer.write_table(table.select(schema.names).cast(schema))
+            rows += table.num_rows
+    return rows
+
+
+def _plan(
+    scan: TxScan,
     features: FeatureParams,
     labels: LabelParams,
-    segments: SegmentParams,
     paths: Workspace,
-    workers: int = 1,
-    add_cutoffs: Sequence[date] = (),
-    fixed_slots: Sequence[str] | None = None,
-) -> dict[str, Any]:
-    """Features and labels at every cutoff from canonical tables, written to the workspace's
-    snapshots (one file per output in OUTPUTS) with their metadata, which is returned.
-
-    `add_cutoffs` are added to the cutoffs of the last build (to the configured ones when
-    there is none). `fixed_slots` are the categories of the `category_share_N` features
-    when models depend on them (ValueError when the data has none of one of them); else
-    the slots are the top categories before the first cutoff.
-
-    Customer-level outputs are sorted by (cutoff, keys); pair-level outputs are in partition
-    order (deterministic for a given number of partitions)."""
-    tx = tables["transactions"]
-    cutoffs = build_cutoffs(features, tx, paths, add_cutoffs)
+    add_cutoffs: Sequence[date],
+    fixed_slots: Sequence[str] | None,
+) -> SnapshotPlan:
+    """The plan of a build: cutoffs, slots, catalog and the observed period, from the scan."""
+    assert scan.first is not None and scan.last is not None
+    span = pd.DataFrame({"timestamp": [scan.first, scan.last]})
+    cutoffs = build_cutoffs(features, span, paths, add_cutoffs)
     if not cutoffs:
         raise ValueError("no cutoffs: the data is shorter than features.min_history_days")
-    observed_until = observed_end(tx["timestamp"])
+    observed_until = observed_end_at(scan.last, is_date_only_at(scan.times))
     # CLV labels at the longest horizon the history can train and test (the asked one when
     # it fits); the served CLV is extrapolated to the asked horizon (`btyd_clv_horizon_ratio`).
     clv_days = (
         trainable_horizon(labels.clv_horizon_days, cutoffs, observed_until)
         or labels.clv_horizon_days
     )
-    plan = SnapshotPlan(
+    slots = (
+        top_categories(scan.spend, cutoffs[0])
+        if fixed_slots is None
+        else check_slots(fixed_slots, scan.categories_frame())
+    )
+    return SnapshotPlan(
         cutoffs=tuple(cutoffs),
-        category_slots=tuple(
-            top_categories(tx, cutoffs[0]) if fixed_slots is None else check_slots(fixed_slots, tx)
-        ),
-        catalog=resolve_catalog(labels.offer_catalog, tx),
-        observed_from=tx["timestamp"].min(),
+        category_slots=tuple(slots),
+        catalog=resolve_catalog(labels.offer_catalog, scan.categories_frame()),
+        observed_from=scan.first,
         observed_until=observed_until,
         labels=labels.model_copy(update={"clv_horizon_days": clv_days}),
         affinity_top_offers=features.affinity_top_offers,
     )
-    n = max(1, features.partitions, -(-len(tx) // LINES_PER_PARTITION))
-    tx_parts = partition_of(tx[CUSTOMER_ID], n)
-    events, inter = tables.get("offer_events"), tables.get("interactions")
-    ev_parts = partition_of(events[CUSTOMER_ID], n) if events is not None else None
-    in_parts = partition_of(inter[CUSTOMER_ID], n) if inter is not None else None
-    # A generator: in-process, only one partition's copy of the rows exists at a time.
-    jobs = (
-        (plan, tx[tx_parts == i], _split(events, ev_parts, i), _split(inter, in_parts, i))
-        for i in range(n)
-        if (tx_parts == i).any()
-    )
-    created = pd.Timestamp.now(tz="UTC").floor("s")
-    # Every output and the metadata of this build are published together, or none is.
-    with publishing(paths.snapshot_versions) as version:
-        staged = paths.staged(paths.snapshot_versions, version)
-        return _write_outputs(tables, plan, jobs, n, created, labels, segments, workers, staged)
 
 
-def _write_outputs(
-    tables: dict[str, pd.DataFrame],
-    plan: SnapshotPlan,
-    jobs: Iterator[tuple[Any, ...]],
-    n: int,
-    created: pd.Timestamp,
+def build_snapshots(
+    tables: dict[str, pd.DataFrame] | PartitionedTables,
+    features: FeatureParams,
     labels: LabelParams,
     segments: SegmentParams,
-    workers: int,
     paths: Workspace,
+    add_cutoffs: Sequence[date] = (),
+    fixed_slots: Sequence[str] | None = None,
+    engine: EngineParams | None = None,
 ) -> dict[str, Any]:
-    """Run the partition jobs and write every output and the metadata to `paths` (a staged
-    version of the snapshots); returns the metadata. `labels` are the asked label settings
-    (the plan's carry the CLV horizon the history can train)."""
-    tx, cutoffs, clv_days = tables["transactions"], plan.cutoffs, plan.labels.clv_horizon_days
-    writers = {
-        "customer_offer_features": _PairWriter(paths.snapshot("customer_offer_features"), created),
-        "labels_offer": _PairWriter(paths.snapshot("labels_offer"), None),
-    }
-    kept: dict[str, list[pd.DataFrame]] = {}
-    started = time.perf_counter()
-    for done, result in enumerate(_run(jobs, workers), start=1):
-        log.info(
-            "features build: partition %d/%d, %d cutoffs (%s)",
-            done,
-            n,
-            len(cutoffs),
-            elapsed(started),
+    """Features and labels at every cutoff from canonical tables, written to the workspace's
+    snapshots (one file per output in OUTPUTS) with their metadata, which is returned.
+
+    `tables` are the partitioned tables ingest wrote (`features.partitions.on_disk`) or
+    frames in memory (split into `features.partitions` partitions, more for many lines).
+    Partitions are processed one at a time in this process, or as Ray tasks (`engine`); the
+    results do not depend on either. Two passes: each partition's features and labels, then,
+    once the population's summaries are combined, each partition's segments and BTYD features.
+
+    `add_cutoffs` are added to the cutoffs of the last build (to the configured ones when
+    there is none). `fixed_slots` are the categories of the `category_share_N` features
+    when models depend on them (ValueError when the data has none of one of them); else
+    the slots are the top categories before the first cutoff.
+
+    Every output is in partition order, each partition's rows sorted by (cutoff, keys)."""
+    engine = engine or EngineParams()
+    if isinstance(tables, dict):
+        lines = len(tables["transactions"])
+        tables = in_memory(tables, max(features.partitions, -(-lines // LINES_PER_PARTITION)))
+    indexes = range(tables.count)
+    created = pd.Timestamp.now(tz="UTC").floor("s")
+    with session(engine), publishing(paths.snapshot_versions) as version:
+        # Every output and the metadata of this build are published together, or none is.
+        staged = paths.staged(paths.snapshot_versions, version)
+        spill = version / ".parts"
+        with stage(log, "features build: scan the transactions"):
+            scan = combine_scans(map_partitions(scan_partition, tables, indexes, engine))
+        plan = _plan(scan, features, labels, paths, add_cutoffs, fixed_slots)
+        with stage(log, f"features build: {tables.count} partitions, {len(plan.cutoffs)} cutoffs"):
+            first = FirstPass(plan, tables, spill, created)
+            summaries = [s for s in map_partitions(first_pass, first, indexes, engine) if s]
+        with stage(log, "features build: population (segments, BTYD, offers)"):
+            customers = pd.concat([s.customers for s in summaries], ignore_index=True)
+            population, fits = population_of(customers), btyd_fits(customers)
+            del customers
+            partials = _concat([s.offer_partials for s in summaries])
+            del summaries
+        second = SecondPass(
+            spill,
+            population,
+            fits,
+            segments,
+            labels.active_window_days,
+            labels.churn_horizon_days,
+            plan.labels.clv_horizon_days,
+            labels.clv_horizon_days,
+            created,
         )
-        started = time.perf_counter()
-        for name, frame in result.items():
-            if name in writers:
-                writers[name].write(frame)
-            else:
-                kept.setdefault(name, []).append(frame)
-    for name, writer in writers.items():
-        writer.close(empty_output(name))
-    merged = {name: _concat(frames) for name, frames in kept.items()}
-    with stage(log, "features build: profiles, segments and BTYD"):
-        outputs = _customer_outputs(tables, merged, created, labels, segments, clv_days)
-    with stage(log, "features build: write the snapshots"):
-        for name, frame in outputs.items():
-            frame.to_parquet(paths.snapshot(name), index=False)
-    products = has_products(tx)
+        with stage(log, "features build: segments and BTYD per partition"):
+            map_partitions(second_pass, second, indexes, engine)
+        with stage(log, "features build: write the snapshots"):
+            rows = {
+                name: _merge_parts(
+                    spill / name,
+                    staged.snapshot(name),
+                    empty_output(name) if name in PAIR_OUTPUTS else None,
+                )
+                for name in OUTPUTS
+                if name != "offer_features"
+            }
+            offers = _offer_features(partials, created)
+            offers.to_parquet(staged.snapshot("offer_features"), index=False)
+            rows["offer_features"] = len(offers)
+            shutil.rmtree(spill)
+        return _write_metadata(staged, plan, scan, tables.count, rows)
+
+
+def _write_metadata(
+    paths: Workspace,
+    plan: SnapshotPlan,
+    scan: TxScan,
+    partitions: int,
+    rows: dict[str, int],
+) -> dict[str, Any]:
+    """Write and return the metadata of a build."""
     metadata = {
-        "cutoffs": [c.isoformat() for c in cutoffs],
+        "cutoffs": [c.isoformat() for c in plan.cutoffs],
         "category_slots": list(plan.category_slots),
         # None without products: the offer outputs are empty, the offer model is skipped.
-        "offer_catalog": plan.catalog if products else None,
-        "products": products,
+        "offer_catalog": plan.catalog if scan.products else None,
+        "products": scan.products,
         "observed_from": plan.observed_from.isoformat(),
         "observed_until": plan.observed_until.isoformat(),
-        "partitions": n,
+        "partitions": partitions,
         # Label horizons the models are trained at, where the history is shorter than asked.
-        "trained_horizons": {"clv_horizon_days": clv_days},
-        "rows": {
-            **{name: len(frame) for name, frame in outputs.items()},
-            **{name: w.rows for name, w in writers.items()},
-        },
+        "trained_horizons": {"clv_horizon_days": plan.labels.clv_horizon_days},
+        "rows": {name: rows[name] for name in OUTPUTS},
     }
     paths.snapshots_meta.write_text(json.dumps(metadata, indent=2))
     return metadata
-
-
-def _customer_outputs(
-    tables: dict[str, pd.DataFrame],
-    merged: dict[str, pd.DataFrame],
-    created: pd.Timestamp,
-    labels: LabelParams,
-    segments: SegmentParams,
-    clv_days: int,
-) -> dict[str, pd.DataFrame]:
-    """The customer-level outputs from the partitions' merged results: profiles, segments,
-    BTYD features, offer statistics and the customer labels."""
-    snapshot = add_profile(
-        merged["customer_features"], tables.get("customers"), tables["transactions"]
-    )
-    snapshot = add_segments(snapshot, segments, labels.active_window_days)
-    outputs = {
-        "customer_features": _finish(
-            snapshot[[CUSTOMER_ID, EVENT_TIMESTAMP, *CUSTOMER_FEATURES]], [CUSTOMER_ID], created
-        ),
-        "customer_btyd": _finish(
-            btyd_features(
-                snapshot[[CUSTOMER_ID, EVENT_TIMESTAMP, *BTYD_INPUTS]],
-                labels.churn_horizon_days,
-                clv_days,
-                labels.clv_horizon_days,
-            ),
-            [CUSTOMER_ID],
-            created,
-        ),
-        "offer_features": _offer_features(merged["offer_partials"], created),
-        "labels_churn": _sorted(merged["labels_churn"], [CUSTOMER_ID]),
-        "labels_clv": _sorted(merged["labels_clv"], [CUSTOMER_ID]),
-    }
-    return outputs
 
 
 def read_snapshots(paths: Workspace) -> dict[str, pd.DataFrame]:
@@ -535,9 +662,15 @@ def _finish(frame: pd.DataFrame, keys: list[str], created: pd.Timestamp) -> pd.D
 
 
 def read_tables(paths: Workspace) -> dict[str, pd.DataFrame]:
-    """Canonical tables written by ingest."""
+    """Canonical tables written by ingest, whole in memory (small data, tests); the feature
+    build reads them partition by partition (`partitioned_tables`)."""
     pinned = paths.pinned(paths.data_versions)  # every table of the same ingest
     tables = {p.stem: pd.read_parquet(p) for p in pinned.tables()}
     if "transactions" not in tables:
         raise FileNotFoundError(f"{paths.table('transactions')}: not found; run `crmscore ingest`")
     return tables
+
+
+def partitioned_tables(paths: Workspace) -> PartitionedTables:
+    """The canonical tables of the published ingest, read one partition at a time."""
+    return on_disk(paths.pinned(paths.data_versions).data_dir)

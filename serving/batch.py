@@ -1,8 +1,9 @@
 """Batch scoring: every customer as of a date, with all the answers the API gives.
 
 `score_frame` is a pure function over a partition of customers (features in, scores out);
-`score_batch` gathers the features from Feast, applies it and publishes parquet + CSV as one
-set (features/publish.py: readers see both files of one run).
+`score_partition` gathers one customer partition's features from Feast and applies it;
+`score_batch` runs it over every partition (in-process or on Ray) and publishes parquet (one
+file per partition) + CSV as one set (features/publish.py: readers see both of one run).
 Both go through the model runtime (`serving.models`) the API uses, so a customer gets the
 same scores, CLV percentile and tier, and offers from either.
 """
@@ -15,14 +16,20 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 from feast import FeatureStore
 
 from features.catalog import Workspace
+from features.config import EngineParams, FeastParams
+from features.engine import map_partitions, session
 from features.feast_repo import AFFINITY_VIEW, CUSTOMER_VIEW, OFFER_VIEW
 from features.model_spec import model_spec
 from features.names import CUSTOMER_ID, EVENT_TIMESTAMP, OFFER_ID
+from features.partitions import part_name, partition_of
 from features.publish import publishing, write_json_atomic
 from features.retrieval import historical_features
+from features.store import open_store
 from serving.contract import data_dictionary, horizon, rounded
 from serving.models import (
     BundleModel,
@@ -101,15 +108,51 @@ def _offer_column(name: str, rank: int) -> str:
     return f"offer_{rank}" if name == OFFER_ID else f"offer_{rank}_{name}"
 
 
+@dataclass(frozen=True)
+class ScoreJob:
+    """What every partition of a batch needs: the customers to score (all partitions'; each
+    takes its own), where the Feast store is, and the models."""
+
+    as_of: pd.Timestamp
+    customers: pd.DataFrame  # customer_id, event_timestamp and SEGMENT_COLUMNS
+    partitions: int
+    feast: FeastParams
+    paths: Workspace
+    models: Champions
+
+
+def score_partition(job: ScoreJob, index: int) -> pd.DataFrame | None:
+    """Scores of the customers of partition `index` (None: it has none), their features
+    retrieved from Feast: a pure function of the partition, run in-process or as a Ray
+    task (which opens the store itself)."""
+    mine = partition_of(job.customers[CUSTOMER_ID], job.partitions) == index
+    customers = job.customers[mine].reset_index(drop=True)
+    if customers.empty:
+        return None
+    store = open_store(job.feast, job.paths)
+    entities = customers[[CUSTOMER_ID, EVENT_TIMESTAMP]]
+    churn_features = historical_features(store, model_spec("churn").feature_service, entities)
+    clv_features = historical_features(store, model_spec("clv").feature_service, entities)
+    models = job.models
+    offers = (
+        None if models.nbo is None else _offers(models.nbo, store, job.paths, entities, job.as_of)
+    )
+    return score_frame(customers, churn_features, clv_features, offers, models)
+
+
 def score_batch(
     as_of: pd.Timestamp,
-    store: FeatureStore,
+    feast: FeastParams,
     paths: Workspace,
     models: Champions,
+    partitions: int = 1,
+    engine: EngineParams | None = None,
     currency: str | None = None,
 ) -> tuple[Path, Path, int]:
-    """Score every customer in the workspace's snapshot at `as_of`; writes the workspace's
-    scores files of that date (`publish_scores`) and returns (parquet, csv, rows)."""
+    """Score every customer in the workspace's snapshot at `as_of`, partition by partition
+    (customer hash, in-process or on Ray: `engine`); writes the workspace's scores files of
+    that date (`publish_scores`: parquet, one file per partition; CSV, all customers by id;
+    their data dictionary) and returns (parquet, csv, rows)."""
     as_of = (
         pd.Timestamp(as_of).tz_localize("UTC")
         if pd.Timestamp(as_of).tzinfo is None
@@ -128,19 +171,25 @@ def score_batch(
         )
     customers = customers.sort_values(CUSTOMER_ID, kind="stable").reset_index(drop=True)
     customers[EVENT_TIMESTAMP] = pd.to_datetime(customers[EVENT_TIMESTAMP], utc=True)
-    entities = customers[[CUSTOMER_ID, EVENT_TIMESTAMP]]
-    churn_features = historical_features(store, model_spec("churn").feature_service, entities)
-    clv_features = historical_features(store, model_spec("clv").feature_service, entities)
-    offers = None if models.nbo is None else _offers(models.nbo, store, paths, entities, as_of)
-    scores = score_frame(customers, churn_features, clv_features, offers, models)
+    engine = engine or EngineParams()
+    job = ScoreJob(as_of, customers, max(1, partitions), feast, paths, models)
+    with session(engine):
+        parts = map_partitions(score_partition, job, range(job.partitions), engine)
+    scores = pd.concat([part for part in parts if part is not None], ignore_index=True)
+    scores = scores.sort_values(CUSTOMER_ID, kind="stable").reset_index(drop=True)
     scores.insert(1, "as_of", as_of)
     date = as_of.date().isoformat()
-    publish_scores(scores, date, paths, models, currency)
+    publish_scores(scores, date, paths, models, currency, job.partitions)
     return paths.scores_file(date), paths.scores_file(date, ".csv"), len(scores)
 
 
 def publish_scores(
-    scores: pd.DataFrame, date: str, paths: Workspace, models: Champions, currency: str | None
+    scores: pd.DataFrame,
+    date: str,
+    paths: Workspace,
+    models: Champions,
+    currency: str | None,
+    partitions: int = 1,
 ) -> None:
     """Write the scores of a date as parquet and CSV, numbers rounded to their kind's
     decimals (`serving.contract.DECIMALS`), with their data dictionary beside them: the
@@ -152,7 +201,7 @@ def publish_scores(
     with publishing(paths.scores_versions(date)) as version:
         staged = paths.staged(paths.scores_versions(date), version)
         parquet = staged.scores_file(date)
-        scores.to_parquet(parquet, index=False)
+        _write_partitioned(scores, partitions, parquet)
         scores.to_csv(staged.scores_file(date, ".csv"), index=False)
         dictionary = data_dictionary(
             list(scores.columns),
@@ -165,6 +214,17 @@ def publish_scores(
             **({"offers": f"none: {models.no_offers}"} if models.no_offers else {}),
         )
         write_json_atomic(dictionary, Workspace.dictionary_file(parquet))
+
+
+def _write_partitioned(scores: pd.DataFrame, partitions: int, folder: Path) -> None:
+    """The scores as a parquet folder of one file per customer partition (each by id), all
+    with the same columns and types."""
+    folder.mkdir()
+    schema = pa.Schema.from_pandas(scores, preserve_index=False)
+    of = partition_of(scores[CUSTOMER_ID], partitions)
+    for index in range(partitions):
+        rows = pa.Table.from_pandas(scores[of == index], schema=schema, preserve_index=False)
+        pq.write_table(rows, folder / part_name(index))
 
 
 def _offers(

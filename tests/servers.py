@@ -5,9 +5,11 @@ except under CI=true, where they must run."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -16,6 +18,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -182,3 +185,78 @@ def mlflow_process(backend_uri: str, folder: Path) -> Iterator[tuple[str, subpro
         yield url, process
     finally:
         stop(process)
+
+
+@contextmanager
+def ray_cluster(cpus: int = 2) -> Iterator[str]:
+    """A two-node Ray cluster on this machine: a head and a worker node started as separate
+    processes (`ray start --block`, tiny resources), stopped afterwards by their process
+    groups. The head offers no CPU, so every task runs on the worker node. Yields the head's
+    address; the test process is connected to it (the engine reuses the connection)."""
+    import ray
+    from ray._private.services import get_node_ip_address
+
+    binary = Path(sys.executable).with_name("ray")
+    folder = Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))  # short: Ray's socket paths
+    port = free_port()
+    # Ray replaces a loopback address by the machine's own when it connects: use that one.
+    ip = get_node_ip_address()
+    address = f"{ip}:{port}"
+    common = ["--block", "--disable-usage-stats", "--node-ip-address", ip]
+    common += ["--object-store-memory", str(80 * 1024 * 1024)]
+    head = [str(binary), "start", "--head", "--port", str(port), "--num-cpus", "0", *common]
+    head += ["--include-dashboard", "false", "--temp-dir", str(folder)]
+    head += ["--dashboard-agent-listen-port", str(free_port())]
+    worker = [str(binary), "start", "--address", address, "--num-cpus", str(cpus), *common]
+    worker += ["--dashboard-agent-listen-port", str(free_port())]
+    logs = [folder / "head.log", folder / "worker.log"]
+    processes: list[subprocess.Popen[bytes]] = []
+    # No token authentication (`ray start` turns it on when ~/.ray holds a token): the
+    # cluster listens on this machine only, for this test process.
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
+    try:
+        with logs[0].open("wb") as out:
+            processes.append(_group(head, out, env))
+        wait_until(lambda: _listening(port), processes[0], logs[0])
+        with logs[1].open("wb") as out:
+            processes.append(_group(worker, out, env))
+        for log, process in zip(logs, processes, strict=True):
+            wait_until(lambda log=log: "Ray runtime started" in log.read_text(), process, log)
+        ray.init(address=address, log_to_driver=False, configure_logging=False)
+
+        def two_nodes() -> bool:
+            alive = [n for n in ray.nodes() if n["Alive"]]
+            return len(alive) == 2 and ray.cluster_resources().get("CPU", 0) >= cpus
+
+        wait_until(two_nodes, processes[1], logs[1])
+        yield address
+    finally:
+        ray.shutdown()
+        for process in reversed(processes):
+            _stop_group(process)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _group(command: list[str], out: Any, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """A process leading its own process group: the node's raylet, store and workers too."""
+    return subprocess.Popen(
+        command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
+    )
+
+
+def _stop_group(process: subprocess.Popen[bytes]) -> None:
+    """Stop a node: SIGTERM to its process group (the ids this fixture started), then
+    SIGKILL to what is left of it."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=30)
+    time.sleep(1)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0

@@ -90,6 +90,9 @@ class TrainingParams(_Frozen):
     bootstrap: int = 200
     # Each of the training, validation and test parts needs this many labelled customers.
     min_customers: int = 100
+    # More label rows (customer x cutoff) than this: train on a seeded sample of customers,
+    # stratified on the label, said in the report (training.datasets.sample_customers).
+    max_training_rows: int = Field(default=3_000_000, gt=0)
     split: SplitParams = Field(default_factory=SplitParams)
     churn: ChurnParams = Field(default_factory=ChurnParams)
     clv: ClvParams = Field(default_factory=ClvParams)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 from training.config import SplitParams
@@ -71,3 +72,37 @@ def time_split(
             f"first validation cutoff {valid[0].date()}"
         )
     return TimeSplit(tuple(train), tuple(valid), test, horizon_days)
+
+
+def sample_customers(
+    rows: pd.DataFrame, target: str, max_rows: int, seed: int
+) -> tuple[pd.DataFrame, dict[str, object] | None]:
+    """At most about `max_rows` label rows (customer x cutoff): all of them when there are
+    no more, else every row of a seeded sample of customers, stratified on the label (the
+    same share of customers with a positive label at some cutoff as of the others). Returns
+    the rows and what was done (None: no sample), for the training report."""
+    if len(rows) <= max_rows:
+        return rows, None
+    share = max_rows / len(rows)
+    positive = (
+        (pd.to_numeric(rows[target], errors="coerce").fillna(0) > 0)
+        .groupby(rows["customer_id"], sort=True)
+        .any()
+    )
+    rng = np.random.default_rng(seed)
+    chosen: list[np.ndarray] = []
+    for flag in (True, False):
+        ids = positive.index[positive == flag].to_numpy()
+        take = round(share * len(ids))
+        chosen.append(rng.permutation(ids)[:take])
+    keep = rows["customer_id"].isin(np.concatenate(chosen))
+    sampled = rows[keep.to_numpy()].reset_index(drop=True)
+    return sampled, {
+        "rows_before": len(rows),
+        "rows": len(sampled),
+        "customers_before": len(positive),
+        "customers": int(sum(len(c) for c in chosen)),
+        "customer_share": round(share, 6),
+        "stratified_on": f"{target} > 0 at some cutoff",
+        "seed": seed,
+    }

@@ -124,7 +124,7 @@ def run_nbo(
     """Offer ranker vs popularity, buy-again and a history/popularity blend, on the customers
     who bought something in the test horizon."""
     spec = model_spec("nbo")
-    rows, split = _labelled(spec, paths, labels, params, params.nbo.max_train_cutoffs)
+    rows, split, sample = _labelled(spec, paths, labels, params, params.nbo.max_train_cutoffs)
     with stage(log, "train nbo: candidates and training set from Feast"):
         pairs, neighbours = _nbo_pairs(store, paths, rows, params)
     train, valid, test = _parts(pairs, split)
@@ -143,6 +143,8 @@ def run_nbo(
             params.seed,
             None if near is None else neighbours_meta(near),
         )
+    if sample is not None:
+        info["training_sample"] = sample
     p_test = model.predict(test)
     set_population(model, p_test)
     k = params.nbo.top_k

@@ -38,7 +38,7 @@ from training.churn import choose_calibrator, refit_churn, train_churn
 from training.clv import refit_clv, train_clv
 from training.config import TrainingParams
 from training.contenders import BASELINE
-from training.datasets import TimeSplit, time_split
+from training.datasets import TimeSplit, sample_customers, time_split
 from training.evaluate import (
     Paired,
     Scored,
@@ -98,8 +98,9 @@ def _labelled(
     labels_params: LabelParams,
     params: TrainingParams,
     max_train: int | None = None,
-) -> tuple[pd.DataFrame, TimeSplit]:
-    """The label rows of the model's cutoffs that fall in the split, and the split."""
+) -> tuple[pd.DataFrame, TimeSplit, dict[str, Any] | None]:
+    """The label rows of the model's cutoffs that fall in the split (a sample of customers
+    above `training.max_training_rows`), the split and what was sampled (None: all)."""
     asked = int(getattr(labels_params, spec.horizon_setting))
     horizon_days = trained_horizon(paths, spec.horizon_setting, asked)
     labels = pd.read_parquet(paths.snapshot(spec.label_output))
@@ -110,8 +111,11 @@ def _labelled(
     split = time_split(list(stamps), horizon_days, split_params)
     labels[EVENT_TIMESTAMP] = pd.to_datetime(labels[EVENT_TIMESTAMP], utc=True)
     rows = labels[split.part(labels[EVENT_TIMESTAMP]) != ""].reset_index(drop=True)
+    rows, sample = sample_customers(rows, spec.target, params.max_training_rows, params.seed)
+    if sample is not None:
+        log.info("train %s: a sample of customers: %s", spec.kind, sample)
     check_enough(spec, rows, split, params.min_customers)
-    return rows, split
+    return rows, split, sample
 
 
 def check_enough(spec: ModelSpec, rows: pd.DataFrame, split: TimeSplit, minimum: int) -> None:
@@ -149,7 +153,7 @@ def run_churn(
     """Churn: LightGBM, the classical models and blends compete on validation; the winner
     is the model, compared on the test cutoff with every contender and the recency rule."""
     spec = model_spec("churn")
-    rows, split = _labelled(spec, paths, labels, params)
+    rows, split, sample = _labelled(spec, paths, labels, params)
     with stage(log, f"train {spec.kind}: training set from Feast ({len(rows)} rows)"):
         frame = historical_features(store, spec.feature_service, rows)
     train, valid, test = _parts(frame, split)
@@ -157,6 +161,8 @@ def run_churn(
     y_tr, y_va, y = (f[spec.target].to_numpy(int) for f in (train, valid, test))
     with stage(log, f"train {spec.kind}: LightGBM fit"):
         lightgbm, info = train_churn(train, y_tr, valid, y_va, features, params.churn, params.seed)
+    if sample is not None:
+        info["training_sample"] = sample
     x_valid = lightgbm.frame_matrix(valid)
     options = contenders.churn_contenders(lightgbm, train, y_tr)
     valid_scores = {c.name: contenders.scores(lightgbm, x_valid, c) for c in options}
@@ -240,7 +246,7 @@ def run_clv(
     served as they are); compared on the test cutoff with every contender, average monthly
     spend x months x retention and predicting zero."""
     spec = model_spec("clv")
-    rows, split = _labelled(spec, paths, labels, params)
+    rows, split, sample = _labelled(spec, paths, labels, params)
     with stage(log, f"train {spec.kind}: training set from Feast ({len(rows)} rows)"):
         frame = historical_features(store, spec.feature_service, rows)
     train, valid, test = _parts(frame, split)
@@ -248,6 +254,8 @@ def run_clv(
     y_tr, y_va, y = (f[spec.target].to_numpy(float) for f in (train, valid, test))
     with stage(log, f"train {spec.kind}: LightGBM fit"):
         lightgbm, info = train_clv(train, y_tr, valid, y_va, features, params.clv, params.seed)
+    if sample is not None:
+        info["training_sample"] = sample
     x_valid = lightgbm.frame_matrix(valid)
     options = contenders.clv_contenders(lightgbm, train)
     valid_values = {

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from features.contract import TABLES
 from features.labels import trainable_horizon
 from features.model_spec import MODEL_KINDS, model_spec
 from features.names import CUSTOMER_ID, EVENT_TIMESTAMP
+from features.partitions import part_files
 from features.snapshots import offers_skipped, snapshots_meta, trained_horizon
 from training.config import TrainingParams
 from training.datasets import time_split
@@ -38,17 +40,29 @@ def data_summary(paths: Workspace) -> dict[str, Any]:
     file = paths.pinned(paths.data_versions).table("transactions")
     if not file.exists():
         raise FileNotFoundError(f"{file}: not found; run `crmscore ingest`")
-    tx = pd.read_parquet(file)
-    if tx.empty:
+    # One customer partition at a time: orders per customer, bounds and missing counts.
+    counts: list[pd.Series] = []
+    stamps: list[pd.Timestamp] = []
+    missing: Counter[str] = Counter()
+    rows = 0
+    for part in part_files(file):
+        tx = pd.read_parquet(part)
+        if tx.empty:
+            continue
+        rows += len(tx)
+        counts.append(tx.groupby(CUSTOMER_ID, observed=True)["order_id"].nunique())
+        optional = [c for c in TABLES["transactions"].optional if c in tx]
+        missing.update({c: int(tx[c].isna().sum()) for c in optional})
+        stamps += [tx["timestamp"].min(), tx["timestamp"].max()]
+    if not rows:
         raise ValueError(f"{paths.data_dir}: no accepted transactions; check the rejects file")
-    first, last = tx["timestamp"].min(), tx["timestamp"].max()
-    orders = tx.groupby(CUSTOMER_ID, observed=True)["order_id"].nunique()
-    optional = [c for c in TABLES["transactions"].optional if c in tx]
+    orders = pd.concat(counts)
+    first, last = min(stamps), max(stamps)
     report = _ingest_report(paths)
-    input_rows = int(report.get("input_rows") or len(tx))
+    input_rows = int(report.get("input_rows") or rows)
     return {
-        "customers": int(tx[CUSTOMER_ID].nunique()),
-        "transactions": len(tx),
+        "customers": len(orders),
+        "transactions": rows,
         "first": first.date().isoformat(),
         "last": last.date().isoformat(),
         "history_days": int((last - first).days) + 1,
@@ -57,8 +71,8 @@ def data_summary(paths: Workspace) -> dict[str, Any]:
             "median": float(orders.median()),
             "one_purchase_share": round(float((orders == 1).mean()), 4),
         },
-        "rejected_share": round(1 - len(tx) / input_rows, 4) if input_rows else 0.0,
-        "missing_share": {c: round(float(tx[c].isna().mean()), 4) for c in optional},
+        "rejected_share": round(1 - rows / input_rows, 4) if input_rows else 0.0,
+        "missing_share": {c: round(n / rows, 4) for c, n in missing.items()},
         **({"derived": report["derived"]} if report.get("derived") else {}),
     }
 

@@ -1,0 +1,202 @@
+"""Scale benchmark (#11): ingest, feature build (in-process and on a local Ray), apply and
+materialize on a generated export of N lines, with the time, lines/s and peak memory of
+every process of each stage.
+
+    nice -n 10 .venv/bin/python benchmarks/scale.py --lines 10000000 [--partitions 16]
+
+Each stage runs in its own process; a sampler polls the resident memory (RSS) of that
+process and of all its descendants (Ray's raylet, GCS and workers) every 0.2 s and reports
+the peak of the whole tree, of the stage's own process and of the largest other process.
+RSS counts pages of Ray's shared-memory object store in every process that maps them, so
+the tree's sum is an upper bound. The reference, measured in the same run, is the
+in-process feature build: the Ray build's time is given as a ratio to it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[0] = str(ROOT)  # this file's folder holds a features.py: import the project's
+
+# Lines per generated piece (bounded memory while writing the export) and per customer
+# (10M lines: 157k customers, as in the issue).
+PIECE_LINES = 1_000_000
+LINES_PER_CUSTOMER = 64
+
+
+def write_scaled_export(lines: int, path: Path, seed: int = 1) -> Path:
+    """A synthetic export of about `lines` lines over 2 years, written piece by piece: each
+    piece has its own customers and invoice numbers."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    from features.synthetic import synthetic_export
+
+    writer = None
+    pieces = max(1, -(-lines // PIECE_LINES))
+    for piece in range(pieces):
+        n = min(PIECE_LINES, lines - piece * PIECE_LINES)
+        frame = synthetic_export(n, max(1, n // LINES_PER_CUSTOMER), seed=seed + piece)
+        frame["Customer ID"] = (frame["Customer ID"].astype(int) + piece * 10_000_000).astype(str)
+        frame["Invoice"] = frame["Invoice"].str.replace(r"^(C?)", rf"\g<1>{piece:04d}", regex=True)
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        if writer is None:
+            writer = pacsv.CSVWriter(path, table.schema)
+        writer.write_table(table)
+    assert writer is not None
+    writer.close()
+    return path
+
+
+def stage(name: str, workspace: Path, dataset: str, partitions: int) -> dict[str, Any]:
+    """Run one stage in this process; its figures."""
+    from crmscore.settings import load_settings
+    from features.config import EngineParams
+    from features.ingest import ingest
+    from features.snapshots import build_snapshots, partitioned_tables
+    from features.store import apply_repo, fast_materialize, open_store
+
+    settings = load_settings(
+        workspace, dataset=dataset, overrides={"features": {"partitions": partitions}}
+    )
+    paths = settings.paths
+    started = time.perf_counter()
+    out: dict[str, Any] = {}
+    if name == "ingest":
+        report = ingest(settings.dataset, settings.data_root, paths, partitions)
+        out = {"lines": report["input_rows"], "customers": report["customers"]}
+    elif name in ("features_local", "features_ray"):
+        engine = (
+            EngineParams(kind="ray", num_cpus=os.cpu_count())
+            if name == "features_ray"
+            else EngineParams()
+        )
+        tables = partitioned_tables(paths)
+        meta = build_snapshots(
+            tables, settings.features, settings.labels, settings.segments, paths, engine=engine
+        )
+        out = {
+            "partitions": meta["partitions"],
+            "cutoffs": len(meta["cutoffs"]),
+            "rows": meta["rows"]["customer_features"],
+        }
+    elif name == "materialize":
+        import pandas as pd
+
+        apply_repo(settings.feast, paths)
+        store = open_store(settings.feast, paths)
+        stamps = pd.read_parquet(paths.snapshot("customer_features"), columns=["event_timestamp"])
+        end = (stamps["event_timestamp"].max() + pd.Timedelta(seconds=1)).to_pydatetime()
+        start = end - pd.Timedelta(days=settings.feast.ttl_days)
+        fast_materialize(store, "customer_features", start, end)
+    out["seconds"] = round(time.perf_counter() - started, 1)
+    return out
+
+
+def sample_tree(process: subprocess.Popen[bytes]) -> dict[str, Any]:
+    """Wait for `process`, sampling the RSS of it and its descendants; peaks in MB."""
+    root = psutil.Process(process.pid)
+    peak_tree = peak_own = peak_other = 0
+    largest = ""
+    while process.poll() is None:
+        try:
+            tree = [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            break
+        sizes = []
+        for proc in tree:
+            try:
+                sizes.append((proc.memory_info().rss, proc))
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+        peak_tree = max(peak_tree, sum(rss for rss, _ in sizes))
+        for rss, proc in sizes:
+            if proc.pid == root.pid:
+                peak_own = max(peak_own, rss)
+            elif rss > peak_other:
+                peak_other = rss
+                try:
+                    largest = " ".join(proc.cmdline()[:3])[:60] or proc.name()
+                except (psutil.NoSuchProcess, psutil.AccessDenied):
+                    largest = "?"
+        time.sleep(0.2)
+    mb = 1024 * 1024
+    return {
+        "peak_tree_mb": round(peak_tree / mb),
+        "peak_stage_process_mb": round(peak_own / mb),
+        "peak_other_process_mb": round(peak_other / mb),
+        "largest_other_process": largest,
+    }
+
+
+def run_stage(name: str, workspace: Path, dataset: str, partitions: int) -> dict[str, Any]:
+    """A stage in a child process, sampled; its figures and memory peaks."""
+    command = [sys.executable, __file__, "--stage", name, "--workspace", str(workspace)]
+    command += ["--dataset", dataset, "--partitions", str(partitions)]
+    log = workspace.parent / f"{name}.log"
+    with log.open("wb") as err:
+        child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=err)
+        memory = sample_tree(child)
+        stdout = child.stdout.read().decode() if child.stdout else ""
+    if child.returncode:
+        raise SystemExit(f"stage {name} failed:\n{log.read_text()[-3000:]}")
+    figures = dict(json.loads(stdout.strip().splitlines()[-1]))
+    return {**figures, **memory}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--stage")
+    parser.add_argument("--workspace", type=Path)
+    parser.add_argument("--dataset")
+    parser.add_argument("--lines", type=int, default=10_000_000)
+    parser.add_argument("--partitions", type=int, default=16)
+    parser.add_argument("--keep", type=Path, help="keep the export and workspace here")
+    args = parser.parse_args()
+    if args.stage:
+        print(json.dumps(stage(args.stage, args.workspace, args.dataset, args.partitions)))
+        return
+
+    from features.synthetic import dataset_yaml
+
+    tmp = args.keep or Path(tempfile.mkdtemp(prefix="crmscore_scale_"))
+    tmp.mkdir(parents=True, exist_ok=True)
+    try:
+        started = time.perf_counter()
+        csv = write_scaled_export(args.lines, tmp / "export.csv")
+        size = csv.stat().st_size / 1e9
+        print(
+            f"generated {args.lines:,} lines ({size:.2f} GB) in "
+            f"{time.perf_counter() - started:.0f} s",
+            flush=True,
+        )
+        config = tmp / "scale.yaml"
+        config.write_text(dataset_yaml(csv))
+        workspace = tmp / "ws"
+        figures: dict[str, dict[str, Any]] = {}
+        for name in ("ingest", "features_local", "features_ray", "materialize"):
+            figures[name] = run_stage(name, workspace, str(config), args.partitions)
+            figures[name]["lines_per_s"] = round(args.lines / figures[name]["seconds"])
+            print(f"{name}: {json.dumps(figures[name])}", flush=True)
+        ratio = figures["features_ray"]["seconds"] / figures["features_local"]["seconds"]
+        print(f"features build: ray/in-process time = {ratio:.2f}", flush=True)
+        print(f"load: {os.getloadavg()}", flush=True)
+    finally:
+        if args.keep is None:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
