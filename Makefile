@@ -21,10 +21,11 @@ help:
 ## setup: create .venv/ with the locked dependencies (idempotent)
 setup: $(VENV)/.synced
 
-## services: install redis-server and PostgreSQL when missing (as root; tests start them)
+## services: install redis-server, PostgreSQL and Chromium when missing (as root; tests start them)
 services:
 	@missing=""; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	if [ -z "$$missing" ]; then exit 0; fi; \
 	if [ "$$(id -u)" = 0 ]; then \

@@ -264,6 +264,7 @@ def train(settings: Settings, kinds: list[str] | None = None) -> dict[str, Any]:
                 settings_json(settings),
                 git_commit(PROJECT_ROOT),
                 settings.id_salt.get_secret_value(),
+                settings.dataset.currency,
             )
     summaries += [{"model": k, "skipped": reason} for k, reason in skipped.items()]
     order = {k: i for i, k in enumerate(kinds)}
@@ -411,6 +412,7 @@ def drift(
             alias=alias,
             dashboard=dashboard,
             salt=settings.id_salt.get_secret_value(),
+            active_window_days=settings.labels.active_window_days,
         )
 
 

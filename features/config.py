@@ -202,6 +202,8 @@ class DatasetConfig(_Frozen):
     name: str
     description: str = ""
     timezone: str = "UTC"
+    # The currency of the amounts (ISO 4217, e.g. GBP): reports name it beside values.
+    currency: str = ""
     # Settings this dataset needs (e.g. shorter windows for one year of data), over
     # configs/settings.yaml: {section: {key: value}}.
     settings: dict[str, Any] = Field(default_factory=dict)

@@ -135,6 +135,7 @@ def dataset_yaml(csv_path: Path, name: str = "synthetic") -> str:
     """A dataset config for an export written by `write_export`."""
     return f"""name: {name}
 timezone: UTC
+currency: GBP
 tables:
   transactions:
     sources:
