@@ -16,7 +16,7 @@ from evidently import BinaryClassification, DataDefinition, Dataset, Regression,
 from evidently.core.report import Snapshot
 from evidently.metrics import MAE, RocAuc
 from evidently.sdk.models import PanelMetric
-from evidently.sdk.panels import line_plot_panel
+from evidently.sdk.panels import bar_plot_panel
 from evidently.ui.workspace import Project, Workspace
 
 PROJECT_PREFIX = "crmscore"
@@ -44,9 +44,11 @@ _BACKTEST_PANELS = {
 
 
 def _panels(model: str) -> list[Any]:
+    # Bars, not lines: the dashboard's line chart labels the axis of a single value (or of
+    # equal ones) "0", whatever the value; a bar's axis starts at 0 and gets real ticks.
     panels = [*_PANELS, *([_BACKTEST_PANELS[model]] if model in _BACKTEST_PANELS else [])]
     return [
-        line_plot_panel(
+        bar_plot_panel(
             title=f"{model}: {title}",
             values=[
                 PanelMetric(

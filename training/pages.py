@@ -28,14 +28,14 @@ def render(package: str, template: str, **context: Any) -> str:
 
 
 def number(value: Any, digits: int = 3) -> str:
-    """A figure for people: thousands separated, `digits` significant decimals for small
-    values, "n/a" for a missing one."""
+    """A figure for people: thousands separated, `digits` decimals below 100 (one below 1000,
+    none above; none at all with `digits` 0), "n/a" for a missing one."""
     if value is None:
         return "n/a"
     value = float(value)
     if value != value:
         return "n/a"
-    if abs(value) >= 1000:
+    if abs(value) >= 1000 or digits == 0:
         return f"{value:,.0f}"
     if abs(value) >= 100:
         return f"{value:,.1f}"
