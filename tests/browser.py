@@ -11,7 +11,6 @@ import re
 import shutil
 import subprocess
 from dataclasses import dataclass
-from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
@@ -94,34 +93,3 @@ def render(page: Path, folder: Path) -> Rendered:
     assert found, f"the recorder did not run in {page}"
     seen = json.loads(html.unescape(found.group(1)))
     return Rendered(seen["text"], seen["headings"], seen["tables"], seen["images"])
-
-
-class _AxisLabels(HTMLParser):
-    """Collects the tick labels of every y axis (MUI charts: `MuiChartsAxis-directionY`)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.axes: list[list[str]] = []
-        self._depth = 0  # open elements inside the current y axis (0: outside)
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if self._depth:
-            self._depth += 1
-        elif "MuiChartsAxis-directionY" in (dict(attrs).get("class") or ""):
-            self.axes.append([])
-            self._depth = 1
-
-    def handle_endtag(self, tag: str) -> None:
-        if self._depth:
-            self._depth -= 1
-
-    def handle_data(self, data: str) -> None:
-        if self._depth and data.strip():
-            self.axes[-1].append(data.strip())
-
-
-def y_axis_labels(dom: str) -> list[list[str]]:
-    """The tick labels of each chart's y axis in a dumped DOM."""
-    parser = _AxisLabels()
-    parser.feed(dom)
-    return parser.axes

@@ -169,31 +169,3 @@ def mlflow_server(backend_uri: str, folder: Path) -> Iterator[str]:
         yield url
     finally:
         stop(process)
-
-
-@contextmanager
-def evidently_ui(workspace: Path, log: Path) -> Iterator[str]:
-    """Evidently's UI (`crmscore monitor ui`'s command) on the workspace at `workspace`, on
-    a free port; yields its URL."""
-    import httpx
-
-    from monitoring.dashboard import ui_command
-
-    port = free_port()
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            ui_command(workspace, port=port), stdout=out, stderr=subprocess.STDOUT
-        )
-    url = f"http://127.0.0.1:{port}"
-
-    def ready() -> bool:
-        try:
-            return httpx.get(f"{url}/api/projects", timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    try:
-        wait_until(ready, process, log)
-        yield url
-    finally:
-        stop(process)
