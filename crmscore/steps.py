@@ -267,6 +267,7 @@ def train(settings: Settings, kinds: list[str] | None = None) -> dict[str, Any]:
                 settings_json(settings),
                 git_commit(PROJECT_ROOT),
                 settings.id_salt.get_secret_value(),
+                settings.dataset.currency or "",
             )
     summaries += [{"model": k, "skipped": reason} for k, reason in skipped.items()]
     order = {k: i for i, k in enumerate(kinds)}
@@ -429,6 +430,7 @@ def drift(
             alias=alias,
             dashboard=dashboard,
             salt=settings.id_salt.get_secret_value(),
+            active_window_days=settings.labels.active_window_days,
         )
 
 

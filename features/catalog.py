@@ -275,6 +275,10 @@ class Workspace:
         stem = f"{kind}_{current}"
         return self.drift_dir / f"{stem}.html", self.drift_dir / f"{stem}.json"
 
+    def drift_evidently(self, kind: str, current: str) -> Path:
+        """Evidently's full report beside the drift page of `drift_report`."""
+        return self.drift_dir / f"{kind}_{current}.evidently.html"
+
     @property
     def decision_file(self) -> Path:
         """The retrain decision that `crmscore retrain --if-recommended` reads."""
@@ -284,6 +288,11 @@ class Workspace:
     def backtest_file(self) -> Path:
         """The latest backtests."""
         return self.monitoring_dir / "backtest.json"
+
+    @property
+    def backtest_page(self) -> Path:
+        """The latest backtests as a page."""
+        return self.monitoring_dir / "backtest.html"
 
     def uplift_file(self, targets: Path) -> Path:
         """Uplift of the campaign behind a target list."""

@@ -114,6 +114,16 @@ def active_customers(part: Partition, cutoff: pd.Timestamp, active_window_days: 
     return _sum(o.customer[w][buy], len(part.customer_ids)) > 0
 
 
+def active_by_recency(features: pd.DataFrame, active_window_days: int) -> pd.Series | None:
+    """The models' population in a feature frame: customers whose last purchase is in the
+    active window before the score date (`active_customers`' rule, read from the
+    `recency_days` feature); None when the frame has no recency."""
+    if "recency_days" not in features:
+        return None
+    recency = pd.to_numeric(features["recency_days"], errors="coerce")
+    return recency.notna() & (recency <= active_window_days)
+
+
 def churn_labels(
     part: Partition, cutoff: pd.Timestamp, params: LabelParams, observed_until: pd.Timestamp
 ) -> pd.DataFrame:

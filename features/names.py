@@ -31,31 +31,53 @@ WINDOWS_DAYS: tuple[int, ...] = (30, 90, 180, 365, 730)
 CATEGORY_SLOTS = 8
 
 
+# Why a feature's distribution moves between score dates by construction, whatever the
+# customers do (`FeatureDef.moves`): drift checks leave such features out and say why.
+GROWS = "grows with time by construction (counted since the first purchase)"
+CALENDAR = "the score date's calendar: the same for every customer of a date"
+
+
 @dataclass(frozen=True)
 class FeatureDef:
-    """One feature: its name, value type and a plain-words description."""
+    """One feature: its name, value type, a plain-words description, and why its
+    distribution moves between score dates by construction (empty: it does not)."""
 
     name: str
     dtype: FeatureType
     description: str
+    moves: str = ""
+    # A count or sum over this many days before the score date (0: not one): it grows with
+    # the history while the data covers less than the window.
+    window_days: int = 0
 
 
 def _windowed() -> list[FeatureDef]:
     out = []
     for w in WINDOWS_DAYS:
-        out.append(FeatureDef(f"frequency_{w}d", "int", f"purchase orders in the last {w} days"))
         out.append(
-            FeatureDef(f"monetary_{w}d", "float", f"net spend (after returns) in the last {w} days")
+            FeatureDef(
+                f"frequency_{w}d", "int", f"purchase orders in the last {w} days", window_days=w
+            )
+        )
+        out.append(
+            FeatureDef(
+                f"monetary_{w}d",
+                "float",
+                f"net spend (after returns) in the last {w} days",
+                window_days=w,
+            )
         )
     return out
 
 
 CUSTOMER_ACTIVITY: tuple[FeatureDef, ...] = (
     FeatureDef("recency_days", "float", "days since the last purchase"),
-    FeatureDef("tenure_days", "float", "days since the first purchase"),
+    FeatureDef("tenure_days", "float", "days since the first purchase", GROWS),
     *_windowed(),
-    FeatureDef("frequency_lifetime", "int", "purchase orders ever"),
-    FeatureDef("active_months_365d", "int", "months with a purchase among the last 12"),
+    FeatureDef("frequency_lifetime", "int", "purchase orders ever", GROWS),
+    FeatureDef(
+        "active_months_365d", "int", "months with a purchase among the last 12", window_days=365
+    ),
     FeatureDef(
         "purchase_intensity_30d",
         "float",
@@ -87,7 +109,7 @@ CUSTOMER_ACTIVITY: tuple[FeatureDef, ...] = (
         "float",
         "net spend in the same 180 days one year earlier (seasonality)",
     ),
-    FeatureDef("monetary_lifetime", "float", "net spend ever"),
+    FeatureDef("monetary_lifetime", "float", "net spend ever", GROWS),
     FeatureDef("avg_order_value_365d", "float", "average order value in the last 365 days"),
     FeatureDef("avg_basket_items_365d", "float", "average items per order in the last 365 days"),
     FeatureDef("gap_mean_days", "float", "usual number of days between purchases"),
@@ -99,9 +121,17 @@ CUSTOMER_ACTIVITY: tuple[FeatureDef, ...] = (
         "spend in the last 90 days against the 90 days before (-1 fall .. +1 rise)",
     ),
     FeatureDef("returns_share_365d", "float", "share of purchases returned in the last 365 days"),
-    FeatureDef("distinct_products_365d", "int", "different products bought in the last 365 days"),
     FeatureDef(
-        "distinct_categories_365d", "int", "different categories bought in the last 365 days"
+        "distinct_products_365d",
+        "int",
+        "different products bought in the last 365 days",
+        window_days=365,
+    ),
+    FeatureDef(
+        "distinct_categories_365d",
+        "int",
+        "different categories bought in the last 365 days",
+        window_days=365,
     ),
     *(
         FeatureDef(
@@ -112,10 +142,22 @@ CUSTOMER_ACTIVITY: tuple[FeatureDef, ...] = (
         for k in range(1, CATEGORY_SLOTS + 1)
     ),
     FeatureDef("discount_share_365d", "float", "share of the basket value paid by discounts"),
-    FeatureDef("offers_received_365d", "int", "offers sent to the customer in the last 365 days"),
-    FeatureDef("offers_redeemed_365d", "int", "offers redeemed in the last 365 days"),
-    FeatureDef("interactions_90d", "int", "contacts (tickets, complaints, e-mails) in 90 days"),
-    FeatureDef("interactions_365d", "int", "contacts in the last 365 days"),
+    FeatureDef(
+        "offers_received_365d",
+        "int",
+        "offers sent to the customer in the last 365 days",
+        window_days=365,
+    ),
+    FeatureDef(
+        "offers_redeemed_365d", "int", "offers redeemed in the last 365 days", window_days=365
+    ),
+    FeatureDef(
+        "interactions_90d",
+        "int",
+        "contacts (tickets, complaints, e-mails) in 90 days",
+        window_days=90,
+    ),
+    FeatureDef("interactions_365d", "int", "contacts in the last 365 days", window_days=365),
     FeatureDef(
         "interaction_value_mean_365d",
         "float",
@@ -126,7 +168,9 @@ CUSTOMER_ACTIVITY: tuple[FeatureDef, ...] = (
 # The calendar at the cutoff: the same for every customer of a snapshot, so that a model can
 # learn seasonality (what the months after a December cutoff look like) across cutoffs.
 CUSTOMER_CALENDAR: tuple[FeatureDef, ...] = (
-    FeatureDef("cutoff_month", "int", "month of the year of the score date (1 = January)"),
+    FeatureDef(
+        "cutoff_month", "int", "month of the year of the score date (1 = January)", CALENDAR
+    ),
 )
 
 # The classical models among them (training's baselines; the CLV one is also the starting
@@ -267,6 +311,28 @@ CUSTOMER_FEATURES: tuple[str, ...] = tuple(
         *CUSTOMER_CANDIDATES,
     )
 )
+
+
+def moving_features(names: list[str], history_days: int | None = None) -> dict[str, str]:
+    """The features among `names` whose distribution moves between score dates by
+    construction, with the reason (drift checks leave them out): those that always do
+    (`FeatureDef.moves`) and, with `history_days` (the data's history at the earlier score
+    date), the counts and sums over a longer window."""
+    out = {}
+    for name in names:
+        found = ALL_FEATURES.get(name)
+        if found is None:
+            continue
+        if found.moves:
+            out[name] = found.moves
+        elif history_days is not None and found.window_days > history_days:
+            out[name] = (
+                f"counted over {found.window_days} days, more than the {history_days} days of "
+                "history at the reference date: grows with the history"
+            )
+    return out
+
+
 CATEGORICAL_FEATURES: tuple[str, ...] = tuple(
     name for name, f in ALL_FEATURES.items() if f.dtype == "string"
 )

@@ -564,6 +564,20 @@ def snapshots_meta(paths: Workspace) -> dict[str, Any]:
     return dict(json.loads(paths.snapshots_meta.read_text()))
 
 
+def history_days(paths: Workspace, at: pd.Timestamp) -> int | None:
+    """Whole days of data before `at` (from the first event the last feature build saw);
+    None when no build has recorded it."""
+    if not paths.snapshots_meta.exists():
+        return None
+    start = snapshots_meta(paths).get("observed_from")
+    if not start:
+        return None
+    first = pd.Timestamp(start)
+    first = first.tz_localize("UTC") if first.tzinfo is None else first
+    at = at.tz_localize("UTC") if at.tzinfo is None else at
+    return int((at - first) / pd.Timedelta(days=1))
+
+
 def offers_skipped(paths: Workspace) -> str | None:
     """Why the last feature build has no offers (data without products), in words; None when
     it has them (or no build has recorded it)."""

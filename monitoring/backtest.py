@@ -24,6 +24,8 @@ from training.tracking import metric_key
 
 # Evaluation-time metrics are logged to the model's training run under this prefix.
 EVALUATION_PREFIX = "model_"
+# The columns of `joined_outcomes`.
+PREDICTION, OUTCOME = "prediction", "outcome"
 
 
 @dataclass(frozen=True)
@@ -47,22 +49,29 @@ def labels_at(paths: Workspace, kind: str, as_of: pd.Timestamp) -> pd.DataFrame:
     return labels[stamps == as_of].reset_index(drop=True)
 
 
+def joined_outcomes(kind: str, scores: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
+    """The prediction and the outcome (`PREDICTION`, `OUTCOME`) of every scored customer
+    with an outcome (churn and CLV)."""
+    spec = model_spec(kind)
+    column, target = spec.prediction_column, spec.target
+    # Renamed before the merge: CLV's prediction and outcome share a name.
+    predicted = scores[[CUSTOMER_ID, column]].rename(columns={column: PREDICTION})
+    outcomes = labels[[CUSTOMER_ID, target]].rename(columns={target: OUTCOME})
+    return predicted.merge(outcomes, on=CUSTOMER_ID)[[PREDICTION, OUTCOME]]
+
+
 def realised_quality(
     kind: str, scores: pd.DataFrame, labels: pd.DataFrame, top_k: int
 ) -> Outcome | None:
     """Metrics of the scores against the outcomes; None when no scored customer has one.
     `top_k`: the offers per customer that count for `hit@k` (training.nbo.top_k)."""
     as_of = str(pd.Timestamp(scores["as_of"].iloc[0]).date()) if len(scores) else ""
-    spec = model_spec(kind)
     if kind in ("churn", "clv"):
-        column, target = spec.prediction_column, spec.target
-        joined = scores[[CUSTOMER_ID, column]].merge(
-            labels[[CUSTOMER_ID, target]].rename(columns={target: "_outcome"}), on=CUSTOMER_ID
-        )
+        joined = joined_outcomes(kind, scores, labels)
         if joined.empty:
             return None
-        y = joined["_outcome"].to_numpy(dtype=float)
-        p = joined[column].to_numpy(dtype=float)
+        y = joined[OUTCOME].to_numpy(dtype=float)
+        p = joined[PREDICTION].to_numpy(dtype=float)
         if kind == "churn":
             if len(np.unique(y)) < 2:
                 return None

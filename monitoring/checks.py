@@ -18,8 +18,10 @@ import pandas as pd
 
 from features.catalog import Workspace
 from features.config import LabelParams
+from features.labels import active_by_recency
 from features.model_spec import MODEL_KINDS, check_kinds, model_spec
-from monitoring.backtest import degradation, labels_at, realised_quality
+from features.snapshots import history_days
+from monitoring.backtest import degradation, joined_outcomes, labels_at, realised_quality
 from monitoring.config import BacktestParams, MonitoringParams, UpliftParams
 from monitoring.current import CurrentData, batch_current, log_current, scores_model_version
 from monitoring.decision import Decision, record_check
@@ -58,6 +60,7 @@ class BacktestRun:
     decision: Decision | None
     # The reasons of each model's latest matured snapshot (empty: not degraded).
     latest: dict[str, list[str]] = field(default_factory=dict)
+    page: Path | None = None
 
     @property
     def degraded(self) -> bool:
@@ -69,6 +72,7 @@ class BacktestRun:
         return {
             "snapshots": self.snapshots,
             "report": str(self.report),
+            "page": str(self.page) if self.page else None,
             "decision": self.decision.status if self.decision else None,
         }
 
@@ -84,6 +88,24 @@ def latest_scores(paths: Workspace, as_of: str | None = None) -> Path:
     return files[-1]
 
 
+def in_population(
+    frame: pd.DataFrame, active_window_days: int | None
+) -> tuple[pd.DataFrame, dict[str, Any] | None]:
+    """The rows of the models' population (`features.labels.active_by_recency`) and what was
+    left out; the frame unchanged and None without a window or a recency column."""
+    if active_window_days is None:
+        return frame, None
+    keep = active_by_recency(frame, active_window_days)
+    if keep is None:
+        return frame, None
+    rule = (
+        f"customers with a purchase in the {active_window_days} days before the score date "
+        "(the ones the models are trained and tested on)"
+    )
+    kept = frame[keep.to_numpy()].reset_index(drop=True)
+    return kept, {"rule": rule, "left_out": int((~keep).sum())}
+
+
 def run_drift(
     paths: Workspace,
     client: Any,
@@ -96,15 +118,18 @@ def run_drift(
     alias: str | None = None,
     dashboard: bool = True,
     salt: str = "",
+    active_window_days: int | None = None,
 ) -> DriftRun:
     """Evidently drift and data-quality report of current data against each model's
     reference (`params.models` when `kinds` is None).
 
     Current data: the prediction log over [start, end] (end defaults to start) when `start`
     is given, else the batch scores of `scores` (a date; default the latest). The reference is
-    that of the model version that scored the current data, or `alias`'s when given. Writes
-    the HTML report and JSON summary, the dashboard snapshot (`dashboard`) and the decision
-    entry of each model."""
+    that of the model version that scored the current data, or `alias`'s when given. With
+    `active_window_days` (labels.active_window_days), rows outside the models' population
+    (no purchase in that window: never in a reference) are left out, the current ones counted.
+    Writes the drift page, JSON summary and Evidently report, the dashboard snapshot
+    (`dashboard`) and the decision entry of each model."""
     from monitoring.dashboard import add_snapshot
     from monitoring.drift import drift_check, write_drift
     from monitoring.reference import load_reference
@@ -133,15 +158,27 @@ def run_drift(
             label = f"scores_{current.info['as_of']}"
         else:
             label = f"log_{current.info['from']}_{current.info['to']}"
+        # Both sides in the models' population (a real reference is already: its test rows).
+        frame, population = in_population(current.frame, active_window_days)
+        reference_rows, _ = in_population(reference.frame, active_window_days)
+        reference_date = reference.describe()["as_of"]
+        history = history_days(paths, pd.Timestamp(reference_date)) if reference_date else None
         result = drift_check(
-            reference.frame,
-            current.frame,
+            reference_rows,
+            frame,
             reference.features,
             params,
             kind,
-            context={"reference": reference.describe(), "current": current.info},
+            context={
+                "reference": reference.describe(),
+                "current": current.info,
+                "population": population,
+            },
+            history_days=history,
         )
-        html, summary = write_drift(result, *paths.drift_report(kind, label))
+        html, summary = write_drift(
+            result, *paths.drift_report(kind, label), paths.drift_evidently(kind, label)
+        )
         snapshot_id = (
             add_snapshot(paths.evidently_dir, kind, result.snapshot) if dashboard else None
         )
@@ -167,14 +204,29 @@ def run_drift(
     return DriftRun(results, decision, paths.decision_file)
 
 
-def evaluation_metrics(client: Any, kind: str, version: str | None) -> dict[str, float]:
+def evaluation_run(client: Any, kind: str, version: str | None) -> tuple[dict[str, float], str]:
     """Evaluation-time metrics of the registered version ("3" or "3@champion") that produced
-    the scores; empty when the version is unknown."""
+    the scores, and the date of its test customers (the run's test cutoff); empty when the
+    version is unknown."""
     if not version:
-        return {}
+        return {}, ""
     number = str(version).partition("@")[0]
     run_id = client.get_model_version(model_spec(kind).registry_name, number).run_id
-    return dict(client.get_run(run_id).data.metrics)
+    data = client.get_run(run_id).data
+    return dict(data.metrics), str(data.tags.get("test_cutoff", ""))
+
+
+def _shown(path: Path) -> dict[tuple[str, str, str], str]:
+    """The dashboard snapshots earlier backtests stored, by (model, score date, version)."""
+    try:
+        rows = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return {
+        (r["model"], r["as_of"], str(r.get("model_version"))): r["dashboard_snapshot"]
+        for r in rows
+        if isinstance(r, dict) and r.get("dashboard_snapshot")
+    }
 
 
 def run_backtest(
@@ -183,15 +235,22 @@ def run_backtest(
     params: BacktestParams,
     top_k: int,
     kinds: list[str] | None = None,
+    dashboard: bool = True,
 ) -> BacktestRun:
     """Realised quality of every batch-scores file whose horizon has passed against the
     figures from evaluation time (every model kind when `kinds` is None). `top_k`: the offers
-    per customer `hit@k` counts (training.nbo.top_k). Writes the backtest report and the
-    decision entry of each model with a matured snapshot."""
+    per customer `hit@k` counts (training.nbo.top_k). Writes the backtest JSON and page, the
+    decision entry of each model with a matured snapshot and (`dashboard`) one Evidently
+    snapshot per matured churn and CLV snapshot, once."""
+    from monitoring.dashboard import add_snapshot, backtest_snapshot
+    from monitoring.pages import backtest_page
+    from training.pages import publish
+
     kinds = check_kinds(MODEL_KINDS if kinds is None else kinds)
     files = paths.scores_files()
     if not files:
         raise FileNotFoundError(f"{paths.scores_dir}: no batch scores to backtest")
+    shown = _shown(paths.backtest_file)
     rows: list[dict[str, Any]] = []
     latest: dict[str, list[str]] = {}
     for path in files:
@@ -205,30 +264,38 @@ def run_backtest(
             labels = labels_at(paths, kind, as_of)
             outcome = realised_quality(kind, scores, labels, top_k)
             version = scores_model_version(path, kind)
-            evaluation = evaluation_metrics(client, kind, version) if outcome else {}
             if outcome is None:
                 rows.append({"model": kind, "as_of": str(as_of.date()), "status": "pending"})
                 continue
+            evaluation, evaluated_on = evaluation_run(client, kind, version)
             table, reasons = degradation(outcome, evaluation, params)
             latest[kind] = reasons
+            snapshot_id = shown.get((kind, outcome.as_of, str(version)))
+            if dashboard and snapshot_id is None:
+                found = backtest_snapshot(
+                    kind, joined_outcomes(kind, scores, labels), as_of.to_pydatetime()
+                )
+                if found is not None:
+                    snapshot_id = add_snapshot(paths.evidently_dir, kind, found)
             rows.append(
                 {
                     "model": kind,
                     "as_of": outcome.as_of,
                     "status": "degraded" if reasons else "ok",
                     "model_version": version,
+                    "evaluated_on": evaluated_on,
                     "rows": outcome.rows,
                     "metrics": table,
                     "reasons": reasons,
+                    "dashboard_snapshot": snapshot_id,
                 }
             )
-    out = paths.backtest_file
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(rows, indent=2, default=str))
+    out = publish(json.dumps(rows, indent=2, default=str), paths.backtest_file)
+    publish(backtest_page(rows), paths.backtest_page)
     decision = None
     for kind, reasons in latest.items():
         decision = record_check(paths.decision_file, "backtest", kind, reasons, {})
-    return BacktestRun(rows, out, decision, latest)
+    return BacktestRun(rows, out, decision, latest, paths.backtest_page)
 
 
 def run_uplift(

@@ -1,17 +1,22 @@
-"""The monitoring dashboard: every drift report's snapshot goes into a local Evidently
-workspace, one project per model, whose dashboard plots drift and data quality over time.
+"""The monitoring dashboard: every drift report's snapshot, and an Evidently report of each
+matured backtest, go into a local Evidently workspace, one project per model, whose
+dashboard plots drift, data quality and realised quality over time.
 
 Open it with `crmscore monitor ui` (Evidently's own UI on that workspace)."""
 
 from __future__ import annotations
 
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+from evidently import BinaryClassification, DataDefinition, Dataset, Regression, Report
 from evidently.core.report import Snapshot
+from evidently.metrics import MAE, RocAuc
 from evidently.sdk.models import PanelMetric
-from evidently.sdk.panels import line_plot_panel
+from evidently.sdk.panels import bar_plot_panel
 from evidently.ui.workspace import Project, Workspace
 
 PROJECT_PREFIX = "crmscore"
@@ -30,9 +35,20 @@ _PANELS = (
 )
 
 
+# (title, legend, Evidently metric, labels) of each model's backtest panel: the realised
+# quality that `backtest_snapshot` records (offers have none: ranking needs a recsys layout).
+_BACKTEST_PANELS = {
+    "churn": ("backtest: realised ROC AUC", "roc_auc", "RocAuc", {}),
+    "clv": ("backtest: realised MAE", "mae", "MAE", {"value_type": "mean"}),
+}
+
+
 def _panels(model: str) -> list[Any]:
+    # Bars, not lines: the dashboard's line chart labels the axis of a single value (or of
+    # equal ones) "0", whatever the value; a bar's axis starts at 0 and gets real ticks.
+    panels = [*_PANELS, *([_BACKTEST_PANELS[model]] if model in _BACKTEST_PANELS else [])]
     return [
-        line_plot_panel(
+        bar_plot_panel(
             title=f"{model}: {title}",
             values=[
                 PanelMetric(
@@ -41,7 +57,7 @@ def _panels(model: str) -> list[Any]:
             ],
             size="half",
         )
-        for title, legend, metric, labels in _PANELS
+        for title, legend, metric, labels in panels
     ]
 
 
@@ -64,6 +80,37 @@ def add_snapshot(folder: Path, model: str, snapshot: Snapshot) -> str:
     project = project_for(workspace, model)
     ref = workspace.add_run(project.id, snapshot)
     return str(ref.id)
+
+
+def backtest_snapshot(model: str, joined: pd.DataFrame, as_of: datetime) -> Snapshot | None:
+    """An Evidently report of the realised quality of one scored snapshot, stamped with its
+    score date: ROC AUC (churn) or MAE (CLV) of the prediction against the outcome
+    (`monitoring.backtest.joined_outcomes`); None for a model without a backtest panel."""
+    if model not in _BACKTEST_PANELS:
+        return None
+    if model == "churn":
+        definition = DataDefinition(
+            numerical_columns=["prediction"],
+            categorical_columns=["outcome"],
+            classification=[BinaryClassification(target="outcome", prediction_probas="prediction")],
+        )
+        metrics: list[Any] = [RocAuc()]
+        frame = joined.assign(outcome=joined["outcome"].astype(int))
+    else:
+        definition = DataDefinition(
+            numerical_columns=["prediction", "outcome"],
+            regression=[Regression(target="outcome", prediction="prediction")],
+        )
+        metrics, frame = [MAE()], joined
+    report = Report(metrics)
+    return report.run(
+        Dataset.from_pandas(frame, data_definition=definition),
+        None,
+        timestamp=as_of,
+        tags=[model, "backtest"],
+        metadata={"model": model, "check": "backtest"},
+        name=f"{model} backtest {as_of.date()}",
+    )
 
 
 def ui_command(folder: Path, host: str = "127.0.0.1", port: int = 8000) -> list[str]:

@@ -27,6 +27,7 @@ from evidently.metrics import (
 )
 from evidently.presets import DataSummaryPreset
 
+from features.names import moving_features
 from monitoring.config import MonitoringParams
 from monitoring.quality import ColumnProfile, profile_columns, typed_frame
 from monitoring.sampling import sample_rows
@@ -127,6 +128,7 @@ def drift_check(
     model: str,
     context: dict[str, Any] | None = None,
     timestamp: datetime | None = None,
+    history_days: int | None = None,
 ) -> DriftResult:
     """Compare `current` with `reference` on `features` and the prediction column.
 
@@ -134,7 +136,11 @@ def drift_check(
     `params.sample_rows` rows per side. Alarms (see the summary's `alarms`) when the share of
     drifted features reaches `drift.drift_share`, a key feature or the prediction drifts, or
     a feature is broken (missing, empty, constant, unparseable) or shows unseen categories or
-    more missing values beyond the quality thresholds."""
+    more missing values beyond the quality thresholds. Features whose distribution moves
+    between score dates by construction (`features.names.moving_features`: tenure, lifetime
+    counts, the calendar, and counts over windows longer than `history_days`, the data's
+    history at the reference date) get the quality checks but no drift test; the summary's
+    `left_out` says why."""
     absent = [f for f in features if f not in reference]
     if absent:
         raise ValueError(f"reference data has no column(s) {absent} for the {model} model")
@@ -142,7 +148,8 @@ def drift_check(
     profiles = profile_columns(reference, current, columns, params.quality)
     ref_sample, ref_info = sample_rows(reference, params.sample_rows, params.seed)
     cur_sample, cur_info = sample_rows(current, params.sample_rows, params.seed + 1)
-    tested = [c for c in columns if profiles[c].testable]
+    moving = moving_features(features, history_days)
+    tested = [c for c in columns if profiles[c].testable and c not in moving]
     numerical = [c for c in tested if profiles[c].kind == "numerical"]
     categorical = [c for c in tested if profiles[c].kind == "categorical"]
     definition = DataDefinition(numerical_columns=numerical, categorical_columns=categorical)
@@ -160,6 +167,7 @@ def drift_check(
         )
     drift = _drift_by_column(snapshot) if tested else {}
     summary = _summary(model, features, profiles, drift, params, context or {})
+    summary["left_out"] = moving
     summary["sample"] = {"reference": ref_info.as_dict(), "current": cur_info.as_dict()}
     summary["sampled"] = ref_info.sampled or cur_info.sampled
     return DriftResult(snapshot, summary)
@@ -219,19 +227,28 @@ def _summary(
         "prediction": prediction,
         "quality_issues": issues,
         "empty_in_both": both_empty,
-        "not_tested": [f for f in features if f not in drift],
+        "not_tested": [f for f in features if f not in drift and not profiles[f].testable],
         "features": per_feature,
         "thresholds": params.model_dump(include={"drift", "quality", "sample_rows"}),
         **context,
     }
 
 
-def write_drift(result: DriftResult, html: Path, summary: Path) -> tuple[Path, Path]:
-    """The HTML report and the JSON summary (`Workspace.drift_report`); returns their paths."""
+def write_drift(
+    result: DriftResult, html: Path, summary: Path, evidently: Path
+) -> tuple[Path, Path]:
+    """The drift page, the JSON summary and Evidently's full report
+    (`Workspace.drift_report`, `Workspace.drift_evidently`), each published atomically;
+    returns the page's and the summary's paths."""
     import json
 
-    html.parent.mkdir(parents=True, exist_ok=True)
-    summary.parent.mkdir(parents=True, exist_ok=True)
-    result.snapshot.save_html(str(html))
-    summary.write_text(json.dumps(result.summary, indent=2, default=str))
+    from monitoring.pages import drift_page
+    from training.pages import publish
+
+    evidently.parent.mkdir(parents=True, exist_ok=True)
+    partial = evidently.with_name(f".{evidently.name}.tmp")
+    result.snapshot.save_html(str(partial))
+    partial.replace(evidently)
+    publish(json.dumps(result.summary, indent=2, default=str), summary)
+    publish(drift_page(result.summary, evidently.name), html)
     return html, summary

@@ -44,13 +44,18 @@ class Reference:
         return [c for c in self.frame.columns if c not in NOT_FEATURES]
 
     def describe(self) -> dict[str, Any]:
-        """JSON-ready identity of the reference (no data)."""
+        """JSON-ready identity of the reference (no data); `as_of`: the score date of its
+        rows (the training run's test cutoff)."""
+        as_of = None
+        if "event_timestamp" in self.frame and len(self.frame):
+            as_of = str(pd.to_datetime(self.frame["event_timestamp"], utc=True).max().date())
         return {
             "registered_model": model_spec(self.kind).registry_name,
             "version": self.version,
             "alias": self.alias,
             "run_id": self.run_id,
             "rows": len(self.frame),
+            "as_of": as_of,
         }
 
 

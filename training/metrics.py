@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -9,6 +10,48 @@ import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
+
+# Every metric in one line a marketer can read; ranking metrics are named without their k
+# ("hit@k"): `explain` fills it in. Model cards and backtest pages show these.
+EXPLANATIONS: dict[str, str] = {
+    "roc_auc": "chance that a random churner is scored above a random non-churner "
+    "(0.5 = guessing, 1 = perfect)",
+    "pr_auc": "how precise the list of highest risks stays as it grows (average precision; "
+    "guessing scores the churn rate)",
+    "lift_top_decile": "churners among the 10% highest scores, as a multiple of the overall "
+    "churn rate (1 = no better than random)",
+    "brier": "mean squared gap between the predicted probability and what happened "
+    "(0 = perfect; lower is better)",
+    "calibration_error": "average gap between predicted and observed churn rates within "
+    "groups of similar scores (0 = a 30% score means 30% churn)",
+    "mae": "average absolute gap between predicted and actual spend per customer "
+    "(in currency; lower is better)",
+    "rmse": "like MAE but large misses count more (in currency; lower is better)",
+    "spearman": "how well the predicted order of customers matches the actual order of "
+    "spend (-1 .. 1; 1 = same order)",
+    "normalized_gini": "how much of the perfect ordering by value the predictions achieve "
+    "(0 = random, 1 = perfect)",
+    "top20_capture": "share of all actual spend made by the 20% of customers predicted to "
+    "spend most",
+    "total_bias": "predicted total spend against the actual total (0 = right on; +10% = "
+    "over-predicts by a tenth)",
+    "hit@k": "share of buying customers for whom at least one of the top k offers was bought",
+    "recall@k": "share of a customer's bought offers found among the top k, averaged",
+    "map@k": "how early bought offers appear among the top k (mean average precision)",
+    "ndcg@k": "how early bought offers appear among the top k, lower places counting less "
+    "(normalised discounted cumulative gain)",
+    "coverage": "share of the catalog that appears in someone's top offers",
+    "customers": "buying customers the offer metrics were computed on",
+}
+
+
+def explain(name: str) -> str:
+    """The one-line explanation of a metric ("hit@5" reads that of "hit@k" with k = 5); an
+    empty string for a name without one."""
+    base, at, k = name.partition("@")
+    if at:
+        return re.sub(r"\bk\b", k, EXPLANATIONS.get(f"{base}@k", ""))
+    return EXPLANATIONS.get(name, "")
 
 
 def lift_top_decile(y: np.ndarray, p: np.ndarray) -> float:

@@ -22,7 +22,7 @@ from training.config import TrainingParams
 from training.contenders import BASELINE
 from training.export import REFERENCE_DIR, write_reference
 from training.pipeline import TrainResult, runner
-from training.report import write_report
+from training.report import About, write_report
 from training.tracking import PRIMARY_METRIC_TAG, data_fingerprint, log_run, metric_key
 
 # Snapshot outputs every model's data fingerprint covers, beside its labels.
@@ -76,14 +76,17 @@ def train_models(
     settings_json: str,
     commit: str,
     id_salt: str = "",
+    currency: str = "",
 ) -> list[dict[str, Any]]:
     """Train each model, compare it with its baselines and the champion, log and register it
     as @challenger (and as @champion when the model has none yet). Reads the snapshots of
     the workspace `paths`, writes reports to its reports folder. Returns one summary per
     model. Customer ids in the reference samples are hashed with `id_salt` (the configured
-    key), else the workspace's key (`features.privacy.resolve_id_key`)."""
+    key), else the workspace's key (`features.privacy.resolve_id_key`); model cards name
+    `currency` (the dataset's) beside amounts."""
     summaries = []
     id_key = resolve_id_key(id_salt, paths)
+    about = About(labels, currency, params.nbo.top_k)
     for kind in check_kinds(kinds):
         spec = model_spec(kind)
         out_dir = paths.model_reports(kind)
@@ -96,8 +99,8 @@ def train_models(
         with stage(log, f"train {kind}: champion and report"):
             champion_model = _champion(kind, client)
             champion = result.primary_metric(champion_model) if champion_model is not None else None
-            reports = write_report(
-                result, out_dir, {key: champion} if champion is not None else None
+            report = write_report(
+                result, out_dir, about, {key: champion} if champion is not None else None
             )
         fingerprint = data_fingerprint(
             [paths.snapshot(spec.label_output), *(paths.snapshot(o) for o in FEATURE_OUTPUTS)]
@@ -135,7 +138,7 @@ def train_models(
                 _metrics(result, spec, champion),
                 params_logged,
                 tags,
-                [*reports, *result.plots],
+                [report, *result.plots],
                 {REFERENCE_DIR: reference},
                 result.input_example,
                 settings_json,
@@ -157,7 +160,7 @@ def train_models(
                 key: round(model_scored.metrics[key], 4),
                 "best_baseline": result.grade[1],
                 "champion_" + key: None if champion is None else round(champion, 4),
-                "report": str(reports[1]),
+                "report": str(report),
             }
         )
     return summaries

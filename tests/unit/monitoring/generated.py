@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-NUMERICAL = ["recency_days", "frequency_365d", "monetary_365d", "tenure_days"]
+NUMERICAL = ["recency_days", "frequency_365d", "monetary_365d", "gap_mean_days"]
 CATEGORICAL = ["country", "value_tier"]
 FEATURES = NUMERICAL + CATEGORICAL
 COUNTRIES = ["United Kingdom", "France", "Germany", "Netherlands"]
@@ -33,7 +33,7 @@ def customers(seed: int, rows: int = ROWS) -> pd.DataFrame:
             "recency_days": recency,
             "frequency_365d": rng.poisson(5, rows).astype(float),
             "monetary_365d": rng.gamma(2.0, 100.0, rows),
-            "tenure_days": rng.normal(400.0, 100.0, rows),
+            "gap_mean_days": rng.normal(40.0, 10.0, rows),
             "country": rng.choice(COUNTRIES, rows, p=[0.6, 0.2, 0.1, 0.1]),
             "value_tier": rng.choice(TIERS, rows, p=[0.5, 0.3, 0.2]),
             "prediction": prediction(recency),

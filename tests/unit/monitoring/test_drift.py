@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from features.names import CALENDAR, GROWS
 from monitoring.config import DriftParams, MonitoringParams, QualityParams
 from monitoring.drift import drift_check
 from tests.unit.monitoring.generated import (
@@ -126,23 +127,23 @@ def test_a_new_category_is_a_named_quality_alarm() -> None:
 
 def test_empty_and_constant_columns_are_broken_column_alarms() -> None:
     reference, current = reference_and_current()
-    current["tenure_days"] = np.nan  # a broken upstream join
+    current["gap_mean_days"] = np.nan  # a broken upstream join
     current["frequency_365d"] = 3.0  # a default filled in everywhere
     current["value_tier"] = None  # categorical, empty now
     s = _check(reference, current)
     issues = s["quality_issues"]
-    assert sorted(issues) == ["frequency_365d", "tenure_days", "value_tier"]
-    assert issues["tenure_days"] == ["empty: every value is missing now"]
+    assert sorted(issues) == ["frequency_365d", "gap_mean_days", "value_tier"]
+    assert issues["gap_mean_days"] == ["empty: every value is missing now"]
     assert issues["value_tier"] == ["empty: every value is missing now"]
     assert issues["frequency_365d"] == ["constant: a single value now"]
     # Empty columns cannot be tested for drift; they are listed instead.
-    assert s["not_tested"] == ["tenure_days", "value_tier"]
+    assert s["not_tested"] == ["gap_mean_days", "value_tier"]
     assert s["status"] == "alarm"
-    for name in ("tenure_days", "frequency_365d", "value_tier"):
+    for name in ("gap_mean_days", "frequency_365d", "value_tier"):
         assert any(a.startswith(f"churn: feature {name}: ") for a in s["alarms"]), name
     # alarm_on_broken_columns off: still reported as issues, no longer alarms.
     quiet = _check(reference, current, quality=QualityParams(alarm_on_broken_columns=False))
-    assert sorted(quiet["quality_issues"]) == ["frequency_365d", "tenure_days", "value_tier"]
+    assert sorted(quiet["quality_issues"]) == ["frequency_365d", "gap_mean_days", "value_tier"]
     assert not any("feature" in a for a in quiet["alarms"])
 
 
@@ -193,5 +194,52 @@ def test_quality_checks_see_every_row_even_when_the_report_is_sampled() -> None:
 
 def test_a_feature_absent_from_the_reference_is_refused() -> None:
     reference, current = reference_and_current()
-    with pytest.raises(ValueError, match=r"no column\(s\) \['tenure_days'\] for the churn"):
-        _check(reference.drop(columns=["tenure_days"]), current)
+    with pytest.raises(ValueError, match=r"no column\(s\) \['gap_mean_days'\] for the churn"):
+        _check(reference.drop(columns=["gap_mean_days"]), current)
+
+
+def test_features_that_move_with_the_score_date_are_left_out_and_said_why() -> None:
+    """A year later every customer is a year older and the month differs: no alarm from
+    that, while a broken column among them still alarms and a real shift elsewhere is found."""
+    reference, current = reference_and_current()
+    features = [*FEATURES, "tenure_days", "frequency_lifetime", "cutoff_month"]
+    rng = np.random.default_rng(9)
+    reference["tenure_days"] = rng.normal(300.0, 80.0, len(reference))
+    current["tenure_days"] = reference["tenure_days"].to_numpy() + 365
+    reference["frequency_lifetime"] = rng.poisson(10, len(reference)).astype(float)
+    current["frequency_lifetime"] = reference["frequency_lifetime"].to_numpy() * 2
+    reference["cutoff_month"], current["cutoff_month"] = 9, 12
+    s = drift_check(reference, current, features, MonitoringParams(), "churn").summary
+    assert s["status"] == "ok" and s["alarms"] == []
+    assert s["left_out"] == {
+        "tenure_days": GROWS,
+        "frequency_lifetime": GROWS,
+        "cutoff_month": CALENDAR,
+    }
+    assert s["features_tested"] == len(FEATURES)
+    assert s["features"]["tenure_days"]["drift"] is None
+    # Quality checks still see them; a real shift of spend is still found.
+    current["tenure_days"] = np.nan
+    current["monetary_365d"] = current["monetary_365d"] * 3
+    broken = drift_check(reference, current, features, MonitoringParams(), "churn").summary
+    assert broken["status"] == "alarm"
+    assert "monetary_365d" in broken["drifted_features"]
+    assert any(a.startswith("churn: feature tenure_days: empty") for a in broken["alarms"])
+
+
+def test_counts_over_windows_longer_than_the_history_are_left_out() -> None:
+    """On 400 days of data, 730-day counts grow with the history; on 800 days they do not,
+    and a shift there is drift."""
+    reference, current = reference_and_current()
+    features = [*FEATURES, "frequency_730d"]
+    rng = np.random.default_rng(10)
+    reference["frequency_730d"] = rng.poisson(8, len(reference)).astype(float)
+    current["frequency_730d"] = rng.poisson(12, len(current)).astype(float)
+    short = drift_check(reference, current, features, MonitoringParams(), "churn", None, None, 400)
+    assert list(short.summary["left_out"]) == ["frequency_730d"]
+    assert (
+        "730 days, more than the 400 days of history" in short.summary["left_out"]["frequency_730d"]
+    )
+    long = drift_check(reference, current, features, MonitoringParams(), "churn", None, None, 800)
+    assert long.summary["left_out"] == {}
+    assert "frequency_730d" in long.summary["drifted_features"]

@@ -61,11 +61,11 @@ def test_missing_increase_is_flagged_above_max_missing_increase(
 
 def test_the_increase_is_measured_from_the_reference_share() -> None:
     reference, current = reference_and_current()
-    ref = _with_missing(reference["tenure_days"], 0.3, seed=4)
-    cur = _with_missing(current["tenure_days"], 0.35, seed=5)  # +5 points: within 10
-    assert profile_column("tenure_days", ref, cur, PARAMS).issues == []
-    cur = _with_missing(current["tenure_days"], 0.5, seed=5)  # +20 points
-    (issue,) = profile_column("tenure_days", ref, cur, PARAMS).issues
+    ref = _with_missing(reference["gap_mean_days"], 0.3, seed=4)
+    cur = _with_missing(current["gap_mean_days"], 0.35, seed=5)  # +5 points: within 10
+    assert profile_column("gap_mean_days", ref, cur, PARAMS).issues == []
+    cur = _with_missing(current["gap_mean_days"], 0.5, seed=5)  # +20 points
+    (issue,) = profile_column("gap_mean_days", ref, cur, PARAMS).issues
     assert issue.startswith("missing_increase: missing share 30")
 
 
@@ -122,7 +122,7 @@ def test_empty_constant_missing_and_unparseable_columns_are_broken() -> None:
     ]
     assert issues["value_tier"] == ["empty: every value is missing now"]
     assert issues["country"] == ["constant: a single value now"]
-    assert issues["tenure_days"] == ["missing_column: not in the current data"]
+    assert issues["gap_mean_days"] == ["missing_column: not in the current data"]
     assert all(p.broken for p in profiles.values())
     testable = [c for c, p in profiles.items() if p.testable]
     assert testable == ["frequency_365d", "country"]  # constant columns can still be tested
