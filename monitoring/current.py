@@ -107,9 +107,10 @@ def scores_model_version(scores_path: Path, kind: str) -> str | None:
 
 
 def _schema_names(path: Path) -> list[str]:
-    import pyarrow.parquet as pq
+    """The columns of a parquet file, or of a folder of them (the partitioned batch scores)."""
+    import pyarrow.dataset as ds
 
-    return list(pq.read_schema(path).names)
+    return list(ds.dataset(path, format="parquet").schema.names)
 
 
 def log_files(paths: Workspace, start: date, end: date) -> list[Path]:

@@ -58,7 +58,9 @@ def _score(frame: pd.DataFrame) -> np.ndarray:
 @pytest.fixture(scope="module")
 def features(snapshot: Path) -> pd.DataFrame:
     frame = pd.read_parquet(snapshot / "customer_features.parquet")
-    frame = frame[frame[EVENT_TIMESTAMP] == CUTOFF].reset_index(drop=True)
+    frame = frame[frame[EVENT_TIMESTAMP] == CUTOFF]
+    # By customer: the random halves must not depend on the file's (partition) order.
+    frame = frame.sort_values(CUSTOMER_ID).reset_index(drop=True)
     frame["prediction"] = _score(frame)
     return frame
 
