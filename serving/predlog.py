@@ -167,14 +167,15 @@ class PredictionLog:
             except queue.Empty:
                 item = (b"", 0)
             if item is None:
-                if pending and not self._write(pending, rows):
+                if rows and not self._write(pending, rows):
                     LOG.error("prediction log: %d rows kept in the spool at shutdown", rows)
                 else:
                     self._close_spool(remove=True)
                 return
-            self._append_spool(item[0])
-            pending.append(item[0])
-            rows += item[1]
+            if item[1]:
+                self._append_spool(item[0])
+                pending.append(item[0])
+                rows += item[1]
             due = time.monotonic() - started >= self.max_seconds
             if rows and (due or (rows >= self.max_rows and not failing)):
                 failing = not self._write(pending, rows)

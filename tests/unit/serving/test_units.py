@@ -127,3 +127,7 @@ def test_rows_of_a_killed_process_are_written_by_the_next_one(tmp_path: Path) ->
     assert sorted(frame["request_id"]) == sorted(f"r{i}" for i in range(60))
     assert log.stats()["rows_recovered"] == 60 and log.stats()["rows_waiting"] == 0
     assert not spools()  # the dead one's spool is gone, and so is the new one's
+    idle = PredictionLog(tmp_path / "idle", max_rows=10, max_seconds=0.1)
+    time.sleep(0.5)  # a few empty polls of the queue
+    idle.close()
+    assert not list((tmp_path / "idle").glob("date=*/*.parquet")), "an empty file was written"
