@@ -91,7 +91,8 @@ def _sync_folder(folder: Path) -> None:
             os.close(fd)
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """True while process `pid` exists (on this host)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -106,11 +107,11 @@ def _remove_abandoned(folder: Path) -> None:
     for path in folder.iterdir():
         if path.name.startswith(STAGING_PREFIX):
             pid = path.name[len(STAGING_PREFIX) :].split("-", 1)[0]
-            if pid.isdigit() and not _alive(int(pid)):
+            if pid.isdigit() and not alive(int(pid)):
                 shutil.rmtree(path, ignore_errors=True)
         elif path.name.startswith(f".{CURRENT}-") and path.is_symlink():
             pid = path.name[len(CURRENT) + 2 :].split("-", 1)[0]
-            if pid.isdigit() and not _alive(int(pid)):
+            if pid.isdigit() and not alive(int(pid)):
                 path.unlink(missing_ok=True)
 
 

@@ -34,6 +34,7 @@ import pyarrow.parquet as pq
 
 from features.catalog import log_partition
 from features.privacy import CUSTOMER_HASH, hash_id
+from features.publish import alive
 
 LOG = logging.getLogger("crmscore.predictions")
 
@@ -221,7 +222,7 @@ class PredictionLog:
         two workers starting together do not both write one)."""
         for spool in sorted(self.folder.glob(_spool_name("*"))):
             pid = spool.name.split("-")[1]
-            if not pid.isdigit() or _alive(int(pid)):
+            if not pid.isdigit() or alive(int(pid)):
                 continue
             mine = self.folder / _spool_name(os.getpid())
             try:
@@ -270,13 +271,3 @@ class PredictionLog:
 def _spool_name(pid: int | str) -> str:
     """A process's spool file name (`*` for every process's)."""
     return f".spool-{pid}-*.jsonl" if pid == "*" else f".spool-{pid}-{uuid.uuid4().hex[:8]}.jsonl"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
