@@ -10,6 +10,7 @@ those against Feast too. Both return each row's event time.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sqlite3
 import threading
@@ -22,10 +23,11 @@ from typing import Any, TypeVar
 from feast import FeatureStore
 from feast.infra.online_stores.helpers import compute_table_id
 from feast.infra.online_stores.sqlite import SqliteOnlineStore, SqliteOnlineStoreConfig
+from redis.exceptions import RedisError
 
 from features import redis_store
 from features.names import ALL_FEATURES
-from features.store import serialize_string_keys
+from features.store import serialize_string_keys, state_key
 
 Value = float | int | str | None
 Key = TypeVar("Key", bytes, str)
@@ -72,9 +74,9 @@ class OnlineFeatures:
 
     Thread-safe: each thread opens its own read-only SQLite connection (the Redis client
     keeps a connection pool). A read waits at most `timeout` seconds for a locked SQLite
-    file, then raises StoreUnavailable; so does a read of a file that is gone. A file
-    replaced by another (an atomic swap) is reopened on the next read of every thread: all
-    readers see the same store."""
+    file, then raises StoreUnavailable; so does a read of a file that is gone or of a Redis
+    server that does not answer. A file replaced by another (an atomic swap) is reopened on
+    the next read of every thread: all readers see the same store."""
 
     def __init__(self, store: FeatureStore, timeout: float = 5.0) -> None:
         self._store = store
@@ -148,10 +150,16 @@ class OnlineFeatures:
 
     def version(self) -> tuple[int, ...] | None:
         """A value that changes whenever the online store is written (a materialize): the
-        SQLite file's (and its journal's) inode, size and modification time; None for other
-        stores, which cannot tell."""
+        SQLite file's (and its journal's) inode, size and modification time; on Redis, a
+        digest of the materialization record each materialize writes after each view
+        (features/store.py `write_state`). None when Redis does not answer."""
         if self._path is None:
-            return None
+            try:
+                record = self._redis.hgetall(state_key(self._project.decode()))
+            except RedisError:
+                return None
+            digest = hashlib.sha256(repr(sorted(record.items())).encode()).digest()
+            return (int.from_bytes(digest[:8], "little"),)
         stamp: list[int] = []
         for path in (self._path, self._path.with_name(self._path.name + "-wal")):
             try:
@@ -212,8 +220,12 @@ class OnlineFeatures:
         fv = self._redis_names[view]
         fields = [redis_store.ts_field(fv)] + [redis_store.feature_field(fv, n) for n in names]
         parsers = [_PARSERS[ALL_FEATURES[n].dtype] for n in names]
+        try:
+            replies = redis_store.read_hashes(self._redis, keys, fields)
+        except RedisError as exc:  # down, unreachable, timed out
+            raise StoreUnavailable(f"online store (Redis): {exc}") from exc
         out: list[OnlineRow | None] = []
-        for reply in redis_store.read_hashes(self._redis, keys, fields):
+        for reply in replies:
             stamp, raw = reply[0], reply[1:]
             if stamp is None:
                 out.append(None)
@@ -238,12 +250,15 @@ class OnlineFeatures:
             return dict(sorted(found.items()))
         prefix = serialize_string_keys(self._join_keys[view], [[""]])[0][:-8]
         ids: dict[bytes, str] = {}
-        for key in redis_store.scan_keys(self._redis, prefix, self._project.decode()):
-            value = key[skip : len(key) - len(self._project)]
-            # The value's length header: a key of another project ending with this one's name
-            # has a different length.
-            if int.from_bytes(key[skip - 4 : skip], "little") == len(value):
-                ids[key] = value.decode("utf8")
+        try:
+            for key in redis_store.scan_keys(self._redis, prefix, self._project.decode()):
+                value = key[skip : len(key) - len(self._project)]
+                # The value's length header: a key of another project ending with this one's
+                # name has a different length.
+                if int.from_bytes(key[skip - 4 : skip], "little") == len(value):
+                    ids[key] = value.decode("utf8")
+        except RedisError as exc:
+            raise StoreUnavailable(f"online store (Redis): {exc}") from exc
         read = self._redis_rows(view, list(ids), names)
         held = {i: row for i, row in zip(ids.values(), read, strict=True) if row is not None}
         return dict(sorted(held.items()))

@@ -186,7 +186,8 @@ _CREATE_STATE = (
 )
 
 
-def _state_key(project: str) -> str:
+def state_key(project: str) -> str:
+    """The Redis hash where `write_state` records what the store holds."""
     return f"crmscore:materialized:{project}"
 
 
@@ -205,7 +206,7 @@ def read_state(store: FeatureStore) -> dict[str, dict[str, str]]:
         finally:
             conn.close()
         return {v: {"fingerprint": f, "end": e} for v, f, e in rows}
-    found = redis_store.redis_client(store.config).hgetall(_state_key(store.project))
+    found = redis_store.redis_client(store.config).hgetall(state_key(store.project))
     return {k.decode(): json.loads(v) for k, v in found.items()}
 
 
@@ -223,7 +224,7 @@ def write_state(store: FeatureStore, view: str, record: dict[str, str]) -> None:
         finally:
             conn.close()
         return
-    redis_store.redis_client(store.config).hset(_state_key(store.project), view, json.dumps(record))
+    redis_store.redis_client(store.config).hset(state_key(store.project), view, json.dumps(record))
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:

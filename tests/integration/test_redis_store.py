@@ -8,9 +8,12 @@ from __future__ import annotations
 import math
 import os
 import shutil
+import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pandas as pd
 import pytest
 import redis
@@ -19,7 +22,7 @@ from crmscore import steps
 from crmscore.settings import Settings, load_settings
 from features.feast_repo import AFFINITY_VIEW, BTYD_VIEW, CUSTOMER_VIEW, OFFER_VIEW, VIEWS
 from features.online import OnlineFeatures
-from features.store import open_store
+from features.store import materialize, open_store
 from tests.integration.conftest import Server, Trained, serving
 
 pytestmark = pytest.mark.slow
@@ -146,14 +149,14 @@ def test_reader_on_redis_equals_feast_and_the_sqlite_store(
                 assert _same(row.values[n], value), (view, keys[i], n)
 
 
-def _answers(url: str, ids: list[str]) -> list[dict[str, Any]]:
-    import httpx
+HEADERS = {"Authorization": "Bearer test-user-key"}
 
+
+def _answers(url: str, ids: list[str], explain: bool = True) -> list[dict[str, Any]]:
     out = []
-    headers = {"Authorization": "Bearer test-user-key"}
-    with httpx.Client(base_url=url, headers=headers, timeout=30) as client:
+    with httpx.Client(base_url=url, headers=HEADERS, timeout=30) as client:
         for start in range(0, len(ids), 50):
-            body = {"customer_ids": ids[start : start + 50], "explain": True}
+            body = {"customer_ids": ids[start : start + 50], "explain": explain}
             response = client.post("/v1/score", json=body)
             assert response.status_code == 200, response.text
             out += response.json()["scores"]
@@ -169,7 +172,20 @@ def test_api_and_batch_on_redis_answer_as_on_sqlite(
     ids = [*map(str, batch["customer_id"]), "never-seen-1"]
     with serving(ws.base, tmp_path / "redis-server.log", {"CRMSCORE_REDIS_URL": url}) as redis_api:
         on_redis_answers = _answers(redis_api, ids)
+        # The precomputed answers are used on Redis too, and forgotten when the store is
+        # written again.
+        precomputed = _precomputed_on_every_worker(redis_api)
+        assert precomputed == len(ids) - 1
+        plain = _answers(redis_api, ids, explain=False)
+        reader = OnlineFeatures(open_store(settings.feast, settings.paths))
+        before = reader.version()
+        assert before is not None and reader.version() == before
+        later = pd.Timestamp(ws.latest, tz="UTC").to_pydatetime() + timedelta(days=2)
+        materialize(settings.feast, settings.paths, end=later)  # a new window: nothing new
+        assert reader.version() not in (None, before)
+        assert _strip(_answers(redis_api, ids, explain=False)) == _strip(plain)
     on_sqlite_answers = _answers(server.url, ids)
+    assert _strip(plain) == _strip(_answers(server.url, ids, explain=False))
     assert len(on_redis_answers) == len(ids) > 100
     for a, b in zip(on_redis_answers, on_sqlite_answers, strict=True):
         for answer in (a, b):
@@ -184,3 +200,31 @@ def test_api_and_batch_on_redis_answer_as_on_sqlite(
     steps.score_batch(settings, pd.Timestamp(ws.latest).date())
     again = pd.read_parquet(settings.paths.scores_file(ws.latest))
     pd.testing.assert_frame_equal(again, batch)
+
+
+def _models(url: str) -> dict[str, Any]:
+    response = httpx.get(f"{url}/v1/models", headers=HEADERS, timeout=30)
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+def _precomputed_on_every_worker(url: str, checks: int = 10) -> int:
+    """The number of precomputed answers once `checks` calls in a row (new connections,
+    so either worker) report a table."""
+    seen: list[int] = []
+    for _ in range(600):
+        count = _models(url)["precomputed_customers"]
+        seen = [*seen, count] if count else []
+        if len(seen) >= checks:
+            assert len(set(seen)) == 1, seen
+            return seen[0]
+        time.sleep(0.5)
+    pytest.fail("the answers were not precomputed on Redis within 300 s")
+
+
+def _strip(answers: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Answers without what differs between two servers or grows between two calls."""
+    return [
+        {k: v for k, v in a.items() if k not in ("feature_age_seconds", "model_versions")}
+        for a in answers
+    ]
