@@ -318,7 +318,8 @@ def run_uplift(
         clv = labels_at(paths, "clv", as_of)
     except ValueError as exc:
         raise ValueError(
-            f"{targets}: {exc} (expected targets_<objective>_<YYYY-MM-DD>.csv)"
+            f"{targets}: {exc} (expected a `crmscore target` list: "
+            "targets_<objective>_budget<N>_control<share>_seed<N>_<YYYY-MM-DD>.csv)"
         ) from exc
     if churn.empty or clv.empty:
         raise ValueError(
