@@ -74,9 +74,9 @@ class OnlineFeatures:
 
     Thread-safe: each thread opens its own read-only SQLite connection (the Redis client
     keeps a connection pool). A read waits at most `timeout` seconds for a locked SQLite
-    file, then raises StoreUnavailable; so does a read of a file that is gone or of a Redis
-    server that does not answer. A file replaced by another (an atomic swap) is reopened on
-    the next read of every thread: all readers see the same store."""
+    file or a Redis server, then raises StoreUnavailable; so does a read of a file that is
+    gone or of a Redis server that is down. A file replaced by another (an atomic swap) is
+    reopened on the next read of every thread: all readers see the same store."""
 
     def __init__(self, store: FeatureStore, timeout: float = 5.0) -> None:
         self._store = store
@@ -95,7 +95,7 @@ class OnlineFeatures:
             for name, view in self._views.items()
         }
         self._local = threading.local()
-        self._redis: Any = None if self._sqlite else redis_store.redis_client(config)
+        self._redis: Any = None if self._sqlite else redis_store.redis_client(config, timeout)
         self._project = config.project.encode()
         self._redis_names = {
             name: redis_store.view_name(config, view) for name, view in self._views.items()

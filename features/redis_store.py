@@ -21,15 +21,25 @@ from feast.infra.online_stores.helpers import _mmh3, compute_versioned_name
 from feast.infra.online_stores.redis import RedisOnlineStore
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from google.protobuf.timestamp_pb2 import Timestamp
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 # Hashes written per pipeline round trip.
 _BATCH = 2000
 
 
-def redis_client(config: RepoConfig) -> Any:
+def redis_client(config: RepoConfig, timeout: float | None = None) -> Any:
     """The redis-py client Feast itself uses for this repo config (same connection string
-    parsing: "host:port,db=0,password=...")."""
-    return RedisOnlineStore()._get_client(config.online_store)
+    parsing: "host:port,db=0,password=..."); with `timeout`, a command or connection that
+    takes longer raises redis' TimeoutError at once instead of waiting for ever on a stopped
+    server (and without redis-py's default three retries with back-off)."""
+    client = RedisOnlineStore()._get_client(config.online_store)
+    pool = getattr(client, "connection_pool", None)  # a single server, not a cluster
+    if timeout is not None and pool is not None:
+        pool.connection_kwargs.update(
+            socket_timeout=timeout, socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0)
+        )
+    return client
 
 
 def view_name(config: RepoConfig, view: FeatureView) -> str:

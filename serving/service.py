@@ -32,6 +32,9 @@ app = create_app()
     # here when an operator wants them (BENCHMARKS.md has the figures with and without).
     logging={"access": {"enabled": False}},
     metrics={"enabled": False},
+    # BentoML's OpenTelemetry middleware builds a span, its attributes and duration metrics
+    # for every request even when nothing exports them; excluding every URL skips it.
+    tracing={"excluded_urls": [".*"]},
 )
 @bentoml.asgi_app(app, path="/")
 class CrmscoreService:

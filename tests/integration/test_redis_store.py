@@ -1,13 +1,15 @@
 """The Redis online store end to end, on a real redis-server: fast materialize writes what
 Feast's writes, a workspace switched to Redis loads everything, the reader (catalog scan and
 event times included) returns what Feast and the SQLite store return, and the API and batch
-scoring answer on Redis as on SQLite."""
+scoring answer on Redis as on SQLite (precomputed answers included), and a stopped Redis
+gives the documented 503 instead of a hung request."""
 
 from __future__ import annotations
 
 import math
 import os
 import shutil
+import signal
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -184,6 +186,7 @@ def test_api_and_batch_on_redis_answer_as_on_sqlite(
         materialize(settings.feast, settings.paths, end=later)  # a new window: nothing new
         assert reader.version() not in (None, before)
         assert _strip(_answers(redis_api, ids, explain=False)) == _strip(plain)
+        _a_stopped_redis_answers_503_then_recovers(redis_api, url, ids[0])
     on_sqlite_answers = _answers(server.url, ids)
     assert _strip(plain) == _strip(_answers(server.url, ids, explain=False))
     assert len(on_redis_answers) == len(ids) > 100
@@ -228,3 +231,24 @@ def _strip(answers: list[dict[str, Any]]) -> list[dict[str, Any]]:
         {k: v for k, v in a.items() if k not in ("feature_age_seconds", "model_versions")}
         for a in answers
     ]
+
+
+def _a_stopped_redis_answers_503_then_recovers(api: str, url: str, customer: str) -> None:
+    """With the Redis server stopped (SIGSTOP: connections stay open, nothing answers), a
+    score gives up after `serving.store_timeout_seconds` with the documented 503 and
+    readiness says the store is out; once it continues, answers come back."""
+    host, rest = url.split(":", 1)
+    pid = redis.Redis(host=host, port=int(rest.split(",")[0])).info("server")["process_id"]
+    body = {"customer_id": customer, "explain": True}
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        answer = httpx.post(f"{api}/v1/score", json=body, headers=HEADERS, timeout=60)
+        assert answer.status_code == 503, answer.text
+        assert answer.json()["error"]["code"] == "store_unavailable"
+        ready = httpx.get(f"{api}/readyz", timeout=60)
+        assert ready.status_code == 503 and ready.json()["detail"]["online_store"] is False
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    answer = httpx.post(f"{api}/v1/score", json=body, headers=HEADERS, timeout=60)
+    assert answer.status_code == 200, answer.text
+    assert httpx.get(f"{api}/readyz", timeout=60).status_code == 200
