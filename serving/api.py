@@ -10,6 +10,7 @@ import asyncio
 import logging
 import math
 import uuid
+import weakref
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -397,13 +398,18 @@ def create_app() -> FastAPI:
         ),
     )
     base_document = app.openapi
+    # The models the document was made for (a weak reference: a replaced scorer must be
+    # freed). Their features and horizons are in it, so it is made again when this worker's
+    # models change, by a reload here, one announced by another worker or the registry.
+    made_for: list[Callable[[], Any]] = [lambda: None]
 
     def document() -> dict[str, Any]:
         """FastAPI's document with the running service's rules (serving/openapi.py)."""
-        if app.openapi_schema is not None:
-            return app.openapi_schema
         state: ServingState | None = getattr(app.state, "serving", None)
         scorer = state.scorer if state else None
+        if app.openapi_schema is not None and made_for[0]() is scorer:
+            return app.openapi_schema
+        made_for[0] = weakref.ref(scorer) if scorer is not None else (lambda: None)
         customer = (
             [*scorer.models.customer_features, *SEGMENT_FEATURES, HISTORY_OFFERS] if scorer else []
         )
@@ -536,7 +542,6 @@ def create_app() -> FastAPI:
                 "the new models could not be loaded; kept the models in use "
                 f"(reference {reference} in the server log)",
             ) from None
-        app.openapi_schema = None  # the models' features may have changed
         return models(request, "admin")
 
     @app.get("/", include_in_schema=False)

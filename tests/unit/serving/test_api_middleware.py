@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 
 import httpx
@@ -73,3 +74,37 @@ def test_timeout_answers_at_the_limit_while_work_in_a_thread_goes_on() -> None:
     answer = _post(Timeout(in_thread, lambda: 0.05))
     assert answer.status_code == 504 and not finished.is_set()
     finished.set()
+
+
+def test_the_openapi_document_follows_the_workers_models() -> None:
+    """The document lists the what-if features of the models in use: a worker whose
+    models were replaced (a reload here or one announced by another worker) gives the new
+    list, and the replaced models are not kept alive by the cached document."""
+    import gc
+    import weakref
+    from types import SimpleNamespace
+
+    from serving.api import create_app
+
+    class Scorer:  # what the document reads of serving.scoring.Scorer
+        def __init__(self, features: list[str]) -> None:
+            self.models = SimpleNamespace(customer_features=features, loaded=[])
+
+    scorer = Scorer
+
+    def what_if_features(app: object) -> str:
+        return json.dumps(app.openapi())  # type: ignore[attr-defined]
+
+    app = create_app()
+    first = scorer(["gap_ratio"])
+    app.state.serving = SimpleNamespace(
+        scorer=first, params=SimpleNamespace(max_page=1000), currency="GBP"
+    )
+    assert '"gap_ratio"' in what_if_features(app)
+    app.state.serving.scorer = scorer(["tenure_days"])
+    names = what_if_features(app)
+    assert '"tenure_days"' in names and '"gap_ratio"' not in names
+    replaced = weakref.ref(first)
+    del first
+    gc.collect()
+    assert replaced() is None
