@@ -71,7 +71,11 @@ def bare_app() -> object:
     return app
 
 
-def _start(command: list[str], env: dict[str, str], port: int, log: Path) -> subprocess.Popen:
+def _start(
+    command: list[str], env: dict[str, str], port: int, log: Path, key: str = KEY
+) -> subprocess.Popen:
+    """Start the server and wait until it is ready and its answers are precomputed (asked
+    with the user `key` the server was given)."""
     with log.open("w") as out:
         process = subprocess.Popen(
             command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
@@ -84,7 +88,7 @@ def _start(command: list[str], env: dict[str, str], port: int, log: Path) -> sub
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
             conn.request("GET", "/readyz")
             if conn.getresponse().status == 200:
-                _until_precomputed(port)
+                _until_precomputed(port, key)
                 return process
         except OSError:
             pass
@@ -93,7 +97,7 @@ def _start(command: list[str], env: dict[str, str], port: int, log: Path) -> sub
     raise SystemExit(f"{command} not ready in 180 s:\n{log.read_text()[-2000:]}")
 
 
-def _until_precomputed(port: int, checks: int = 20) -> None:
+def _until_precomputed(port: int, key: str, checks: int = 20) -> None:
     """Wait until `checks` answers in a row, each on a new connection (so from either
     worker), say that the worker's answers are precomputed (done in the background after
     the models load)."""
@@ -102,7 +106,7 @@ def _until_precomputed(port: int, checks: int = 20) -> None:
         if time.monotonic() > deadline:
             raise SystemExit("the answers were not precomputed in 900 s")
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-        conn.request("GET", "/v1/models", headers={"Authorization": f"Bearer {KEY}"})
+        conn.request("GET", "/v1/models", headers={"Authorization": f"Bearer {key}"})
         answer = conn.getresponse()
         body = json.loads(answer.read()) if answer.status == 200 else {}
         seen = seen + 1 if body.get("precomputed_customers") else 0

@@ -165,7 +165,7 @@ def main() -> None:
     port = _free_port()
     command = [sys.executable, "-m", "crmscore", *globals_, "serve", "--port", str(port)]
     log = Path(tmp.name) / "server.log"
-    server = _start(command, env, port, log)
+    server = _start(command, env, port, log, KEY)
     try:
         seconds = args.minutes * 60
         print(f"warm-up 20 s, then {args.minutes:g} min at concurrency {args.concurrency}")
