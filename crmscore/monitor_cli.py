@@ -6,7 +6,8 @@ Each command parses its options, calls one function of `crmscore.steps` (which c
 
 from __future__ import annotations
 
-import subprocess
+import os
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -86,9 +87,13 @@ def ui(
     if print_only:
         typer.echo(" ".join(command))
         return
+    from monitoring.dashboard import ui_environment
+
     folder = settings.paths.evidently_dir
     typer.echo(f"Evidently UI on http://{host}:{port} (workspace {folder}); Ctrl-C stops it")
-    raise typer.Exit(code=subprocess.call(command))
+    sys.stdout.flush()
+    # The UI replaces this process, so whoever stops the command stops the UI.
+    os.execve(command[0], command, ui_environment(os.environ))
 
 
 @monitor_app.command("backtest")

@@ -7,7 +7,8 @@ Open it with `crmscore monitor ui` (Evidently's own UI on that workspace)."""
 from __future__ import annotations
 
 import sys
-from datetime import datetime
+from collections.abc import Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from evidently.core.report import Snapshot
 from evidently.metrics import MAE, RocAuc
 from evidently.sdk.models import PanelMetric
 from evidently.sdk.panels import bar_plot_panel
+from evidently.telemetry import DO_NOT_TRACK_ENV
 from evidently.ui.workspace import Project, Workspace
 
 PROJECT_PREFIX = "crmscore"
@@ -82,6 +84,15 @@ def add_snapshot(folder: Path, model: str, snapshot: Snapshot) -> str:
     return str(ref.id)
 
 
+def naive_utc(moment: datetime) -> datetime:
+    """`moment` as a naive UTC time, the kind Evidently stamps snapshots with by default (a
+    drift report's): the UI sorts a project's snapshots by time, and an aware time among
+    naive ones failed its dashboard (HTTP 500: offset-naive and offset-aware datetimes)."""
+    if moment.tzinfo is None:
+        return moment
+    return moment.astimezone(UTC).replace(tzinfo=None)
+
+
 def backtest_snapshot(model: str, joined: pd.DataFrame, as_of: datetime) -> Snapshot | None:
     """An Evidently report of the realised quality of one scored snapshot, stamped with its
     score date: ROC AUC (churn) or MAE (CLV) of the prediction against the outcome
@@ -106,7 +117,7 @@ def backtest_snapshot(model: str, joined: pd.DataFrame, as_of: datetime) -> Snap
     return report.run(
         Dataset.from_pandas(frame, data_definition=definition),
         None,
-        timestamp=as_of,
+        timestamp=naive_utc(as_of),
         tags=[model, "backtest"],
         metadata={"model": model, "check": "backtest"},
         name=f"{model} backtest {as_of.date()}",
@@ -122,3 +133,9 @@ def ui_command(folder: Path, host: str = "127.0.0.1", port: int = 8000) -> list[
         )
     command = [sys.executable, "-m", "evidently.cli", "ui", "--workspace", str(folder)]
     return [*command, "--host", host, "--port", str(port)]
+
+
+def ui_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """The environment of the UI process: `environ` with Evidently's usage telemetry off (the
+    UI needs no network; it would send an event per page to Evidently's server)."""
+    return {**environ, DO_NOT_TRACK_ENV: "1"}
