@@ -8,12 +8,15 @@ every process of each stage.
 `--reference DIR`: a checkout of the code to compare with (`git archive COMMIT | tar -x -C
 DIR`); its feature build runs on the same ingested tables just before this code's, the ratio
 of the times is printed and the two builds' outputs are compared (identical, or the largest
-difference). Each stage runs in its own process; a sampler polls the resident memory (RSS) of that
-process and of all its descendants (Ray's raylet, GCS and workers) every 0.2 s and reports
-the peak of the whole tree, of the stage's own process and of the largest other process.
-RSS counts pages of Ray's shared-memory object store in every process that maps them, so
-the tree's sum is an upper bound. The reference, measured in the same run, is the
-in-process feature build: the Ray build's time is given as a ratio to it.
+difference).
+
+Each stage runs in its own process; a sampler polls the resident memory (RSS) and the CPU
+time of that process and of all its descendants (Ray's raylet, GCS and workers) every 0.2 s
+and reports the peak memory of the whole tree, of the stage's own process and of the
+largest other process, and the CPU seconds of the tree (up to the last sample). RSS counts
+pages of Ray's shared-memory object store in every process that maps them, so the tree's
+sum is an upper bound. The reference, measured in the same run, is the in-process feature
+build: the Ray build's time is given as a ratio to it.
 """
 
 from __future__ import annotations
@@ -134,6 +137,7 @@ def sample_tree(process: subprocess.Popen[bytes]) -> dict[str, Any]:
     root = psutil.Process(process.pid)
     peak_tree = peak_own = peak_other = 0
     largest = ""
+    cpu: dict[int, float] = {}  # the last CPU time (user + system) seen of each process
     while process.poll() is None:
         try:
             tree = [root, *root.children(recursive=True)]
@@ -143,6 +147,8 @@ def sample_tree(process: subprocess.Popen[bytes]) -> dict[str, Any]:
         for proc in tree:
             try:
                 sizes.append((proc.memory_info().rss, proc))
+                times = proc.cpu_times()
+                cpu[proc.pid] = times.user + times.system
             except (psutil.NoSuchProcess, psutil.AccessDenied):
                 continue
         peak_tree = max(peak_tree, sum(rss for rss, _ in sizes))
@@ -162,6 +168,8 @@ def sample_tree(process: subprocess.Popen[bytes]) -> dict[str, Any]:
         "peak_stage_process_mb": round(peak_own / mb),
         "peak_other_process_mb": round(peak_other / mb),
         "largest_other_process": largest,
+        # CPU time of the tree (to the last sample): what the stage costs on a busy machine.
+        "cpu_seconds": round(sum(cpu.values()), 1),
     }
 
 
