@@ -3,19 +3,27 @@ materialize on a generated export of N lines, with the time, lines/s and peak me
 every process of each stage.
 
     nice -n 10 .venv/bin/python benchmarks/scale.py --lines 10000000 [--partitions 16]
+        [--stages ingest,features_local] [--reference DIR]
 
-Each stage runs in its own process; a sampler polls the resident memory (RSS) of that
-process and of all its descendants (Ray's raylet, GCS and workers) every 0.2 s and reports
-the peak of the whole tree, of the stage's own process and of the largest other process.
-RSS counts pages of Ray's shared-memory object store in every process that maps them, so
-the tree's sum is an upper bound. The reference, measured in the same run, is the
-in-process feature build: the Ray build's time is given as a ratio to it.
+`--reference DIR`: a checkout of the code to compare with (`git archive COMMIT | tar -x -C
+DIR`); its feature build runs on the same ingested tables just before this code's, the ratio
+of the times is printed and the two builds' outputs are compared (identical, or the largest
+difference).
+
+Each stage runs in its own process; a sampler polls the resident memory (RSS) and the CPU
+time of that process and of all its descendants (Ray's raylet, GCS and workers) every 0.2 s
+and reports the peak memory of the whole tree, of the stage's own process and of the
+largest other process, and the CPU seconds of the tree (up to the last sample). RSS counts
+pages of Ray's shared-memory object store in every process that maps them, so the tree's
+sum is an upper bound. The reference, measured in the same run, is the in-process feature
+build: the Ray build's time is given as a ratio to it.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -60,6 +68,20 @@ def write_scaled_export(lines: int, path: Path, seed: int = 1) -> Path:
     return path
 
 
+STAGES = ("ingest", "features_local", "features_ray", "materialize")
+
+
+class StepLines(logging.Handler):
+    """Keeps the stage lines the feature build logs (`features.progress.stage`)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
 def stage(name: str, workspace: Path, dataset: str, partitions: int) -> dict[str, Any]:
     """Run one stage in this process; its figures."""
     from crmscore.settings import load_settings
@@ -83,6 +105,10 @@ def stage(name: str, workspace: Path, dataset: str, partitions: int) -> dict[str
             if name == "features_ray"
             else EngineParams()
         )
+        steps = StepLines()
+        build_log = logging.getLogger("features.snapshots")
+        build_log.setLevel(logging.INFO)
+        build_log.addHandler(steps)
         tables = partitioned_tables(paths)
         meta = build_snapshots(
             tables, settings.features, settings.labels, settings.segments, paths, engine=engine
@@ -91,6 +117,7 @@ def stage(name: str, workspace: Path, dataset: str, partitions: int) -> dict[str
             "partitions": meta["partitions"],
             "cutoffs": len(meta["cutoffs"]),
             "rows": meta["rows"]["customer_features"],
+            "steps": steps.lines,
         }
     elif name == "materialize":
         import pandas as pd
@@ -110,6 +137,7 @@ def sample_tree(process: subprocess.Popen[bytes]) -> dict[str, Any]:
     root = psutil.Process(process.pid)
     peak_tree = peak_own = peak_other = 0
     largest = ""
+    cpu: dict[int, float] = {}  # the last CPU time (user + system) seen of each process
     while process.poll() is None:
         try:
             tree = [root, *root.children(recursive=True)]
@@ -119,6 +147,8 @@ def sample_tree(process: subprocess.Popen[bytes]) -> dict[str, Any]:
         for proc in tree:
             try:
                 sizes.append((proc.memory_info().rss, proc))
+                times = proc.cpu_times()
+                cpu[proc.pid] = times.user + times.system
             except (psutil.NoSuchProcess, psutil.AccessDenied):
                 continue
         peak_tree = max(peak_tree, sum(rss for rss, _ in sizes))
@@ -138,14 +168,58 @@ def sample_tree(process: subprocess.Popen[bytes]) -> dict[str, Any]:
         "peak_stage_process_mb": round(peak_own / mb),
         "peak_other_process_mb": round(peak_other / mb),
         "largest_other_process": largest,
+        # CPU time of the tree (to the last sample): what the stage costs on a busy machine.
+        "cpu_seconds": round(sum(cpu.values()), 1),
     }
 
 
-def run_stage(name: str, workspace: Path, dataset: str, partitions: int) -> dict[str, Any]:
-    """A stage in a child process, sampled; its figures and memory peaks."""
-    command = [sys.executable, __file__, "--stage", name, "--workspace", str(workspace)]
+def compare_builds(workspace: Path) -> dict[str, Any]:
+    """The last two feature builds of `workspace` (the reference's, then this code's): per
+    output, identical or the largest difference."""
+    import numpy as np
+    import pandas as pd
+
+    from features.catalog import Workspace
+    from features.snapshots import OUTPUTS
+
+    versions = Workspace(workspace).snapshot_versions
+    *_, before, after = sorted(versions.glob("v-*"))
+    out: dict[str, Any] = {}
+    for name in OUTPUTS:
+        frames = []
+        for version in (before, after):
+            frame = pd.read_parquet(version / f"{name}.parquet")
+            frame = frame.drop(columns=["created_timestamp"], errors="ignore")
+            keys = [c for c in ("event_timestamp", "customer_id", "offer_id") if c in frame]
+            frames.append(frame.sort_values(keys, kind="stable").reset_index(drop=True))
+        old, new = frames
+        if old.equals(new):
+            out[name] = "identical"
+            continue
+        if list(old.columns) != list(new.columns) or len(old) != len(new):
+            out[name] = f"differs: columns or rows ({len(old)} -> {len(new)} rows)"
+            continue
+        worst = 0.0
+        for column in old.columns:
+            if not old[column].equals(new[column]):
+                if not pd.api.types.is_float_dtype(old[column]):
+                    worst = float("inf")
+                    break
+                a, b = old[column].to_numpy(float), new[column].to_numpy(float)
+                worst = max(worst, float(np.nanmax(np.abs(a - b), initial=0.0)))
+        out[name] = f"largest difference {worst:.3g}"
+    return out
+
+
+def run_stage(
+    name: str, workspace: Path, dataset: str, partitions: int, code: Path = ROOT
+) -> dict[str, Any]:
+    """A stage in a child process (of the code in `code`), sampled; its figures and memory
+    peaks."""
+    script = code / "benchmarks" / "scale.py"
+    command = [sys.executable, str(script), "--stage", name, "--workspace", str(workspace)]
     command += ["--dataset", dataset, "--partitions", str(partitions)]
-    log = workspace.parent / f"{name}.log"
+    log = workspace.parent / f"{name}{'' if code == ROOT else '_reference'}.log"
     with log.open("wb") as err:
         child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=err)
         memory = sample_tree(child)
@@ -164,10 +238,16 @@ def main() -> None:
     parser.add_argument("--lines", type=int, default=10_000_000)
     parser.add_argument("--partitions", type=int, default=16)
     parser.add_argument("--keep", type=Path, help="keep the export and workspace here")
+    parser.add_argument("--stages", default=",".join(STAGES), help="comma-separated stages")
+    parser.add_argument("--reference", type=Path, help="a checkout of the code to compare with")
     args = parser.parse_args()
     if args.stage:
         print(json.dumps(stage(args.stage, args.workspace, args.dataset, args.partitions)))
         return
+    stages = args.stages.split(",")
+    unknown = sorted(set(stages) - set(STAGES))
+    if unknown:
+        parser.error(f"--stages: unknown {unknown}; expected some of {list(STAGES)}")
 
     from features.synthetic import dataset_yaml
 
@@ -175,10 +255,12 @@ def main() -> None:
     tmp.mkdir(parents=True, exist_ok=True)
     try:
         started = time.perf_counter()
-        csv = write_scaled_export(args.lines, tmp / "export.csv")
+        csv = tmp / "export.csv"
+        if "ingest" in stages or not csv.exists():  # else: the kept export and workspace
+            write_scaled_export(args.lines, csv)
         size = csv.stat().st_size / 1e9
         print(
-            f"generated {args.lines:,} lines ({size:.2f} GB) in "
+            f"export of {args.lines:,} lines ({size:.2f} GB) ready in "
             f"{time.perf_counter() - started:.0f} s",
             flush=True,
         )
@@ -186,13 +268,24 @@ def main() -> None:
         config.write_text(dataset_yaml(csv))
         workspace = tmp / "ws"
         figures: dict[str, dict[str, Any]] = {}
-        for name in ("ingest", "features_local", "features_ray", "materialize"):
+        print(f"load before: {os.getloadavg()}", flush=True)
+        for name in stages:
+            if name == "features_local" and args.reference:
+                reference = run_stage(name, workspace, str(config), args.partitions, args.reference)
+                reference["lines_per_s"] = round(args.lines / reference["seconds"])
+                figures["features_reference"] = reference
+                print(f"features_reference: {json.dumps(reference)}", flush=True)
             figures[name] = run_stage(name, workspace, str(config), args.partitions)
             figures[name]["lines_per_s"] = round(args.lines / figures[name]["seconds"])
             print(f"{name}: {json.dumps(figures[name])}", flush=True)
-        ratio = figures["features_ray"]["seconds"] / figures["features_local"]["seconds"]
-        print(f"features build: ray/in-process time = {ratio:.2f}", flush=True)
-        print(f"load: {os.getloadavg()}", flush=True)
+        if "features_reference" in figures:
+            ratio = figures["features_local"]["seconds"] / figures["features_reference"]["seconds"]
+            print(f"features build: this code / reference time = {ratio:.3f}", flush=True)
+            print(f"outputs against the reference: {compare_builds(workspace)}", flush=True)
+        if "features_ray" in figures and "features_local" in figures:
+            ratio = figures["features_ray"]["seconds"] / figures["features_local"]["seconds"]
+            print(f"features build: ray/in-process time = {ratio:.2f}", flush=True)
+        print(f"load after: {os.getloadavg()}", flush=True)
     finally:
         if args.keep is None:
             shutil.rmtree(tmp, ignore_errors=True)

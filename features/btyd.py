@@ -11,12 +11,14 @@ mean value of the repeat orders."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
 from scipy.optimize import minimize
 from scipy.special import betaln, gammaln, hyp2f1
+from threadpoolctl import threadpool_limits
 
 from features.engineering import cutoff_us
 from features.names import CUSTOMER_BTYD, CUSTOMER_ID, EVENT_TIMESTAMP
@@ -68,32 +70,53 @@ class BgNbd:
         return np.asarray(np.clip(head * body / (1 + self._odds_dead(x, t_x, T)), 0, None))
 
 
+@dataclass(frozen=True)
+class Counts:
+    """Repeat-order counts, which take few distinct values: an elementwise function of them
+    is computed once per distinct value (the same floats as for every customer, faster)."""
+
+    values: np.ndarray
+    distinct: np.ndarray
+    inverse: np.ndarray
+
+    @classmethod
+    def of(cls, x: np.ndarray) -> Counts:
+        """The counts `x` (float) with their distinct values."""
+        values = np.asarray(x, dtype=float)
+        distinct, inverse = np.unique(values, return_inverse=True)
+        return cls(values, distinct, inverse)
+
+    def map(self, fn: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+        """`fn(values)` for an elementwise `fn`."""
+        return np.asarray(fn(self.distinct))[self.inverse]
+
+
 def bgnbd_log_likelihood(
-    params: BgNbd, x: np.ndarray, t_x: np.ndarray, T: np.ndarray
+    params: BgNbd, x: np.ndarray | Counts, t_x: np.ndarray, T: np.ndarray
 ) -> np.ndarray:
     """Each customer's log-likelihood (the paper's equation 6)."""
+    counts = x if isinstance(x, Counts) else Counts.of(x)
+    x = counts.values
     r, alpha, a, b = params.r, params.alpha, params.a, params.b
-    a1 = gammaln(r + x) - gammaln(r) + r * np.log(alpha)
-    a2 = betaln(a, b + x) - betaln(a, b)
+    a1 = counts.map(lambda v: gammaln(r + v)) - gammaln(r) + r * np.log(alpha)
+    a2 = counts.map(lambda v: betaln(a, b + v)) - betaln(a, b)
     a3 = -(r + x) * np.log(alpha + T)
     with np.errstate(divide="ignore", invalid="ignore"):
-        a4 = np.where(
-            x > 0,
-            np.log(a) - np.log(np.maximum(b + x - 1, 1e-12)) - (r + x) * np.log(alpha + t_x),
-            -np.inf,
-        )
+        log_b = counts.map(lambda v: np.log(np.maximum(b + v - 1, 1e-12)))
+        a4 = np.where(x > 0, np.log(a) - log_b - (r + x) * np.log(alpha + t_x), -np.inf)
     return np.asarray(a1 + a2 + np.logaddexp(a3, a4), dtype=float)
 
 
 def fit_bgnbd(x: np.ndarray, t_x: np.ndarray, T: np.ndarray) -> BgNbd:
     """Maximum-likelihood BG/NBD."""
-    x, t_x, T = (np.asarray(v, dtype=float) for v in (x, t_x, T))
+    counts = Counts.of(x)
+    t_x, T = (np.asarray(v, dtype=float) for v in (t_x, T))
     scale = max(float(np.mean(T)), 1.0)  # fit alpha in units of the mean age: better scaled
 
     def loss(theta: np.ndarray) -> float:
         r, alpha, a, b = np.exp(theta)
         params = BgNbd(r, alpha * scale, a, b)
-        return -float(np.mean(bgnbd_log_likelihood(params, x, t_x, T)))
+        return -float(np.mean(bgnbd_log_likelihood(params, counts, t_x, T)))
 
     start = np.log([0.5, 1.0, 0.5, 2.0])
     found = minimize(loss, start, method="L-BFGS-B", bounds=[(-8, 8)] * 4)
@@ -129,18 +152,20 @@ def fit_gamma_gamma(x: np.ndarray, m: np.ndarray) -> GammaGamma:
     keep = (x > 0) & (m > 0)
     x, m = x[keep], m[keep]
     scale = float(np.mean(m)) if len(m) else 1.0
+    counts, ms = Counts.of(x), m / scale
+    log_ms, log_x = np.log(ms), np.log(x)
 
     def loss(theta: np.ndarray) -> float:
         p, q, gamma = np.exp(theta)
-        q, gamma, ms = 1 + q, gamma, m / scale
+        q = 1 + q
         px = p * x
         ll = (
-            gammaln(px + q)
-            - gammaln(px)
+            counts.map(lambda v: gammaln(p * v + q))
+            - counts.map(lambda v: gammaln(p * v))
             - gammaln(q)
             + q * np.log(gamma)
-            + (px - 1) * np.log(ms)
-            + px * np.log(x)
+            + (px - 1) * log_ms
+            + px * log_x
             - (px + q) * np.log(gamma + ms * x)
         )
         return -float(np.mean(ll))
@@ -183,7 +208,10 @@ def fit_btyd(rows: pd.DataFrame) -> BtydFit | None:
     x, t_x, T, m = x[bought], t_x[bought], T[bought], m[bought]
     order = np.lexsort((m, T, t_x, x))
     x, t_x, T, m = x[order], t_x[order], T[order], m[order]
-    return BtydFit(fit_bgnbd(x, t_x, T), fit_gamma_gamma(x, m))
+    # L-BFGS-B calls BLAS on 4x4 matrices: BLAS threads only wait for each other (10 times
+    # slower on a busy machine).
+    with threadpool_limits(1, user_api="blas"):
+        return BtydFit(fit_bgnbd(x, t_x, T), fit_gamma_gamma(x, m))
 
 
 def btyd_fits(snapshot: pd.DataFrame) -> dict[int, BtydFit | None]:

@@ -227,12 +227,29 @@ def _sum(codes: np.ndarray, n: int, weights: np.ndarray | None = None) -> np.nda
     return np.bincount(codes, weights=weights, minlength=n).astype(np.float64)
 
 
+def distinct_sorted(keys: np.ndarray) -> np.ndarray:
+    """`np.unique` of integer keys by a sort: numpy's hash-based unique is many times slower
+    on keys spread over a wide range (numpy 2.4: 340 ms against 7 ms for 300k keys)."""
+    ordered = np.sort(keys)
+    return ordered[np.r_[True, ordered[1:] != ordered[:-1]]] if len(ordered) else ordered
+
+
+def unique_inverse(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`np.unique(keys, return_inverse=True)` of integer keys, by a sort."""
+    order = np.argsort(keys, kind="stable")
+    ordered = keys[order]
+    new = np.r_[True, ordered[1:] != ordered[:-1]] if len(ordered) else np.zeros(0, bool)
+    inverse = np.empty(len(keys), dtype=np.int64)
+    inverse[order] = np.cumsum(new) - 1
+    return ordered[new], inverse
+
+
 def unique_pairs(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Distinct (a, b) pairs of non-negative integer codes, sorted by a then b."""
     if len(a) == 0:
         return a.astype(np.int64), b.astype(np.int64)
     base = int(b.max()) + 1
-    pairs = np.unique(a.astype(np.int64) * base + b)
+    pairs = distinct_sorted(a.astype(np.int64) * base + b)
     return pairs // base, pairs % base
 
 

@@ -7,6 +7,8 @@ hold disjoint customers, so buyer counts and revenues add up.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
@@ -17,6 +19,7 @@ from features.engineering import (
     _trend,
     _window,
     cutoff_us,
+    unique_inverse,
     unique_pairs,
 )
 from features.names import CUSTOMER_ID, EVENT_TIMESTAMP, HISTORY_OFFERS_SEPARATOR, OFFER_ID
@@ -48,63 +51,96 @@ def offer_lines(part: Partition, catalog: str) -> tuple[np.ndarray, np.ndarray]:
     raise ValueError(f"offer catalog '{catalog}': expected 'category' or 'product'")
 
 
+@dataclass(frozen=True)
+class PairLines:
+    """A partition's positive lines that name an offer, indexed once for the affinity at
+    every cutoff: each line's (customer, offer) pair, and the lines ordered by pair, then
+    order, then time (so distinct orders per pair are counted without sorting per cutoff)."""
+
+    keys: np.ndarray  # pair -> customer * offers + offer code, ascending
+    pair: np.ndarray  # each line's pair
+    ts: np.ndarray
+    order: np.ndarray
+    gross: np.ndarray
+    by_pair_order: np.ndarray  # line positions ordered by (pair, order, time)
+
+
+def pair_lines(part: Partition, catalog: str) -> PairLines:
+    """The `PairLines` of a partition."""
+    codes, ids = offer_lines(part, catalog)
+    ln = part.lines
+    keep = (codes >= 0) & (ln.gross > 0)
+    keys, pair = unique_inverse(ln.customer[keep] * len(ids) + codes[keep])
+    order = ln.order[keep]
+    by_pair_order = np.lexsort((order, pair))
+    return PairLines(keys, pair, ln.ts[keep], order, ln.gross[keep], by_pair_order)
+
+
+def _orders_per_pair(lines: PairLines, mask: np.ndarray) -> np.ndarray:
+    """Distinct orders of each pair among the lines in `mask` (all pairs, by pair)."""
+    inside = mask[lines.by_pair_order]
+    positions = lines.by_pair_order[inside]
+    # A (pair, order) counts once: at its first line inside the mask.
+    p, o = lines.pair[positions], lines.order[positions]
+    first = np.r_[True, (p[1:] != p[:-1]) | (o[1:] != o[:-1])] if len(p) else inside[:0]
+    return np.bincount(p[first], minlength=len(lines.keys)).astype(np.int64)
+
+
 def affinity_at(
-    part: Partition, cutoff: pd.Timestamp, catalog: str, top_offers: int
+    part: Partition,
+    cutoff: pd.Timestamp,
+    catalog: str,
+    top_offers: int,
+    lines: PairLines | None = None,
 ) -> pd.DataFrame:
     """Customer x offer affinity from the 365 days before `cutoff`: for each customer the
     `top_offers` offers bought in most orders (ties: most spend). Bounding the pairs keeps
-    the table linear in customers whatever the catalog size."""
+    the table linear in customers whatever the catalog size. `lines`: the partition's
+    `pair_lines` (computed here when not given)."""
     t = cutoff_us(cutoff)
-    codes, ids = offer_lines(part, catalog)
-    ln = part.lines
-    w = _window(ln.ts, t - 365 * US_PER_DAY, t)
-    keep = (codes[w] >= 0) & (ln.gross[w] > 0)
-    c, k, g = ln.customer[w][keep], codes[w][keep], ln.gross[w][keep]
-    if len(c) == 0:
+    _, ids = offer_lines(part, catalog)
+    lines = pair_lines(part, catalog) if lines is None else lines
+    w = _window(lines.ts, t - 365 * US_PER_DAY, t)
+    if w.stop == w.start:
         return pd.DataFrame(columns=[CUSTOMER_ID, OFFER_ID, EVENT_TIMESTAMP])
-    ts = ln.ts[w][keep]
+    pair, ts, g = lines.pair[w], lines.ts[w], lines.gross[w]
+    # pandas' sum (compensated, in line order) rather than bincount's: the same floats as a
+    # groupby of the lines, so ties in spend break the same way.
+    summed = pd.Series(g).groupby(pair, sort=True).sum()
+    present = summed.index.to_numpy()  # the pairs bought in the window, ascending
+    spend = summed.to_numpy()
+    last = np.full(len(lines.keys), np.iinfo(np.int64).min)
+    np.maximum.at(last, pair, ts)
+    # The window, the season a year ago (the 30 days that began 365 days before the cutoff)
+    # and the last 90 days, as masks over the partition's lines.
+    in_window = np.zeros(len(lines.ts), dtype=bool)
+    in_window[w] = True
+    last_year, recent = in_window.copy(), in_window.copy()
+    last_year[w] = ts < t - 335 * US_PER_DAY
+    recent[w] = ts >= t - 90 * US_PER_DAY
+    orders = _orders_per_pair(lines, in_window)[present]
+    keys = lines.keys[present]
+    customer, code = keys // len(ids), keys % len(ids)
     # Ties are broken by offer id, not by code: codes number offers in order of appearance
     # in the partition, so they differ from one partitioning to another.
-    by_id = np.argsort(np.argsort(ids.astype(str), kind="stable"), kind="stable")
-    frame = pd.DataFrame(
-        {"c": c, "k": k, "o": ln.order[w][keep], "ts": ts, "g": g, "rank": by_id[k]}
-    )
-    # The season a year ago (the 30 days that began 365 days before the cutoff) and the
-    # last 90 days: an order id where the line falls in the window, else missing.
-    last_year = (ts >= t - 365 * US_PER_DAY) & (ts < t - 335 * US_PER_DAY)
-    frame["o_ly"] = frame["o"].where(last_year)
-    frame["o_90"] = frame["o"].where(ts >= t - 90 * US_PER_DAY)
-    pairs = (
-        frame.groupby(["c", "k"], sort=True)
-        .agg(
-            affinity_orders_365d=("o", "nunique"),
-            affinity_spend_365d=("g", "sum"),
-            last=("ts", "max"),
-            orders_ly=("o_ly", "nunique"),
-            orders_90=("o_90", "nunique"),
-            rank=("rank", "first"),
-        )
-        .reset_index()
-        .sort_values(
-            ["c", "affinity_orders_365d", "affinity_spend_365d", "rank"],
-            ascending=[True, False, False, True],
-            kind="stable",
-        )
-    )
-    pairs = pairs[pairs.groupby("c", sort=False).cumcount() < top_offers]
-    total = _sum(c, len(part.customer_ids), g)
+    rank = np.argsort(np.argsort(ids.astype(str), kind="stable"), kind="stable")[code]
+    ranked = np.lexsort((rank, -spend, -orders, customer))
+    first_of_customer = np.searchsorted(customer, customer[ranked], "left")
+    ranked = ranked[np.arange(len(keys)) - first_of_customer < top_offers]
+    chosen = present[ranked]
+    customer, code = customer[ranked], code[ranked]
+    total = _sum(lines.keys[pair] // len(ids), len(part.customer_ids), g)
     return pd.DataFrame(
         {
-            CUSTOMER_ID: part.customer_ids[pairs["c"].to_numpy()],
-            OFFER_ID: ids[pairs["k"].to_numpy()],
+            CUSTOMER_ID: part.customer_ids[customer],
+            OFFER_ID: ids[code],
             EVENT_TIMESTAMP: pd.Timestamp(cutoff),
-            "affinity_orders_365d": pairs["affinity_orders_365d"].to_numpy(np.int64),
-            "affinity_spend_365d": pairs["affinity_spend_365d"].to_numpy(),
-            "affinity_spend_share_365d": pairs["affinity_spend_365d"].to_numpy()
-            / total[pairs["c"].to_numpy()],
-            "affinity_recency_days": (t - pairs["last"].to_numpy()) / US_PER_DAY,
-            "affinity_orders_30d_last_year": pairs["orders_ly"].to_numpy(np.int64),
-            "affinity_orders_90d": pairs["orders_90"].to_numpy(np.int64),
+            "affinity_orders_365d": orders[ranked],
+            "affinity_spend_365d": spend[ranked],
+            "affinity_spend_share_365d": spend[ranked] / total[customer],
+            "affinity_recency_days": (t - last[chosen]) / US_PER_DAY,
+            "affinity_orders_30d_last_year": _orders_per_pair(lines, last_year)[chosen],
+            "affinity_orders_90d": _orders_per_pair(lines, recent)[chosen],
         }
     )
 
@@ -114,7 +150,14 @@ def history_offers(customer_ids: pd.Series, affinity: pd.DataFrame) -> np.ndarra
     the customer bought none): what an online lookup needs to find the customer x offer rows."""
     if affinity.empty:
         return np.full(len(customer_ids), "", dtype=object)
-    joined = affinity.groupby(CUSTOMER_ID, sort=False)[OFFER_ID].agg(HISTORY_OFFERS_SEPARATOR.join)
+    codes, customers = pd.factorize(affinity[CUSTOMER_ID])
+    by_customer = np.argsort(codes, kind="stable")  # each customer's rows, in their order
+    offers = affinity[OFFER_ID].to_numpy()[by_customer].tolist()
+    bounds = np.searchsorted(codes[by_customer], np.arange(len(customers) + 1)).tolist()
+    joined = {
+        customer: HISTORY_OFFERS_SEPARATOR.join(offers[bounds[i] : bounds[i + 1]])
+        for i, customer in enumerate(customers)
+    }
     return customer_ids.map(joined).fillna("").to_numpy(dtype=object)
 
 

@@ -57,6 +57,7 @@ from features.offers import (
     offer_lines,
     offer_partials_at,
     offer_stats,
+    pair_lines,
     resolve_catalog,
 )
 from features.partitions import PartitionedTables, in_memory, on_disk, part_name
@@ -159,11 +160,12 @@ def build_partition(
         transactions, list(plan.category_slots), plan.observed_from, offer_events, interactions
     )
     codes, ids = offer_lines(part, plan.catalog)
+    pairs = pair_lines(part, plan.catalog)
     out: dict[str, list[pd.DataFrame]] = {name: [] for name in (*OUTPUTS, "offer_partials")}
     for cutoff in plan.cutoffs:
         feats = customer_features_at(part, cutoff)
         feats.insert(1, EVENT_TIMESTAMP, cutoff)
-        affinity = affinity_at(part, cutoff, plan.catalog, plan.affinity_top_offers)
+        affinity = affinity_at(part, cutoff, plan.catalog, plan.affinity_top_offers, pairs)
         feats[HISTORY_OFFERS] = history_offers(feats[CUSTOMER_ID], affinity)
         out["customer_features"].append(feats)
         out["customer_offer_features"].append(affinity)
