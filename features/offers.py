@@ -21,6 +21,9 @@ from features.engineering import (
 )
 from features.names import CUSTOMER_ID, EVENT_TIMESTAMP, HISTORY_OFFERS_SEPARATOR, OFFER_ID
 
+# Half-life of the recency weight of the time-decayed affinity (TIFU-KNN's personal vector).
+AFFINITY_HALF_LIFE_DAYS = 90
+
 OFFER_PARTIALS = [
     "buyers_30d",
     "buyers_prev_30d",
@@ -28,6 +31,8 @@ OFFER_PARTIALS = [
     "revenue_90d",
     "orders_90d",
     "buyers_30d_last_year",
+    "buyers_365d",
+    "repeat_buyers_365d",
 ]
 
 
@@ -74,6 +79,12 @@ def affinity_at(
     last_year = (ts >= t - 365 * US_PER_DAY) & (ts < t - 335 * US_PER_DAY)
     frame["o_ly"] = frame["o"].where(last_year)
     frame["o_90"] = frame["o"].where(ts >= t - 90 * US_PER_DAY)
+    # Each order weighs 0.5 ** (age / half-life); an offer's intensity is the sum of the
+    # weights of its orders, its share that sum over the weights of all the customer's
+    # orders: TIFU-KNN's time-decayed personal item vector.
+    frame["w"] = 0.5 ** ((t - ts) / US_PER_DAY / AFFINITY_HALF_LIFE_DAYS)
+    weights = frame.drop_duplicates(["c", "o"]).groupby("c")["w"].sum()
+    per_offer = frame.drop_duplicates(["c", "k", "o"]).groupby(["c", "k"], sort=True)["w"].sum()
     pairs = (
         frame.groupby(["c", "k"], sort=True)
         .agg(
@@ -85,6 +96,7 @@ def affinity_at(
             rank=("rank", "first"),
         )
         .reset_index()
+        .assign(intensity=per_offer.to_numpy())
         .sort_values(
             ["c", "affinity_orders_365d", "affinity_spend_365d", "rank"],
             ascending=[True, False, False, True],
@@ -105,6 +117,9 @@ def affinity_at(
             "affinity_recency_days": (t - pairs["last"].to_numpy()) / US_PER_DAY,
             "affinity_orders_30d_last_year": pairs["orders_ly"].to_numpy(np.int64),
             "affinity_orders_90d": pairs["orders_90"].to_numpy(np.int64),
+            "affinity_intensity_90d": pairs["intensity"].to_numpy(),
+            "affinity_intensity_share_90d": pairs["intensity"].to_numpy()
+            / weights.reindex(pairs["c"]).to_numpy(),
         }
     )
 
@@ -127,6 +142,16 @@ def offer_partials_at(part: Partition, cutoff: pd.Timestamp, catalog: str) -> pd
     ly = _window(ln.ts, t - 365 * US_PER_DAY, t - 335 * US_PER_DAY)
     ly_keep = (codes[ly] >= 0) & (ln.gross[ly] > 0)
     ly_buyers = _sum(unique_pairs(codes[ly][ly_keep], ln.customer[ly][ly_keep])[0], len(ids))
+    # Buyers of the year, and those among them who bought the offer in two orders or more.
+    y = _window(ln.ts, t - 365 * US_PER_DAY, t)
+    y_keep = (codes[y] >= 0) & (ln.gross[y] > 0)
+    year = pd.DataFrame(
+        {"k": codes[y][y_keep], "c": ln.customer[y][y_keep], "o": ln.order[y][y_keep]}
+    ).drop_duplicates()
+    orders_per_buyer = year.groupby(["k", "c"], sort=False).size()
+    offer_of_buyer = orders_per_buyer.index.get_level_values("k").to_numpy()
+    year_buyers = _sum(offer_of_buyer, len(ids))
+    repeat_buyers = _sum(offer_of_buyer[orders_per_buyer.to_numpy() >= 2], len(ids))
     w = _window(ln.ts, t - 90 * US_PER_DAY, t)
     keep = (codes[w] >= 0) & (ln.gross[w] > 0)
     c, k, ts, o, g = (
@@ -150,11 +175,14 @@ def offer_partials_at(part: Partition, cutoff: pd.Timestamp, catalog: str) -> pd
             "revenue_90d": _sum(k, m, g),
             "orders_90d": _sum(unique_pairs(k, o)[0], m),
             "buyers_30d_last_year": ly_buyers,
+            "buyers_365d": year_buyers,
+            "repeat_buyers_365d": repeat_buyers,
         }
     )
     out[EVENT_TIMESTAMP] = pd.Timestamp(cutoff)
-    # Last year's buyers count even where this partition has none of the last 90 days.
-    return out[(out["buyers_90d"] > 0) | (out["buyers_30d_last_year"] > 0)]
+    # The year's buyers count even where this partition has none of the last 90 days (the
+    # year holds the 90 days and last year's season).
+    return out[out["buyers_365d"] > 0]
 
 
 def offer_stats(partials: pd.DataFrame) -> pd.DataFrame:
@@ -176,5 +204,6 @@ def offer_stats(partials: pd.DataFrame) -> pd.DataFrame:
                 total["buyers_30d"].to_numpy(), total["buyers_prev_30d"].to_numpy()
             ),
             "offer_buyers_30d_last_year": total["buyers_30d_last_year"].astype(np.int64),
+            "offer_repeat_share_365d": total["repeat_buyers_365d"] / total["buyers_365d"],
         }
     )
