@@ -79,6 +79,27 @@ def table(result: Any) -> list[str]:
     return lines
 
 
+# Training details printed under a task's table when its runner reports them (the offer
+# model: the objective chosen on validation, the candidates' recall ceiling, light buyers).
+DETAILS = (
+    "objective",
+    "valid_hit",
+    "best_iteration",
+    "candidate_recall",
+    "candidate_recall_history_popular",
+    "candidates_per_customer",
+    "light_buyers",
+)
+
+
+def details(info: dict[str, Any]) -> str:
+    """The `DETAILS` entries of a runner's info and its light-buyer figures, on one line."""
+    shown = {k: info[k] for k in DETAILS if k in info}
+    shown |= {k: v for k, v in info.items() if k.startswith("light_buyers_")}
+    rounded = {k: round(v, 4) if isinstance(v, float) else v for k, v in shown.items()}
+    return ", ".join(f"{k} {v}" for k, v in rounded.items())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -141,7 +162,9 @@ def main() -> None:
             f"\n### {kind}: test cutoff {result.split.test.date()}, rows {result.rows}, "
             f"{timings[kind]:.0f} s (training sets from Feast, training, evaluation)\n"
         )
-        print("\n".join(table(result)), flush=True)
+        print("\n".join(table(result)))
+        extra = details(result.info)
+        print(f"\ndetails: {extra}" if extra else "", flush=True)
     print("\ntimings: " + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()))
     print(f"total: {sum(timings.values()):.1f} s")
 

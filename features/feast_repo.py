@@ -62,6 +62,8 @@ SERVICE_FEATURES: dict[str, dict[str, list[str]]] = {
             "recency_days",
             "frequency_90d",
             "frequency_365d",
+            "frequency_lifetime",
+            "tenure_days",
             "monetary_365d",
             "avg_order_value_365d",
             "distinct_products_365d",

@@ -236,6 +236,11 @@ OFFER_STATS: tuple[FeatureDef, ...] = (
         "int",
         "customers who bought the offer in the 30 days that began a year before (seasonality)",
     ),
+    FeatureDef(
+        "offer_repeat_share_365d",
+        "float",
+        "share of the offer's buyers of the last 365 days who bought it in two orders or more",
+    ),
 )
 
 CUSTOMER_OFFER_AFFINITY: tuple[FeatureDef, ...] = (
@@ -249,6 +254,18 @@ CUSTOMER_OFFER_AFFINITY: tuple[FeatureDef, ...] = (
         "orders including this offer in the 30 days that began a year before (seasonality)",
     ),
     FeatureDef("affinity_orders_90d", "int", "orders including this offer in the last 90 days"),
+    FeatureDef(
+        "affinity_intensity_90d",
+        "float",
+        "orders including this offer in the last 365 days weighted by recency (weight halves "
+        "every 90 days)",
+    ),
+    FeatureDef(
+        "affinity_intensity_share_90d",
+        "float",
+        "share of the customer's recency-weighted orders of the last 365 days that include "
+        "this offer (weight halves every 90 days)",
+    ),
 )
 
 # Not a model input: the offers the customer bought most in the last year (the affinity rows'
@@ -278,6 +295,12 @@ NBO_CANDIDATE_FEATURES: tuple[FeatureDef, ...] = (
         "copurchase_max",
         "float",
         "co-purchase similarity of the offer with the customer's closest history offer",
+    ),
+    FeatureDef(
+        "copurchase_weighted_score",
+        "float",
+        "co-purchase similarity of the offer with the customer's history offers, each weighted "
+        "by its share of the customer's recency-weighted orders (TIFU-KNN's neighbour score)",
     ),
     FeatureDef(
         "copurchase_links",

@@ -24,6 +24,9 @@ from features.engineering import (
 )
 from features.names import CUSTOMER_ID, EVENT_TIMESTAMP, HISTORY_OFFERS_SEPARATOR, OFFER_ID
 
+# Half-life of the recency weight of the time-decayed affinity (TIFU-KNN's personal vector).
+AFFINITY_HALF_LIFE_DAYS = 90
+
 OFFER_PARTIALS = [
     "buyers_30d",
     "buyers_prev_30d",
@@ -31,6 +34,8 @@ OFFER_PARTIALS = [
     "revenue_90d",
     "orders_90d",
     "buyers_30d_last_year",
+    "buyers_365d",
+    "repeat_buyers_365d",
 ]
 
 
@@ -86,6 +91,23 @@ def _orders_per_pair(lines: PairLines, mask: np.ndarray) -> np.ndarray:
     return np.bincount(p[first], minlength=len(lines.keys)).astype(np.int64)
 
 
+def _decay(age_us: np.ndarray) -> np.ndarray:
+    """The weight of an order `age_us` microseconds old: halved every
+    AFFINITY_HALF_LIFE_DAYS."""
+    return np.asarray(0.5 ** (age_us / US_PER_DAY / AFFINITY_HALF_LIFE_DAYS), dtype=float)
+
+
+def _decayed_orders_per_pair(lines: PairLines, mask: np.ndarray, t: int) -> np.ndarray:
+    """Each pair's distinct orders among the lines in `mask`, each weighted by its age at
+    `t` (`_decay` of its first line's time)."""
+    inside = mask[lines.by_pair_order]
+    positions = lines.by_pair_order[inside]
+    p, o = lines.pair[positions], lines.order[positions]
+    first = np.r_[True, (p[1:] != p[:-1]) | (o[1:] != o[:-1])] if len(p) else inside[:0]
+    ages = t - lines.ts[positions[first]]
+    return np.bincount(p[first], weights=_decay(ages), minlength=len(lines.keys))
+
+
 def affinity_at(
     part: Partition,
     cutoff: pd.Timestamp,
@@ -129,7 +151,18 @@ def affinity_at(
     ranked = ranked[np.arange(len(keys)) - first_of_customer < top_offers]
     chosen = present[ranked]
     customer, code = customer[ranked], code[ranked]
-    total = _sum(lines.keys[pair] // len(ids), len(part.customer_ids), g)
+    line_customer = lines.keys[pair] // len(ids)
+    total = _sum(line_customer, len(part.customer_ids), g)
+    # Each order weighs 0.5 ** (age / half-life) (the time of its first line here); an
+    # offer's intensity is the sum of the weights of its orders, its share that sum over the
+    # weights of all the customer's orders: TIFU-KNN's time-decayed personal item vector.
+    intensity = _decayed_orders_per_pair(lines, in_window, t)[chosen]
+    by_order = np.lexsort((lines.order[w], line_customer))  # stable: earliest line first
+    c, o = line_customer[by_order], lines.order[w][by_order]
+    first = np.r_[True, (c[1:] != c[:-1]) | (o[1:] != o[:-1])]
+    weights = np.bincount(
+        c[first], weights=_decay(t - ts[by_order][first]), minlength=len(part.customer_ids)
+    )
     return pd.DataFrame(
         {
             CUSTOMER_ID: part.customer_ids[customer],
@@ -141,6 +174,8 @@ def affinity_at(
             "affinity_recency_days": (t - last[chosen]) / US_PER_DAY,
             "affinity_orders_30d_last_year": _orders_per_pair(lines, last_year)[chosen],
             "affinity_orders_90d": _orders_per_pair(lines, recent)[chosen],
+            "affinity_intensity_90d": intensity,
+            "affinity_intensity_share_90d": intensity / weights[customer],
         }
     )
 
@@ -170,6 +205,16 @@ def offer_partials_at(part: Partition, cutoff: pd.Timestamp, catalog: str) -> pd
     ly = _window(ln.ts, t - 365 * US_PER_DAY, t - 335 * US_PER_DAY)
     ly_keep = (codes[ly] >= 0) & (ln.gross[ly] > 0)
     ly_buyers = _sum(unique_pairs(codes[ly][ly_keep], ln.customer[ly][ly_keep])[0], len(ids))
+    # Buyers of the year, and those among them who bought the offer in two orders or more.
+    y = _window(ln.ts, t - 365 * US_PER_DAY, t)
+    y_keep = (codes[y] >= 0) & (ln.gross[y] > 0)
+    year = pd.DataFrame(
+        {"k": codes[y][y_keep], "c": ln.customer[y][y_keep], "o": ln.order[y][y_keep]}
+    ).drop_duplicates()
+    orders_per_buyer = year.groupby(["k", "c"], sort=False).size()
+    offer_of_buyer = orders_per_buyer.index.get_level_values("k").to_numpy()
+    year_buyers = _sum(offer_of_buyer, len(ids))
+    repeat_buyers = _sum(offer_of_buyer[orders_per_buyer.to_numpy() >= 2], len(ids))
     w = _window(ln.ts, t - 90 * US_PER_DAY, t)
     keep = (codes[w] >= 0) & (ln.gross[w] > 0)
     c, k, ts, o, g = (
@@ -193,11 +238,14 @@ def offer_partials_at(part: Partition, cutoff: pd.Timestamp, catalog: str) -> pd
             "revenue_90d": _sum(k, m, g),
             "orders_90d": _sum(unique_pairs(k, o)[0], m),
             "buyers_30d_last_year": ly_buyers,
+            "buyers_365d": year_buyers,
+            "repeat_buyers_365d": repeat_buyers,
         }
     )
     out[EVENT_TIMESTAMP] = pd.Timestamp(cutoff)
-    # Last year's buyers count even where this partition has none of the last 90 days.
-    return out[(out["buyers_90d"] > 0) | (out["buyers_30d_last_year"] > 0)]
+    # The year's buyers count even where this partition has none of the last 90 days (the
+    # year holds the 90 days and last year's season).
+    return out[out["buyers_365d"] > 0]
 
 
 def offer_stats(partials: pd.DataFrame) -> pd.DataFrame:
@@ -219,5 +267,6 @@ def offer_stats(partials: pd.DataFrame) -> pd.DataFrame:
                 total["buyers_30d"].to_numpy(), total["buyers_prev_30d"].to_numpy()
             ),
             "offer_buyers_30d_last_year": total["buyers_30d_last_year"].astype(np.int64),
+            "offer_repeat_share_365d": total["repeat_buyers_365d"] / total["buyers_365d"],
         }
     )

@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import subprocess
 import sys
 from collections.abc import Collection, Mapping, Sequence
@@ -491,14 +492,17 @@ def reason_codes(
 # Next-best-offer
 
 # Pair features computed with the candidates (`features.names.NBO_CANDIDATE_FEATURES`).
-COPURCHASE_SCORE, COPURCHASE_MAX, COPURCHASE_LINKS = (
+COPURCHASE_SCORE, COPURCHASE_MAX, COPURCHASE_LINKS, COPURCHASE_WEIGHTED = (
     "copurchase_score",
     "copurchase_max",
     "copurchase_links",
+    "copurchase_weighted_score",
 )
-COPURCHASE = (COPURCHASE_SCORE, COPURCHASE_MAX, COPURCHASE_LINKS)
+COPURCHASE = (COPURCHASE_SCORE, COPURCHASE_MAX, COPURCHASE_LINKS, COPURCHASE_WEIGHTED)
 NEIGHBOUR = "neighbour_id"
 SIMILARITY = "similarity"
+# The weight of a history offer in the weighted co-purchase score (an affinity feature).
+HISTORY_WEIGHT = "affinity_intensity_share_90d"
 # Co-purchase scores are rounded so the API (a Python sum per customer) and batch scoring
 # and training (a pandas sum) give the very same value.
 COPURCHASE_DIGITS = 6
@@ -578,18 +582,27 @@ def customer_candidates(
     fixed: Sequence[str],
     neighbours: Mapping[str, Sequence[tuple[str, float]]] | None,
     n_neighbours: int,
-) -> tuple[list[str], dict[str, tuple[float, float, int]]]:
+    weights: Mapping[str, Any] | None = None,
+) -> tuple[list[str], dict[str, tuple[float, float, int, float]]]:
     """One customer's candidates (sorted) and co-purchase features, as `candidates` makes
     them for many: `top_history` (the customer's most bought), the `fixed` offers, and the
     `n_neighbours` offers not bought in the year with the highest co-purchase score with
-    the `history` offers. Offers without a link score 0."""
-    scores: dict[str, list[float]] = {}
+    the `history` offers. Offers without a link score 0. The weighted score weighs each
+    history offer by `weights` (its `HISTORY_WEIGHT`; missing: 0)."""
+    scores: dict[str, list[tuple[float, float]]] = {}
     for h in dict.fromkeys(history):
+        weight = as_number((weights or {}).get(h))
+        weight = 0.0 if math.isnan(weight) else weight
         for o, s in (neighbours or {}).get(h, ()):
-            scores.setdefault(o, []).append(s)
+            scores.setdefault(o, []).append((s, s * weight))
     features = {
-        o: (round(sum(s), COPURCHASE_DIGITS), round(max(s), COPURCHASE_DIGITS), len(s))
-        for o, s in scores.items()
+        o: (
+            round(sum(s for s, _ in links), COPURCHASE_DIGITS),
+            round(max(s for s, _ in links), COPURCHASE_DIGITS),
+            len(links),
+            round(sum(w for _, w in links), COPURCHASE_DIGITS),
+        )
+        for o, links in scores.items()
     }
     taken = {*history, *fixed}
     near = sorted(((-f[0], o) for o, f in features.items() if o not in taken))
@@ -602,14 +615,18 @@ def _copurchase(history: pd.DataFrame, neighbours: pd.DataFrame) -> pd.DataFrame
     rows (customer, cutoff, history offer), with `neighbours` per cutoff or for all."""
     keys = [CUSTOMER_ID, EVENT_TIMESTAMP]
     on = [EVENT_TIMESTAMP, OFFER_ID] if EVENT_TIMESTAMP in neighbours else [OFFER_ID]
-    linked = history[[*keys, OFFER_ID]].merge(neighbours, on=on)
+    weight = (
+        numbers(history[HISTORY_WEIGHT]) if HISTORY_WEIGHT in history else np.zeros(len(history))
+    )
+    rows = history[[*keys, OFFER_ID]].assign(_w=np.nan_to_num(weight, nan=0.0))
+    linked = rows.merge(neighbours, on=on)
     if linked.empty:
         return pd.DataFrame(columns=[*keys, OFFER_ID, *COPURCHASE])
-    out = (
-        linked.groupby([*keys, NEIGHBOUR], sort=True)[SIMILARITY]
-        .agg(["sum", "max", "size"])
-        .reset_index()
-    )
+    linked["_ws"] = linked[SIMILARITY].to_numpy(float) * linked["_w"].to_numpy(float)
+    grouped = linked.groupby([*keys, NEIGHBOUR], sort=True)
+    out = grouped[SIMILARITY].agg(["sum", "max", "size"])
+    out["weighted"] = grouped["_ws"].sum()
+    out = out.reset_index()
     return pd.DataFrame(
         {
             CUSTOMER_ID: out[CUSTOMER_ID].to_numpy(),
@@ -618,6 +635,7 @@ def _copurchase(history: pd.DataFrame, neighbours: pd.DataFrame) -> pd.DataFrame
             COPURCHASE_SCORE: np.round(out["sum"].to_numpy(float), COPURCHASE_DIGITS),
             COPURCHASE_MAX: np.round(out["max"].to_numpy(float), COPURCHASE_DIGITS),
             COPURCHASE_LINKS: out["size"].to_numpy(np.int64),
+            COPURCHASE_WEIGHTED: np.round(out["weighted"].to_numpy(float), COPURCHASE_DIGITS),
         }
     )
 

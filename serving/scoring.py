@@ -36,6 +36,7 @@ from features.online import OnlineFeatures
 from serving.contract import DECIMALS
 from serving.models import (
     COPURCHASE,
+    HISTORY_WEIGHT,
     RECENCY,
     BundleModel,
     CandidateSettings,
@@ -487,7 +488,12 @@ class Scorer:
                 ),
             )[:history_n]
             ids, copurchase = customer_candidates(
-                listed, history, catalog.popular, self._neighbours, self._candidates.neighbours
+                listed,
+                history,
+                catalog.popular,
+                self._neighbours,
+                self._candidates.neighbours,
+                {o: c.affinity[o].get(HISTORY_WEIGHT) for o in listed},
             )
             x = catalog.matrix[[catalog.position.get(o, -1) for o in ids]]
             x[:, self._customer_cols] = nbo.matrix([f], self._customer_cols)[0, self._customer_cols]
@@ -496,7 +502,7 @@ class Scorer:
                 :, self._affinity_cols
             ]
             for j, at in self._copurchase_cols:
-                x[:, j] = [copurchase.get(o, (0.0, 0.0, 0))[at] for o in ids]
+                x[:, j] = [copurchase.get(o, (0.0, 0.0, 0, 0.0))[at] for o in ids]
             blocks.append(x)
             offer_ids += ids
             recency += [as_number(pair.get(RECENCY)) for pair in pairs]

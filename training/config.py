@@ -67,7 +67,7 @@ class NboParams(_Frozen):
     rank_by: Literal["probability", "expected_value"] = "probability"
     top_k: int = 5
     # Pairs grow with customers x candidates: train on the most recent cutoffs only.
-    max_train_cutoffs: int = 4
+    max_train_cutoffs: int = 7
     exclude_bought_within_days: int | None = None  # e.g. 7: do not offer what was just bought
 
 

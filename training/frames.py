@@ -89,7 +89,12 @@ def fit_rounds(
     """LightGBM on (x, y) for a fixed number of rounds (e.g. the rounds early stopping chose
     on validation, when refitting on training and validation cutoffs together), from each
     row's starting raw score `offset` if given."""
-    data = lgb.Dataset(x, y, init_score=offset)
+    return train_rounds(params, lgb.Dataset(x, y, init_score=offset), seed, rounds)
+
+
+def train_rounds(params: dict[str, Any], data: lgb.Dataset, seed: int, rounds: int) -> lgb.Booster:
+    """LightGBM on a prepared dataset (e.g. with ranking groups) for a fixed number of
+    rounds; deterministic for a given seed (2 threads)."""
     return lgb.train(_deterministic(params, seed), data, max(int(rounds), 1))
 
 

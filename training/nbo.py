@@ -7,6 +7,7 @@ what is served. The co-purchase neighbours the candidates use are fitted here
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import lightgbm as lgb
@@ -18,7 +19,14 @@ from features.labels import ACCEPTED
 from features.names import CUSTOMER_ID, EVENT_TIMESTAMP, OFFER_ID
 from serving.models import NEIGHBOUR, SIMILARITY, BundleModel, recommend
 from training.config import NboParams
-from training.frames import fit_categories, fit_frame, fit_on_frames, train_on_sets
+from training.frames import (
+    fit_categories,
+    fit_frame,
+    fit_on_frames,
+    fit_rounds,
+    train_on_sets,
+    train_rounds,
+)
 
 DEFAULT_LGBM: dict[str, Any] = {
     "objective": "binary",
@@ -125,6 +133,23 @@ def _logistic(score: np.ndarray, y: np.ndarray, iterations: int = 50) -> dict[st
     return {"coef": float(w[0]), "intercept": float(w[1])}
 
 
+def _ranking_set(
+    frame: pd.DataFrame,
+    y: np.ndarray,
+    features: list[str],
+    categories: dict[str, list[str]],
+    reference: lgb.Dataset | None = None,
+) -> lgb.Dataset:
+    """A LambdaRank dataset with one query per customer and cutoff; queries without an
+    accepted candidate teach nothing and are left out."""
+    order, sizes = _groups(frame)
+    query = np.repeat(np.arange(len(sizes)), sizes)
+    useful = np.bincount(query, weights=y[order], minlength=len(sizes)) > 0
+    rows = order[useful[query]]
+    x = fit_frame(frame.iloc[rows], features, categories)
+    return lgb.Dataset(x, y[rows], group=sizes[useful], reference=reference, free_raw_data=False)
+
+
 def _fit_ranker(
     lgbm: dict[str, Any],
     features: list[str],
@@ -135,21 +160,27 @@ def _fit_ranker(
     y_valid: np.ndarray,
     seed: int,
 ) -> lgb.Booster:
-    """LambdaRank with one query per customer and cutoff (queries without an accepted
-    candidate teach nothing and are left out), stopped on validation NDCG."""
-
-    def dataset(frame: pd.DataFrame, y: np.ndarray, ref: lgb.Dataset | None) -> lgb.Dataset:
-        order, sizes = _groups(frame)
-        labels = y[order]
-        query = np.repeat(np.arange(len(sizes)), sizes)
-        useful = np.bincount(query, weights=labels, minlength=len(sizes)) > 0
-        rows = order[useful[query]]
-        x = fit_frame(frame.iloc[rows], features, categories)
-        return lgb.Dataset(x, y[rows], group=sizes[useful], reference=ref, free_raw_data=False)
-
-    train_set = dataset(train, y_train, None)
-    valid_set = dataset(valid, y_valid, train_set)
+    """LambdaRank over (customer, cutoff) queries, stopped on validation NDCG."""
+    train_set = _ranking_set(train, y_train, features, categories)
+    valid_set = _ranking_set(valid, y_valid, features, categories, train_set)
     return train_on_sets(lgbm, train_set, valid_set, seed, ROUNDS, PATIENCE)
+
+
+def refit_nbo(
+    model: BundleModel, lgbm: dict[str, Any], frame: pd.DataFrame, y: np.ndarray, seed: int
+) -> BundleModel:
+    """The offer model fitted again with its objective and `lgbm` parameters on `frame`
+    (the training and validation cutoffs together: every cutoff whose outcome is observed
+    before the test cutoff) for the rounds early stopping chose on validation. The
+    candidate settings, neighbours and the ranker's probability map are kept."""
+    rounds = model.boosters["nbo"].best_iteration
+    if model.meta["objective"] == "lambdarank":
+        data = _ranking_set(frame, y, model.columns, model.categories)
+        booster = train_rounds(lgbm, data, seed, rounds)
+    else:
+        x = fit_frame(frame, model.columns, model.categories)
+        booster = fit_rounds(lgbm, x, y, seed, rounds)
+    return dataclasses.replace(model, boosters={"nbo": booster}, meta=dict(model.meta))
 
 
 def train_nbo(

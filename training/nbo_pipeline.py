@@ -19,13 +19,21 @@ from features.model_spec import model_spec
 from features.names import CUSTOMER_ID, EVENT_TIMESTAMP, OFFER_ID
 from features.progress import stage
 from features.retrieval import historical_features, service_features
-from serving.models import COPURCHASE, BundleModel, candidates, recommend, set_population
+from serving.models import (
+    COPURCHASE,
+    HISTORY_WEIGHT,
+    RECENCY,
+    BundleModel,
+    candidates,
+    recommend,
+    set_population,
+)
 from training import baselines
 from training.config import TrainingParams
 from training.contenders import BASELINE, MODEL
 from training.evaluate import plot_importance, score_with_intervals
 from training.metrics import RankingTable, ranking_metrics, ranking_table
-from training.nbo import fit_neighbours, neighbours_meta, train_nbo, with_labels
+from training.nbo import fit_neighbours, neighbours_meta, refit_nbo, train_nbo, with_labels
 from training.pipeline import TrainResult, _importance, _judge, _labelled, _parts, _sizes
 
 log = logging.getLogger(__name__)
@@ -43,7 +51,7 @@ def _nbo_pairs(
     filters = [(EVENT_TIMESTAMP, "in", stamps)]
     affinity = pd.read_parquet(
         paths.snapshot(AFFINITY_VIEW),
-        columns=[*keys, OFFER_ID, "affinity_orders_365d", "affinity_recency_days"],
+        columns=[*keys, OFFER_ID, "affinity_orders_365d", RECENCY, HISTORY_WEIGHT],
         filters=filters,
     )
     offers = pd.read_parquet(paths.snapshot(OFFER_VIEW), filters=filters)
@@ -143,6 +151,13 @@ def run_nbo(
             params.seed,
             None if near is None else neighbours_meta(near),
         )
+    if params.split.refit:
+        observed = pd.concat([train, valid], ignore_index=True)
+        with stage(log, "train nbo: refit on every observed cutoff"):
+            model = refit_nbo(
+                model, info["lgbm_params"], observed, observed[spec.target].to_numpy(), params.seed
+            )
+        info["refit_rows"] = len(observed)
     if sample is not None:
         info["training_sample"] = sample
     p_test = model.predict(test)

@@ -73,6 +73,13 @@ def _plain_affinity(lines: pd.DataFrame, top_offers: int) -> pd.DataFrame:
         )
     )
     pairs = pairs[pairs.groupby(CUSTOMER_ID).cumcount() < top_offers]
+    # Time-decayed orders: each order weighs 0.5 ** (age in days / 90) at its first line;
+    # per pair, and per customer over all their orders.
+    weighted = window.assign(w=0.5 ** ((t - window["ts"]) / US_PER_DAY / 90))
+    keys = [CUSTOMER_ID, "category"]
+    per_pair = weighted.drop_duplicates([*keys, "order_id"]).groupby(keys)["w"].sum()
+    per_customer = weighted.drop_duplicates([CUSTOMER_ID, "order_id"]).groupby(CUSTOMER_ID)["w"]
+    intensity = per_pair.reindex(pd.MultiIndex.from_frame(pairs[keys])).to_numpy()
     # A customer's total spend: summed line by line in time order.
     codes, customers = pd.factorize(window[CUSTOMER_ID])
     total = pd.Series(np.bincount(codes, weights=window["amount"]), index=customers)
@@ -87,6 +94,9 @@ def _plain_affinity(lines: pd.DataFrame, top_offers: int) -> pd.DataFrame:
             "affinity_recency_days": (t - pairs["last"].to_numpy()) / US_PER_DAY,
             "affinity_orders_30d_last_year": pairs["ly"].to_numpy(np.int64),
             "affinity_orders_90d": pairs["o90"].to_numpy(np.int64),
+            "affinity_intensity_90d": intensity,
+            "affinity_intensity_share_90d": intensity
+            / per_customer.sum().reindex(pairs[CUSTOMER_ID]).to_numpy(),
         }
     )
 
@@ -101,6 +111,10 @@ def test_affinity_is_the_groupby_of_the_lines(seed: int, top_offers: int) -> Non
     # Rows come customer by customer (in the partition's order), best offer first.
     got = got.drop(columns="event_timestamp")
     got = got.sort_values(CUSTOMER_ID, kind="stable").reset_index(drop=True)
+    # Decayed weights are summed in another order than the plain groupby's: equal to 1e-12.
+    decayed = ["affinity_intensity_90d", "affinity_intensity_share_90d"]
+    pd.testing.assert_frame_equal(got[decayed], expected[decayed], rtol=1e-12)
+    got, expected = got.drop(columns=decayed), expected.drop(columns=decayed)
     pd.testing.assert_frame_equal(got, expected, check_exact=True)
 
 

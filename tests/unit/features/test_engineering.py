@@ -154,10 +154,8 @@ def _at(frame: pd.DataFrame, cutoff: date) -> pd.DataFrame:
     )
 
 
-@pytest.mark.parametrize("cutoff", CUTOFFS)
-def test_changing_the_future_does_not_move_features(cutoff: date) -> None:
-    base = _random_transactions(1)
-    t = pd.Timestamp(cutoff, tz="UTC")
+def changed_future(base: pd.DataFrame, t: pd.Timestamp) -> pd.DataFrame:
+    """`base` with every event at or after `t` changed, and events added exactly at `t`."""
     future = base["timestamp"] >= t
     changed = base.copy()
     changed.loc[future, "amount"] *= -3
@@ -166,15 +164,24 @@ def test_changing_the_future_does_not_move_features(cutoff: date) -> None:
     extra = (
         base[future].head(200).assign(order_id=lambda f: "new" + f["order_id"], timestamp=t)
     )  # events exactly at the cutoff
-    changed = pd.concat([changed, extra], ignore_index=True)
+    return pd.concat([changed, extra], ignore_index=True)
+
+
+@pytest.mark.parametrize("cutoff", CUTOFFS)
+def test_changing_the_future_does_not_move_features(cutoff: date) -> None:
+    base = _random_transactions(1)
+    changed = changed_future(base, pd.Timestamp(cutoff, tz="UTC"))
     before, after = _build(base, CUTOFFS, LABELS), _build(changed, CUTOFFS, LABELS)
-    for name in ("customer_features", "customer_btyd", "customer_offer_features"):
+    for name in ("customer_features", "customer_btyd", "customer_offer_features", "offer_features"):
         pd.testing.assert_frame_equal(_at(before[name], cutoff), _at(after[name], cutoff))
     assert not _at(before["labels_clv"], cutoff).equals(_at(after["labels_clv"], cutoff))
     # The BTYD fit at the cutoff saw only the past, and it did fit (values, not all missing).
     assert _at(before["customer_btyd"], cutoff)["btyd_p_alive"].between(0, 1).mean() > 0.9
     # The attribute is there, as of the cutoff (the test is not vacuous).
     assert _at(before["customer_features"], cutoff)["country"].isin(["UK", "FR", "DE"]).all()
+    # So are the time-decayed affinity and the offers' repeat-buyer share.
+    assert (_at(before["customer_offer_features"], cutoff)["affinity_intensity_90d"] > 0).all()
+    assert _at(before["offer_features"], cutoff)["offer_repeat_share_365d"].between(0, 1).all()
 
 
 def test_customer_attributes_are_the_last_value_seen_before_the_cutoff() -> None:

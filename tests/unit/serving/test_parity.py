@@ -98,6 +98,9 @@ def nbo(request: pytest.FixtureRequest) -> BundleModel:
             frame["copurchase_score"] = rng.exponential(0.3, len(frame)) * (1 + frame["accepted"])
             frame["copurchase_max"] = frame["copurchase_score"] / 2
             frame["copurchase_links"] = rng.poisson(1, len(frame))
+            frame["copurchase_weighted_score"] = frame["copurchase_score"] * rng.uniform(
+                0, 1, len(frame)
+            )
     model, _ = train_nbo(
         train, train["accepted"].to_numpy(), valid, valid["accepted"].to_numpy(),
         features, params, 4, neighbours,
@@ -124,6 +127,7 @@ def test_api_and_batch_answer_alike(
     if nbo.meta["neighbour_candidates"]:  # trending and neighbour candidates were added
         assert len(pairs) > len(candidates(affinity, offers, customers[KEYS], 3, 4))
         assert (pairs["copurchase_score"] > 0).any()
+        assert (pairs["copurchase_weighted_score"] > 0).any()
     customer_columns = [c for c in NBO_FEATURES if c in customers]
     pairs = (
         pairs.merge(customers[[*KEYS, *customer_columns]], on=KEYS)

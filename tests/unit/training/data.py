@@ -50,6 +50,8 @@ def affinity_frame(customers: pd.DataFrame, offers: pd.DataFrame, seed: int) -> 
     pairs["affinity_recency_days"] = rng.exponential(60, n)
     pairs["affinity_orders_30d_last_year"] = rng.poisson(0.5, n).astype(float)
     pairs["affinity_orders_90d"] = rng.poisson(1, n).astype(float)
+    pairs["affinity_intensity_90d"] = pairs["affinity_orders_365d"] * rng.uniform(0.1, 1, n)
+    pairs["affinity_intensity_share_90d"] = rng.uniform(0, 1, n)
     return pairs
 
 

@@ -3,12 +3,15 @@ ceiling, ranking by expected value, and the LambdaRank objective."""
 
 from __future__ import annotations
 
+from datetime import date
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from serving.models import (
     COPURCHASE,
+    HISTORY_WEIGHT,
     BundleModel,
     candidates,
     customer_candidates,
@@ -17,9 +20,17 @@ from serving.models import (
     rank_offers,
     recommend,
 )
+from tests.unit.features.test_engineering import (
+    CUTOFFS,
+    LABELS,
+    _at,
+    _build,
+    _random_transactions,
+    changed_future,
+)
 from tests.unit.training.data import CUTOFF, NBO_FEATURES, pairs_frame
 from training.config import NboParams
-from training.nbo import fit_neighbours, hit_rate, neighbours_meta, train_nbo
+from training.nbo import fit_neighbours, hit_rate, neighbours_meta, refit_nbo, train_nbo
 from training.nbo_pipeline import candidate_recall
 
 KEYS = ["customer_id", "event_timestamp"]
@@ -47,6 +58,7 @@ def _affinity() -> pd.DataFrame:
             "offer_id": ["h1", "h2", "h2"],
             "affinity_orders_365d": [2.0, 1, 1],
             "affinity_recency_days": [10.0, 40, 5],
+            HISTORY_WEIGHT: [0.8, 0.4, 1.0],
         }
     )
 
@@ -72,19 +84,29 @@ def test_candidates_add_trending_and_co_purchase_neighbours() -> None:
         "c": ["p1", "p2", "t1"],
     }
     a = pairs[pairs["customer_id"] == "a"].set_index("offer_id")
-    assert a.loc["n1", list(COPURCHASE)].tolist() == [0.75, 0.5, 2]
-    assert a.loc["p1", list(COPURCHASE)].tolist() == [0.3, 0.3, 1]
-    assert a.loc["h2", list(COPURCHASE)].tolist() == [0.4, 0.4, 1]  # bought, still linked
-    assert a.loc["t1", list(COPURCHASE)].tolist() == [0, 0, 0]
+    # Sum, max, links, and the sum weighted by each history offer's share of a's weighted
+    # orders (h1 0.8, h2 0.4): n1 0.5 x 0.8 + 0.25 x 0.4.
+    assert a.loc["n1", list(COPURCHASE)].tolist() == [0.75, 0.5, 2, 0.5]
+    assert a.loc["p1", list(COPURCHASE)].tolist() == [0.3, 0.3, 1, 0.24]
+    assert a.loc["h2", list(COPURCHASE)].tolist() == [0.4, 0.4, 1, 0.32]  # bought, still linked
+    assert a.loc["t1", list(COPURCHASE)].tolist() == [0, 0, 0, 0]
+    b = pairs[pairs["customer_id"] == "b"].set_index("offer_id")
+    assert b.loc["n1", "copurchase_weighted_score"] == 0.25
     # Without neighbours: the narrow set, no co-purchase columns.
     narrow = candidates(_affinity(), _offers(), customers, 10, 2)
     assert not set(COPURCHASE) & set(narrow) and set(narrow["offer_id"]) == {"h1", "h2", "p1", "p2"}
     # The API's per-customer version gives the same candidates and features.
     ids, features = customer_candidates(
-        ["h1", "h2"], ["h1", "h2"], ["p1", "p2", "t1"], neighbour_table_of(NEIGHBOURS), 1
+        ["h1", "h2"],
+        ["h1", "h2"],
+        ["p1", "p2", "t1"],
+        neighbour_table_of(NEIGHBOURS),
+        1,
+        {"h1": 0.8, "h2": 0.4},
     )
     assert ids == got["a"]
-    assert features["n1"] == (0.75, 0.5, 2) and "t1" not in features
+    assert features["n1"] == (0.75, 0.5, 2, 0.5) and "t1" not in features
+    assert features["p1"] == tuple(a.loc["p1", list(COPURCHASE)])
 
 
 def neighbour_table_of(frame: pd.DataFrame) -> dict[str, list[tuple[str, float]]]:
@@ -188,3 +210,45 @@ def test_lambdarank_trains_ranks_and_maps_scores_to_probabilities() -> None:
     hits = info["valid_hit"]
     assert isinstance(hits, dict) and set(hits) == {"binary", "lambdarank"}
     assert both.meta["objective"] == max(hits, key=lambda o: (hits[o], o == "binary"))
+
+
+@pytest.mark.parametrize("cutoff", CUTOFFS[:2])
+def test_changing_the_future_does_not_move_candidate_features(cutoff: date) -> None:
+    """Candidates and their co-purchase features at a cutoff, from the affinity and offer
+    views and the neighbours fitted on them, are the same whatever happens after it."""
+    base = _random_transactions(1)
+    got = []
+    for frame in (base, changed_future(base, pd.Timestamp(cutoff, tz="UTC"))):
+        out = _build(frame, CUTOFFS, LABELS)
+        affinity = _at(out["customer_offer_features"], cutoff)
+        offers = _at(out["offer_features"], cutoff)
+        near = fit_neighbours(affinity, 3)
+        got.append(candidates(affinity, offers, affinity[KEYS].drop_duplicates(), 5, 2, 1, 2, near))
+    pd.testing.assert_frame_equal(got[0], got[1])
+    assert (got[0]["copurchase_weighted_score"] > 0).mean() > 0.5  # not vacuous
+
+
+@pytest.mark.parametrize("objective", ["binary", "lambdarank"])
+def test_refit_learns_from_training_and_validation_cutoffs(objective: str) -> None:
+    train = pairs_frame(300, 20, 1)
+    valid = pairs_frame(150, 20, 2).assign(event_timestamp=CUTOFF + pd.Timedelta(days=31))
+    params = NboParams(top_k=3, objectives=[objective], lgbm={"learning_rate": 0.2})
+    model, info = train_nbo(
+        train, train["accepted"].to_numpy(), valid, valid["accepted"].to_numpy(),
+        NBO_FEATURES, params, 4,
+    )  # fmt: skip
+    observed = pd.concat([train, valid], ignore_index=True)
+    refitted = refit_nbo(model, info["lgbm_params"], observed, observed["accepted"].to_numpy(), 4)
+    # As many rounds as validation chose, with the same objective, settings and map.
+    booster = refitted.boosters["nbo"]
+    assert booster.num_trees() == model.boosters["nbo"].best_iteration
+    assert booster.params["objective"] == objective
+    assert refitted.meta == model.meta and refitted.boosters["nbo"] is not model.boosters["nbo"]
+    test = pairs_frame(120, 20, 3)
+    y = test["accepted"].to_numpy()
+    assert not np.allclose(refitted.predict(test), model.predict(test))
+    bought = test[y == 1].groupby("customer_id")["offer_id"].agg(set)
+    rng = np.random.default_rng(0)
+    offers = sorted(test["offer_id"].unique())
+    chance = np.mean([bool(set(rng.choice(offers, 3, replace=False)) & b) for b in bought])
+    assert hit_rate(refitted, test, y, 3) > chance + 0.1
