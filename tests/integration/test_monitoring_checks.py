@@ -157,7 +157,8 @@ def test_uplift_of_a_target_list_once_outcomes_are_known(
         run_uplift(paths, no_group, params, labels)
     badly_named = tmp_path / "my_list.csv"
     shutil.copy(targets, badly_named)
-    with pytest.raises(ValueError, match=r"expected targets_<objective>_<YYYY-MM-DD>\.csv"):
+    expected = r"targets_<objective>_budget<N>_control<share>_seed<N>_<YYYY-MM-DD>\.csv"
+    with pytest.raises(ValueError, match=expected):
         run_uplift(paths, badly_named, params, labels)
     too_early = Path(steps.target(settings, "retention", 50, 0.2, 1, as_of=trained.latest)["csv"])
     with pytest.raises(ValueError, match=f"no outcomes for {trained.latest} yet"):
