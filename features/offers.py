@@ -81,14 +81,20 @@ def pair_lines(part: Partition, catalog: str) -> PairLines:
     return PairLines(keys, pair, ln.ts[keep], order, ln.gross[keep], by_pair_order)
 
 
-def _orders_per_pair(lines: PairLines, mask: np.ndarray) -> np.ndarray:
-    """Distinct orders of each pair among the lines in `mask` (all pairs, by pair)."""
+def _first_lines(lines: PairLines, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each (pair, order) among the lines in `mask`, once: its pair and the position of its
+    first line."""
     inside = mask[lines.by_pair_order]
     positions = lines.by_pair_order[inside]
-    # A (pair, order) counts once: at its first line inside the mask.
     p, o = lines.pair[positions], lines.order[positions]
     first = np.r_[True, (p[1:] != p[:-1]) | (o[1:] != o[:-1])] if len(p) else inside[:0]
-    return np.bincount(p[first], minlength=len(lines.keys)).astype(np.int64)
+    return p[first], positions[first]
+
+
+def _orders_per_pair(lines: PairLines, mask: np.ndarray) -> np.ndarray:
+    """Distinct orders of each pair among the lines in `mask` (all pairs, by pair)."""
+    pair, _ = _first_lines(lines, mask)
+    return np.bincount(pair, minlength=len(lines.keys)).astype(np.int64)
 
 
 def _decay(age_us: np.ndarray) -> np.ndarray:
@@ -100,12 +106,8 @@ def _decay(age_us: np.ndarray) -> np.ndarray:
 def _decayed_orders_per_pair(lines: PairLines, mask: np.ndarray, t: int) -> np.ndarray:
     """Each pair's distinct orders among the lines in `mask`, each weighted by its age at
     `t` (`_decay` of its first line's time)."""
-    inside = mask[lines.by_pair_order]
-    positions = lines.by_pair_order[inside]
-    p, o = lines.pair[positions], lines.order[positions]
-    first = np.r_[True, (p[1:] != p[:-1]) | (o[1:] != o[:-1])] if len(p) else inside[:0]
-    ages = t - lines.ts[positions[first]]
-    return np.bincount(p[first], weights=_decay(ages), minlength=len(lines.keys))
+    pair, first = _first_lines(lines, mask)
+    return np.bincount(pair, weights=_decay(t - lines.ts[first]), minlength=len(lines.keys))
 
 
 def affinity_at(
