@@ -4,8 +4,15 @@ Run with `crmscore serve`, which writes the service's settings (serving/config.p
 `bentoml serve serving.service:CrmscoreService` with CRMSCORE_SERVICE_SETTINGS and the API key
 variables set. The service reads those settings only: it imports neither `crmscore` nor
 `training`. The API answers `/v1/*`, `/healthz` (alive) and `/readyz` (ready) in JSON
-(`ApiFirst` hands it every request before BentoML's routes, which answer plain text), and
-its OpenAPI document is at `/openapi.json`, browsable at `/docs`."""
+(not BentoML's routes, which answer plain text), and its OpenAPI document is at
+`/openapi.json`, browsable at `/docs`.
+
+`ApiFirst` is the outermost layer of the app BentoML builds (`ApiOutermost`), so the API's
+requests skip BentoML's own ASGI middlewares: its time-out timer (a task and a future per
+request), tracing and request context cost CPU on every request and did nothing the API does
+not do itself (its 504 time-out, its JSON errors); BENCHMARKS.md has the figures. BentoML
+still runs the server: its processes, the socket, the service's start-up and shutdown,
+`/livez` and `/metrics`."""
 
 from __future__ import annotations
 
@@ -16,6 +23,14 @@ import bentoml
 from serving.api import ApiFirst, create_app
 
 app = create_app()
+
+
+class ApiOutermost(bentoml.Service):
+    """BentoML's service whose ASGI app hands every API request to the API first."""
+
+    def to_asgi(self, is_main: bool = True) -> ApiFirst:
+        """BentoML's app (its routes, middlewares and lifespan) behind `ApiFirst`."""
+        return ApiFirst(super().to_asgi(is_main), api=app)
 
 
 @bentoml.service(
@@ -32,9 +47,7 @@ app = create_app()
     # here when an operator wants them (BENCHMARKS.md has the figures with and without).
     logging={"access": {"enabled": False}},
     metrics={"enabled": False},
-    # BentoML's OpenTelemetry middleware builds a span, its attributes and duration metrics
-    # for every request even when nothing exports them; excluding every URL skips it.
-    tracing={"excluded_urls": [".*"]},
+    service_class=ApiOutermost,
 )
 @bentoml.asgi_app(app, path="/")
 class CrmscoreService:
@@ -57,6 +70,3 @@ class CrmscoreService:
     def flush(self) -> None:
         """Write the prediction log's last rows."""
         self.state.close()
-
-
-CrmscoreService.add_asgi_middleware(ApiFirst, api=app)  # type: ignore[attr-defined]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -19,7 +20,7 @@ from typer.testing import CliRunner
 
 from crmscore import steps
 from crmscore.cli import app
-from crmscore.settings import load_settings
+from crmscore.settings import Settings, load_settings
 from features.catalog import Workspace
 from features.synthetic import dataset_yaml, synthetic_export, write_export
 
@@ -62,6 +63,11 @@ class Trained:
     def base(self) -> list[str]:
         """Global CLI options for this workspace."""
         return ["--workspace", str(self.workspace), "--dataset", str(self.dataset)]
+
+    def copy(self, folder: Path) -> Settings:
+        """Settings of a copy of this workspace in `folder`, for tests that write into it."""
+        shutil.copytree(self.workspace, folder / "ws")
+        return load_settings(folder / "ws", dataset=str(self.dataset))
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from crmscore import steps
-from crmscore.settings import Settings, load_settings
+from crmscore.settings import Settings
 from features.catalog import Workspace
 from features.model_spec import MODEL_KINDS, model_spec
 from features.names import EVENT_TIMESTAMP
@@ -29,9 +29,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def settings(trained: Trained, tmp_path_factory: pytest.TempPathFactory) -> Settings:
     """A copy of the trained workspace (the checks write reports and scores into it)."""
-    copy = tmp_path_factory.mktemp("checks") / "ws"
-    shutil.copytree(trained.workspace, copy)
-    return load_settings(copy, dataset=str(trained.dataset))
+    return trained.copy(tmp_path_factory.mktemp("checks"))
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ ui`; and what reaches MLflow and the dashboard."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -20,7 +19,7 @@ from evidently.sdk.models import DashboardPanelPlot
 from evidently.ui.workspace import Workspace as EvidentlyWorkspace
 
 from crmscore import steps
-from crmscore.settings import Settings, load_settings
+from crmscore.settings import Settings
 from features.model_spec import MODEL_KINDS, model_spec
 from features.names import ALL_FEATURES, EVENT_TIMESTAMP, moving_features
 from monitoring.checks import BacktestRun, DriftRun, in_population, latest_scores, run_backtest
@@ -41,9 +40,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def settings(trained: Trained, tmp_path_factory: pytest.TempPathFactory) -> Settings:
     """A copy of the trained workspace (monitoring writes into it)."""
-    copy = tmp_path_factory.mktemp("pages") / "ws"
-    shutil.copytree(trained.workspace, copy)
-    return load_settings(copy, dataset=str(trained.dataset))
+    return trained.copy(tmp_path_factory.mktemp("pages"))
 
 
 @pytest.fixture(scope="module")

@@ -10,10 +10,6 @@ with no offers and a warning, and monitoring runs on those scores."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +28,7 @@ from features.contract import NO_PRODUCTS
 from features.ingest import ingest
 from features.model_spec import CHAMPION, model_spec
 from features.synthetic import synthetic_export, write_export
-from tests.integration.conftest import ADMIN_KEY, PROJECT_ROOT, USER_KEY, _free_port
+from tests.integration.conftest import USER_KEY, serving
 
 pytestmark = pytest.mark.slow
 
@@ -221,40 +217,9 @@ def test_monitoring_runs_on_scores_without_offers(run: Run) -> None:
 
 @pytest.fixture(scope="module")
 def server(run: Run, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = _free_port()
     log = tmp_path_factory.mktemp("products_free_server") / "server.log"
-    env = {
-        **os.environ,
-        "CRMSCORE_API_KEYS": USER_KEY,
-        "CRMSCORE_ADMIN_KEYS": ADMIN_KEY,
-        "BENTOML_DO_NOT_TRACK": "true",
-    }
-    command = [sys.executable, "-m", "crmscore", *run.base, "serve", "--port", str(port)]
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            command, cwd=PROJECT_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                pytest.fail(f"crmscore serve exited:\n{log.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-        else:
-            pytest.fail(f"crmscore serve not ready in 180 s:\n{log.read_text()[-3000:]}")
+    with serving(run.base, log) as url:
         yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 def test_the_api_answers_churn_and_clv_with_no_offers_and_a_warning(run: Run, server: str) -> None:
