@@ -86,8 +86,11 @@ DETAILS = (
     "valid_hit",
     "best_iteration",
     "candidate_recall",
+    "candidate_recall_valid",
     "candidate_recall_history_popular",
     "candidates_per_customer",
+    "train_negatives_per_query",
+    "train_pairs",
     "light_buyers",
 )
 

@@ -66,8 +66,12 @@ class NboParams(_Frozen):
     # ("expected_value").
     rank_by: Literal["probability", "expected_value"] = "probability"
     top_k: int = 5
-    # Pairs grow with customers x candidates: train on the most recent cutoffs only.
+    # Pairs grow with customers x candidates: train on the most recent cutoffs only, and on
+    # the training cutoffs keep every accepted pair and at most this many others per
+    # customer (`training.nbo.sample_negatives`; None: all). Validation and test cutoffs
+    # always score every candidate.
     max_train_cutoffs: int = 7
+    train_negatives_per_query: int | None = Field(default=50, gt=0)
     exclude_bought_within_days: int | None = None  # e.g. 7: do not offer what was just bought
 
 

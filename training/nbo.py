@@ -59,6 +59,28 @@ def with_labels(pairs: pd.DataFrame, labels: pd.DataFrame) -> np.ndarray:
     return merged[ACCEPTED].fillna(0).to_numpy(dtype=int)
 
 
+def sample_negatives(
+    pairs: pd.DataFrame, y: np.ndarray, per_query: int | None, seed: int
+) -> np.ndarray:
+    """Positions of the pairs to train on: every accepted pair, and per customer and cutoff
+    a seeded uniform sample of at most `per_query` of the others. None keeps every pair.
+
+    Uniform, not the hard negatives first: every kind of candidate keeps its share, so the
+    ranker does not learn that a kind left out of the sample is a purchase."""
+    if per_query is None:
+        return np.arange(len(pairs))
+    query = pairs.groupby(KEYS, sort=False).ngroup().to_numpy()
+    draw = np.random.default_rng(seed).random(len(pairs))
+    negative = np.flatnonzero(y == 0)
+    order = negative[np.lexsort((draw[negative], query[negative]))]
+    q = query[order]
+    starts = np.flatnonzero(np.r_[True, q[1:] != q[:-1]]) if len(q) else np.empty(0, int)
+    rank = np.arange(len(q)) - np.repeat(starts, np.diff(np.r_[starts, len(q)]))
+    keep = y != 0
+    keep[order[rank < per_query]] = True
+    return np.flatnonzero(keep)
+
+
 def fit_neighbours(
     affinity: pd.DataFrame, per_offer: int, min_common: int = MIN_COMMON_CUSTOMERS
 ) -> pd.DataFrame:

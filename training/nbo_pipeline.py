@@ -4,6 +4,7 @@ history/popularity blend, on the customers who bought something in the test hori
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 from functools import partial
 from pathlib import Path
 
@@ -29,22 +30,67 @@ from serving.models import (
     set_population,
 )
 from training import baselines
-from training.config import TrainingParams
+from training.config import NboParams, TrainingParams
 from training.contenders import BASELINE, MODEL
 from training.evaluate import plot_importance, score_with_intervals
 from training.metrics import RankingTable, ranking_metrics, ranking_table
-from training.nbo import fit_neighbours, neighbours_meta, refit_nbo, train_nbo, with_labels
+from training.nbo import (
+    fit_neighbours,
+    neighbours_meta,
+    refit_nbo,
+    sample_negatives,
+    train_nbo,
+    with_labels,
+)
 from training.pipeline import TrainResult, _importance, _judge, _labelled, _parts, _sizes
 
 log = logging.getLogger(__name__)
 
 
+def cutoff_pairs(
+    affinity: pd.DataFrame,
+    offers: pd.DataFrame,
+    customers: pd.DataFrame,
+    labels: pd.DataFrame,
+    nbo: NboParams,
+    seed: int,
+    sample: bool,
+) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """One cutoff's candidate pairs (`candidates`) and co-purchase neighbours (None when
+    neighbour candidates are off). With `sample` (a training cutoff) only the pairs
+    `sample_negatives` keeps, the accepted ones known from `labels`."""
+    use = nbo.neighbour_candidates > 0 and nbo.neighbours_per_offer > 0
+    near = fit_neighbours(affinity, nbo.neighbours_per_offer) if use else None
+    pairs = candidates(
+        affinity,
+        offers,
+        customers,
+        nbo.history_candidates,
+        nbo.popular_candidates,
+        nbo.trending_candidates,
+        nbo.neighbour_candidates if near is not None else 0,
+        near,
+    )
+    if sample:
+        kept = sample_negatives(
+            pairs, with_labels(pairs, labels), nbo.train_negatives_per_query, seed
+        )
+        pairs = pairs.iloc[kept].reset_index(drop=True)
+    return pairs, near
+
+
 def _nbo_pairs(
-    store: FeatureStore, paths: Workspace, rows: pd.DataFrame, params: TrainingParams
+    store: FeatureStore,
+    paths: Workspace,
+    rows: pd.DataFrame,
+    params: TrainingParams,
+    sampled: Collection[pd.Timestamp] = (),
 ) -> tuple[pd.DataFrame, dict[pd.Timestamp, pd.DataFrame]]:
     """Candidate pairs for the customers in `rows`, with Feast features, co-purchase
     features and labels, and the co-purchase neighbours of each cutoff (fitted on every
-    customer's affinity rows of that cutoff: only what was known at the cutoff)."""
+    customer's affinity rows of that cutoff: only what was known at the cutoff). On the
+    `sampled` cutoffs (the training ones) the negatives are sampled before the features
+    are fetched (`sample_negatives`)."""
     keys = [CUSTOMER_ID, EVENT_TIMESTAMP]
     nbo = params.nbo
     stamps = sorted(set(rows[EVENT_TIMESTAMP]))
@@ -61,23 +107,18 @@ def _nbo_pairs(
     neighbours: dict[pd.Timestamp, pd.DataFrame] = {}
     parts = []
     for stamp in stamps:
-        at = affinity[affinity[EVENT_TIMESTAMP] == stamp]
-        use = nbo.neighbour_candidates > 0 and nbo.neighbours_per_offer > 0
-        near = fit_neighbours(at, nbo.neighbours_per_offer) if use else None
+        part, near = cutoff_pairs(
+            affinity[affinity[EVENT_TIMESTAMP] == stamp],
+            offers[offers[EVENT_TIMESTAMP] == stamp],
+            customers[customers[EVENT_TIMESTAMP] == stamp],
+            rows,
+            nbo,
+            params.seed,
+            pd.Timestamp(stamp) in sampled,
+        )
         if near is not None:
             neighbours[pd.Timestamp(stamp)] = near
-        parts.append(
-            candidates(
-                at,
-                offers[offers[EVENT_TIMESTAMP] == stamp],
-                customers[customers[EVENT_TIMESTAMP] == stamp],
-                nbo.history_candidates,
-                nbo.popular_candidates,
-                nbo.trending_candidates,
-                nbo.neighbour_candidates if near is not None else 0,
-                near,
-            )
-        )
+        parts.append(part)
     pairs = pd.concat(parts, ignore_index=True)
     pairs = historical_features(store, model_spec("nbo").feature_service, pairs)
     pairs[ACCEPTED] = with_labels(pairs, rows)
@@ -134,7 +175,8 @@ def run_nbo(
     spec = model_spec("nbo")
     rows, split, sample = _labelled(spec, paths, labels, params, params.nbo.max_train_cutoffs)
     with stage(log, "train nbo: candidates and training set from Feast"):
-        pairs, neighbours = _nbo_pairs(store, paths, rows, params)
+        train_stamps = {pd.Timestamp(s) for s in split.train}
+        pairs, neighbours = _nbo_pairs(store, paths, rows, params, train_stamps)
     train, valid, test = _parts(pairs, split)
     features = _model_features(pairs, spec.feature_service)
     # Serving uses the neighbours of the latest cutoff (the test cutoff's: fitted on what
@@ -152,7 +194,14 @@ def run_nbo(
             None if near is None else neighbours_meta(near),
         )
     if params.split.refit:
-        observed = pd.concat([train, valid], ignore_index=True)
+        # The validation cutoffs join the training ones: their negatives sampled alike.
+        kept = sample_negatives(
+            valid,
+            valid[spec.target].to_numpy(),
+            params.nbo.train_negatives_per_query,
+            params.seed,
+        )
+        observed = pd.concat([train, valid.iloc[kept]], ignore_index=True)
         with stage(log, "train nbo: refit on every observed cutoff"):
             model = refit_nbo(
                 model, info["lgbm_params"], observed, observed[spec.target].to_numpy(), params.seed
@@ -160,6 +209,9 @@ def run_nbo(
         info["refit_rows"] = len(observed)
     if sample is not None:
         info["training_sample"] = sample
+    info["train_negatives_per_query"] = params.nbo.train_negatives_per_query
+    valid_rows = rows[rows[EVENT_TIMESTAMP].isin(split.valid)]
+    info["candidate_recall_valid"] = candidate_recall(valid, valid_rows)
     p_test = model.predict(test)
     set_population(model, p_test)
     k = params.nbo.top_k

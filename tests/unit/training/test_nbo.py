@@ -30,8 +30,15 @@ from tests.unit.features.test_engineering import (
 )
 from tests.unit.training.data import CUTOFF, NBO_FEATURES, pairs_frame
 from training.config import NboParams
-from training.nbo import fit_neighbours, hit_rate, neighbours_meta, refit_nbo, train_nbo
-from training.nbo_pipeline import candidate_recall
+from training.nbo import (
+    fit_neighbours,
+    hit_rate,
+    neighbours_meta,
+    refit_nbo,
+    sample_negatives,
+    train_nbo,
+)
+from training.nbo_pipeline import candidate_recall, cutoff_pairs
 
 KEYS = ["customer_id", "event_timestamp"]
 
@@ -135,6 +142,69 @@ def test_candidate_recall_counts_purchases_among_candidates() -> None:
     assert candidate_recall(wide, bought) == pytest.approx(4 / 5)
     assert candidate_recall(narrow, bought) == pytest.approx(2 / 5)
     assert candidate_recall(wide, bought.iloc[:0]) == 0.0
+
+
+def _queries(n: int = 40, per: int = 30) -> tuple[pd.DataFrame, np.ndarray]:
+    """n customers x `per` pairs at two cutoffs; pair j of a query is accepted when
+    j % 7 == 0 (5 of 30)."""
+    j = np.tile(np.arange(per), 2 * n)
+    pairs = pd.DataFrame(
+        {
+            "customer_id": np.repeat([f"c{i}" for i in range(n)] * 2, per),
+            "event_timestamp": np.repeat([CUTOFF, CUTOFF + pd.Timedelta(days=30)], n * per),
+            "offer_id": [f"o{x}" for x in j],
+        }
+    )
+    return pairs, (j % 7 == 0).astype(int)
+
+
+def test_sample_negatives_keeps_every_positive_and_a_seeded_uniform_sample() -> None:
+    pairs, y = _queries()
+    kept = sample_negatives(pairs, y, 8, seed=3)
+    assert np.array_equal(kept, np.unique(kept))
+    # Every accepted pair; 8 of the 25 others in each of the 80 queries.
+    assert set(np.flatnonzero(y)) <= set(kept)
+    negatives = pairs.iloc[kept][y[kept] == 0]
+    per_query = negatives.groupby(["customer_id", "event_timestamp"]).size()
+    assert len(per_query) == 80 and set(per_query) == {8}
+    # Uniform: each offer's share of the kept negatives near 8 / 25, not the same offers
+    # for everybody.
+    share = negatives["offer_id"].value_counts() / 80
+    assert len(share) == 25 and share.between(0.15, 0.5).all()
+    assert sample_negatives(pairs, y, 8, seed=3).tolist() == kept.tolist()
+    assert sample_negatives(pairs, y, 8, seed=4).tolist() != kept.tolist()
+    # A cap above the query size, or None: every pair.
+    assert sample_negatives(pairs, y, 30, seed=3).tolist() == list(range(len(pairs)))
+    assert sample_negatives(pairs, y, None, seed=3).tolist() == list(range(len(pairs)))
+
+
+def test_only_a_training_cutoff_is_sampled() -> None:
+    customers = pd.DataFrame({"customer_id": ["a", "b", "c"], "event_timestamp": CUTOFF})
+    labels = pd.DataFrame(
+        {
+            "customer_id": ["a", "c"],
+            "offer_id": ["t1", "p2"],
+            "event_timestamp": CUTOFF,
+            "accepted": 1,
+        }
+    )
+    nbo = NboParams(
+        history_candidates=10,
+        popular_candidates=3,
+        trending_candidates=2,
+        neighbour_candidates=0,
+        train_negatives_per_query=1,
+    )
+    full, near = cutoff_pairs(_affinity(), _offers(), customers, labels, nbo, 1, sample=False)
+    assert near is None
+    pd.testing.assert_frame_equal(full, candidates(_affinity(), _offers(), customers, 10, 3, 2))
+    sampled, _ = cutoff_pairs(_affinity(), _offers(), customers, labels, nbo, 1, sample=True)
+    got = {c: set(g["offer_id"]) for c, g in sampled.groupby("customer_id")}
+    every = {c: set(g["offer_id"]) for c, g in full.groupby("customer_id")}
+    # Each customer: the accepted offer (a: t1, c: p2; b has none) and one other candidate.
+    assert {c: len(o) for c, o in got.items()} == {"a": 2, "b": 1, "c": 2}
+    assert "t1" in got["a"] and "p2" in got["c"]
+    assert all(got[c] <= every[c] for c in got)
 
 
 def test_fit_neighbours_is_cosine_over_customers() -> None:
