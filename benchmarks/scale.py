@@ -1,9 +1,14 @@
 """Scale benchmark (#11): ingest, feature build (in-process and on a local Ray), apply and
-materialize on a generated export of N lines, with the time, lines/s and peak memory of
-every process of each stage.
+materialize, training (on a seeded, stratified sample of customers above
+`training.max_training_rows`) and batch scoring of every customer, on a generated export of
+N lines, with the time, lines/s and peak memory of every process of each stage.
 
     nice -n 10 .venv/bin/python benchmarks/scale.py --lines 10000000 [--partitions 16]
-        [--stages ingest,features_local] [--reference DIR]
+        [--stages ingest,features_local] [--reference DIR] [--keep DIR]
+        [--max-training-rows N]
+
+The export is written once per size (`export_<lines>.csv` in the kept folder, published by
+a rename) and reused by later runs with `--keep`.
 
 `--reference DIR`: a checkout of the code to compare with (`git archive COMMIT | tar -x -C
 DIR`); its feature build runs on the same ingested tables just before this code's, the ratio
@@ -52,6 +57,7 @@ def write_scaled_export(lines: int, path: Path, seed: int = 1) -> Path:
 
     from features.synthetic import synthetic_export
 
+    partial = path.with_name(path.name + ".partial")
     writer = None
     pieces = max(1, -(-lines // PIECE_LINES))
     for piece in range(pieces):
@@ -61,14 +67,15 @@ def write_scaled_export(lines: int, path: Path, seed: int = 1) -> Path:
         frame["Invoice"] = frame["Invoice"].str.replace(r"^(C?)", rf"\g<1>{piece:04d}", regex=True)
         table = pa.Table.from_pandas(frame, preserve_index=False)
         if writer is None:
-            writer = pacsv.CSVWriter(path, table.schema)
+            writer = pacsv.CSVWriter(partial, table.schema)
         writer.write_table(table)
     assert writer is not None
     writer.close()
+    partial.rename(path)
     return path
 
 
-STAGES = ("ingest", "features_local", "features_ray", "materialize")
+STAGES = ("ingest", "features_local", "features_ray", "materialize", "train", "score")
 
 
 class StepLines(logging.Handler):
@@ -82,17 +89,20 @@ class StepLines(logging.Handler):
         self.lines.append(record.getMessage())
 
 
-def stage(name: str, workspace: Path, dataset: str, partitions: int) -> dict[str, Any]:
+def stage(
+    name: str, workspace: Path, dataset: str, partitions: int, max_training_rows: int | None = None
+) -> dict[str, Any]:
     """Run one stage in this process; its figures."""
+    from crmscore import steps
     from crmscore.settings import load_settings
     from features.config import EngineParams
     from features.ingest import ingest
     from features.snapshots import build_snapshots, partitioned_tables
-    from features.store import apply_repo, fast_materialize, open_store
 
-    settings = load_settings(
-        workspace, dataset=dataset, overrides={"features": {"partitions": partitions}}
-    )
+    overrides: dict[str, Any] = {"features": {"partitions": partitions}}
+    if max_training_rows is not None:
+        overrides["training"] = {"max_training_rows": max_training_rows}
+    settings = load_settings(workspace, dataset=dataset, overrides=overrides)
     paths = settings.paths
     started = time.perf_counter()
     out: dict[str, Any] = {}
@@ -105,10 +115,10 @@ def stage(name: str, workspace: Path, dataset: str, partitions: int) -> dict[str
             if name == "features_ray"
             else EngineParams()
         )
-        steps = StepLines()
+        step_lines = StepLines()
         build_log = logging.getLogger("features.snapshots")
         build_log.setLevel(logging.INFO)
-        build_log.addHandler(steps)
+        build_log.addHandler(step_lines)
         tables = partitioned_tables(paths)
         meta = build_snapshots(
             tables, settings.features, settings.labels, settings.segments, paths, engine=engine
@@ -117,17 +127,20 @@ def stage(name: str, workspace: Path, dataset: str, partitions: int) -> dict[str
             "partitions": meta["partitions"],
             "cutoffs": len(meta["cutoffs"]),
             "rows": meta["rows"]["customer_features"],
-            "steps": steps.lines,
+            "steps": step_lines.lines,
         }
-    elif name == "materialize":
-        import pandas as pd
+    elif name == "materialize":  # what `crmscore features apply` and `materialize` do
+        steps.apply(settings)
+        out = {"entities": steps.materialize(settings)["entities"]}
+    elif name == "train":
+        trained = steps.train(settings)
+        promoted = steps.promote(settings)
+        out = {"models": trained["models"], "promoted": promoted["decisions"]}
+    elif name == "score":
+        from datetime import date
 
-        apply_repo(settings.feast, paths)
-        store = open_store(settings.feast, paths)
-        stamps = pd.read_parquet(paths.snapshot("customer_features"), columns=["event_timestamp"])
-        end = (stamps["event_timestamp"].max() + pd.Timedelta(seconds=1)).to_pydatetime()
-        start = end - pd.Timedelta(days=settings.feast.ttl_days)
-        fast_materialize(store, "customer_features", start, end)
+        answer = steps.score_batch(settings, date.fromisoformat(steps.latest_cutoff(settings)))
+        out = {key: answer[key] for key in ("customers", "partitions", "parquet", "csv")}
     out["seconds"] = round(time.perf_counter() - started, 1)
     return out
 
@@ -212,13 +225,20 @@ def compare_builds(workspace: Path) -> dict[str, Any]:
 
 
 def run_stage(
-    name: str, workspace: Path, dataset: str, partitions: int, code: Path = ROOT
+    name: str,
+    workspace: Path,
+    dataset: str,
+    partitions: int,
+    code: Path = ROOT,
+    max_training_rows: int | None = None,
 ) -> dict[str, Any]:
     """A stage in a child process (of the code in `code`), sampled; its figures and memory
     peaks."""
     script = code / "benchmarks" / "scale.py"
     command = [sys.executable, str(script), "--stage", name, "--workspace", str(workspace)]
     command += ["--dataset", dataset, "--partitions", str(partitions)]
+    if max_training_rows is not None:
+        command += ["--max-training-rows", str(max_training_rows)]
     log = workspace.parent / f"{name}{'' if code == ROOT else '_reference'}.log"
     with log.open("wb") as err:
         child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=err)
@@ -240,9 +260,15 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, help="keep the export and workspace here")
     parser.add_argument("--stages", default=",".join(STAGES), help="comma-separated stages")
     parser.add_argument("--reference", type=Path, help="a checkout of the code to compare with")
+    parser.add_argument(
+        "--max-training-rows", type=int, help="training.max_training_rows (default: settings)"
+    )
     args = parser.parse_args()
     if args.stage:
-        print(json.dumps(stage(args.stage, args.workspace, args.dataset, args.partitions)))
+        answer = stage(
+            args.stage, args.workspace, args.dataset, args.partitions, args.max_training_rows
+        )
+        print(json.dumps(answer, default=str))
         return
     stages = args.stages.split(",")
     unknown = sorted(set(stages) - set(STAGES))
@@ -255,8 +281,8 @@ def main() -> None:
     tmp.mkdir(parents=True, exist_ok=True)
     try:
         started = time.perf_counter()
-        csv = tmp / "export.csv"
-        if "ingest" in stages or not csv.exists():  # else: the kept export and workspace
+        csv = tmp / f"export_{args.lines}.csv"
+        if not csv.exists():
             write_scaled_export(args.lines, csv)
         size = csv.stat().st_size / 1e9
         print(
@@ -275,9 +301,12 @@ def main() -> None:
                 reference["lines_per_s"] = round(args.lines / reference["seconds"])
                 figures["features_reference"] = reference
                 print(f"features_reference: {json.dumps(reference)}", flush=True)
-            figures[name] = run_stage(name, workspace, str(config), args.partitions)
+            figures[name] = run_stage(
+                name, workspace, str(config), args.partitions, ROOT, args.max_training_rows
+            )
             figures[name]["lines_per_s"] = round(args.lines / figures[name]["seconds"])
             print(f"{name}: {json.dumps(figures[name])}", flush=True)
+            print(f"load after {name}: {os.getloadavg()}", flush=True)
         if "features_reference" in figures:
             ratio = figures["features_local"]["seconds"] / figures["features_reference"]["seconds"]
             print(f"features build: this code / reference time = {ratio:.3f}", flush=True)

@@ -286,8 +286,10 @@ def customer_features_at(part: Partition, cutoff: pd.Timestamp) -> pd.DataFrame:
     oc, ots, buy, amount = o.customer[hist], o.ts[hist], o.is_purchase[hist], o.amount[hist]
     seen = _sum(oc, n) > 0
 
-    def in_window(days: int) -> np.ndarray:
-        return ots >= t - days * US_PER_DAY
+    def in_window(days: int) -> slice:
+        # The orders are sorted by time: a window is a slice of them (the same elements in
+        # the same order as a mask, so the sums are the same floats).
+        return _window(ots, t - days * US_PER_DAY, t)
 
     out: dict[str, np.ndarray] = {}
     last_buy = np.full(n, np.nan)
@@ -298,30 +300,33 @@ def customer_features_at(part: Partition, cutoff: pd.Timestamp) -> pd.DataFrame:
     out["tenure_days"] = (t - first) / US_PER_DAY
     for w in WINDOWS_DAYS:
         win = in_window(w)
-        out[f"frequency_{w}d"] = _sum(oc[win & buy], n)
+        out[f"frequency_{w}d"] = _sum(oc[win][buy[win]], n)
         out[f"monetary_{w}d"] = _sum(oc[win], n, amount[win])
     out["frequency_lifetime"] = _sum(oc[buy], n)
     out["monetary_lifetime"] = _sum(oc, n, amount)
     y = in_window(365)
-    buys_y = y & buy
-    out["avg_order_value_365d"] = _ratio(_sum(oc[buys_y], n, amount[buys_y]), out["frequency_365d"])
-    out["avg_basket_items_365d"] = _ratio(
-        _sum(oc[buys_y], n, o.items[hist][buys_y]), out["frequency_365d"]
+    buyer_y, buy_y = oc[y], buy[y]
+    buyer_y_buys = buyer_y[buy_y]
+    out["avg_order_value_365d"] = _ratio(
+        _sum(buyer_y_buys, n, amount[y][buy_y]), out["frequency_365d"]
     )
-    month = np.minimum((t - ots[buys_y]) // (30 * US_PER_DAY), 11)
-    out["active_months_365d"] = _distinct(oc[buys_y], month, n)
+    out["avg_basket_items_365d"] = _ratio(
+        _sum(buyer_y_buys, n, o.items[hist][y][buy_y]), out["frequency_365d"]
+    )
+    month = np.minimum((t - ots[y][buy_y]) // (30 * US_PER_DAY), 11)
+    out["active_months_365d"] = _distinct(buyer_y_buys, month, n)
     age_days = (t - ots[buy]) / US_PER_DAY
     for half_life in (30, 90):
         out[f"purchase_intensity_{half_life}d"] = _sum(oc[buy], n, 0.5 ** (age_days / half_life))
-    prev = (ots >= t - 180 * US_PER_DAY) & ~in_window(90)
-    out["frequency_trend_90d"] = _trend(out["frequency_90d"], _sum(oc[prev & buy], n))
+    prev = slice(in_window(180).start, in_window(90).start)
+    out["frequency_trend_90d"] = _trend(out["frequency_90d"], _sum(oc[prev][buy[prev]], n))
     out["spend_trend_90d"] = _trend(out["monetary_90d"], _sum(oc[prev], n, amount[prev]))
     # Seasonality: what the customer did a year ago in the period that follows the cutoff;
     # unknown (NaN) when the data does not reach back a year.
     year_ago = t - 365 * US_PER_DAY
-    ly90 = (ots >= year_ago) & (ots < year_ago + 90 * US_PER_DAY)
-    ly180 = (ots >= year_ago) & (ots < year_ago + 180 * US_PER_DAY)
-    out["frequency_ly_next_90d"] = _sum(oc[ly90 & buy], n)
+    ly90 = _window(ots, year_ago, year_ago + 90 * US_PER_DAY)
+    ly180 = _window(ots, year_ago, year_ago + 180 * US_PER_DAY)
+    out["frequency_ly_next_90d"] = _sum(oc[ly90][buy[ly90]], n)
     out["monetary_ly_next_90d"] = _sum(oc[ly90], n, amount[ly90])
     out["monetary_ly_next_180d"] = _sum(oc[ly180], n, amount[ly180])
     if year_ago < part.observed_from:

@@ -210,13 +210,14 @@ def offer_partials_at(part: Partition, cutoff: pd.Timestamp, catalog: str) -> pd
     # Buyers of the year, and those among them who bought the offer in two orders or more.
     y = _window(ln.ts, t - 365 * US_PER_DAY, t)
     y_keep = (codes[y] >= 0) & (ln.gross[y] > 0)
-    year = pd.DataFrame(
-        {"k": codes[y][y_keep], "c": ln.customer[y][y_keep], "o": ln.order[y][y_keep]}
-    ).drop_duplicates()
-    orders_per_buyer = year.groupby(["k", "c"], sort=False).size()
-    offer_of_buyer = orders_per_buyer.index.get_level_values("k").to_numpy()
+    customers = len(part.customer_ids)
+    buyer = codes[y][y_keep].astype(np.int64) * customers + ln.customer[y][y_keep]
+    buyer_of_order, _ = unique_pairs(buyer, ln.order[y][y_keep])  # sorted by buyer
+    first = np.flatnonzero(np.diff(buyer_of_order, prepend=-1) != 0)
+    orders_per_buyer = np.diff(np.r_[first, len(buyer_of_order)])
+    offer_of_buyer = buyer_of_order[first] // customers
     year_buyers = _sum(offer_of_buyer, len(ids))
-    repeat_buyers = _sum(offer_of_buyer[orders_per_buyer.to_numpy() >= 2], len(ids))
+    repeat_buyers = _sum(offer_of_buyer[orders_per_buyer >= 2], len(ids))
     w = _window(ln.ts, t - 90 * US_PER_DAY, t)
     keep = (codes[w] >= 0) & (ln.gross[w] > 0)
     c, k, ts, o, g = (

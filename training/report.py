@@ -110,6 +110,20 @@ def grade_sentence(result: TrainResult) -> str:
     return sentence
 
 
+def sample_sentence(sample: dict[str, Any] | None) -> str | None:
+    """What a training on a sample of customers used, in words (None: every customer;
+    `training.datasets.sample_customers` says what was sampled)."""
+    if not sample:
+        return None
+    return (
+        f"Trained on a sample of customers: {number(sample['customers'], 0)} of "
+        f"{number(sample['customers_before'], 0)} ({number(sample['rows'], 0)} of "
+        f"{number(sample['rows_before'], 0)} rows), drawn with seed {sample['seed']} and "
+        f"stratified on {sample['stratified_on']}, because the rows exceed "
+        "training.max_training_rows."
+    )
+
+
 def _drivers(result: TrainResult) -> list[dict[str, Any]]:
     gain = result.importance[result.importance > 0]
     total = float(gain.sum()) or 1.0
@@ -173,6 +187,7 @@ def card_context(
         "train": f"{split.train[0].date()} to {split.train[-1].date()} "
         f"({len(split.train)} score dates)",
         "rows": result.rows,
+        "sample": sample_sentence(result.info.get("training_sample")),
         "written": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "metrics": [
             {

@@ -3,6 +3,7 @@ and a real Feast repo, on a generated export."""
 
 from __future__ import annotations
 
+import ast
 import json
 import shutil
 import sqlite3
@@ -214,6 +215,34 @@ def test_train_registers_challengers_with_reports(
     targets = _cli(*base, "target", "--objective", "retention", "--budget", "100", "--seed", "3")
     listed = pd.read_csv(targets["csv"])
     assert len(listed) == 100 and (listed["group"] == "control").sum() == 10
+
+
+def test_training_above_the_row_limit_uses_a_stated_sample_of_customers(
+    workspace: tuple[Path, Path], tmp_path: Path
+) -> None:
+    ws, config = workspace
+    copy = tmp_path / "ws"
+    shutil.copytree(ws, copy)
+    limited = tmp_path / "limited.yaml"
+    limited.write_text(config.read_text() + "settings:\n  training:\n    max_training_rows: 3000\n")
+    summary = _cli("--workspace", str(copy), "--dataset", str(limited), "train", "--model", "churn")
+    (churn,) = summary["models"]
+    client = configure(f"sqlite:///{copy / 'mlflow' / 'mlflow.db'}")
+    version = client.get_model_version_by_alias(model_spec("churn").registry_name, CHALLENGER)
+    params = client.get_run(version.run_id).data.params
+    sample = ast.literal_eval(params["training_sample"])
+    # Whole customers, about the asked share of the rows, with the settings' seed.
+    assert sample["rows_before"] > 3000 >= sample["rows"] * 0.95
+    share = sample["customer_share"]
+    assert share == round(3000 / sample["rows_before"], 6)
+    assert abs(sample["customers"] - share * sample["customers_before"]) <= 2
+    assert sample["seed"] == 42 and sample["stratified_on"] == "churned > 0 at some cutoff"
+    card = Path(churn["report"]).read_text()
+    assert (
+        f"Trained on a sample of customers: {sample['customers']:,} of "
+        f"{sample['customers_before']:,} ({sample['rows']:,} of {sample['rows_before']:,} rows), "
+        "drawn with seed 42 and stratified on churned &gt; 0 at some cutoff"
+    ) in card
 
 
 def test_nbo_trains_and_promotes_with_another_top_k(

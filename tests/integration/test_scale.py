@@ -19,9 +19,19 @@ from crmscore.cli import app
 from crmscore.settings import Settings, load_settings
 from features.catalog import Workspace
 from features.config import EngineParams
+from features.feast_repo import CUSTOMER_VIEW
 from features.ingest import ingest
-from features.snapshots import OUTPUTS, build_snapshots, partitioned_tables, read_tables
+from features.names import CUSTOMER_ID, EVENT_TIMESTAMP
+from features.snapshots import (
+    OUTPUTS,
+    build_snapshots,
+    offers_skipped,
+    partitioned_tables,
+    read_tables,
+)
 from features.synthetic import dataset_yaml, synthetic_export, write_export
+from serving.batch import SEGMENT_COLUMNS, ScoreJob, load_champions, score_partition
+from serving.contract import rounded
 from tests.integration.conftest import Trained
 from tests.servers import ray_cluster
 
@@ -178,6 +188,38 @@ def test_a_two_node_cluster_gives_the_features_and_scores_of_the_local_path(
         pd.testing.assert_frame_equal(_outputs(built)[name], frame, check_exact=True)
     scores = pd.read_parquet(cluster.paths.scores_file(trained.latest))
     pd.testing.assert_frame_equal(scores, scores_local, check_exact=True)
+
+
+def test_batch_scores_by_partition_are_those_of_the_whole_base_in_one_frame(
+    trained: Trained,
+) -> None:
+    """The published batch (parquet in one file per customer partition, and the CRM CSV)
+    holds, for every customer, what scoring the whole base as one in-memory frame gives."""
+    settings = load_settings(trained.workspace, dataset=str(trained.dataset))
+    paths = settings.paths
+    as_of = pd.Timestamp(trained.latest, tz="UTC")
+    customers = pd.read_parquet(
+        paths.snapshot(CUSTOMER_VIEW),
+        columns=[CUSTOMER_ID, EVENT_TIMESTAMP, *SEGMENT_COLUMNS],
+        filters=[(EVENT_TIMESTAMP, "==", as_of)],
+    )
+    customers = customers.sort_values(CUSTOMER_ID).reset_index(drop=True)
+    customers[EVENT_TIMESTAMP] = pd.to_datetime(customers[EVENT_TIMESTAMP], utc=True)
+    models = load_champions(steps.mlflow_client(settings), offers_skipped(paths))
+    whole = score_partition(ScoreJob(as_of, customers, 1, settings.feast, paths, models), 0)
+    assert whole is not None and len(whole) == len(customers) > 100
+    whole.insert(1, "as_of", as_of)
+    expected = rounded(whole)
+
+    folder = paths.scores_file(trained.latest)
+    assert len(list(folder.glob("*.parquet"))) == settings.features.partitions > 1
+    published = pd.read_parquet(folder).sort_values(CUSTOMER_ID).reset_index(drop=True)
+    published["as_of"] = published["as_of"].astype(expected["as_of"].dtype)
+    pd.testing.assert_frame_equal(published, expected, check_exact=True)
+    csv = pd.read_csv(paths.scores_file(trained.latest, ".csv"), dtype={CUSTOMER_ID: str})
+    assert list(csv[CUSTOMER_ID]) == list(expected[CUSTOMER_ID])
+    for column in ("churn_probability", "clv", "retention_priority", "offer_1"):
+        assert list(csv[column]) == list(expected[column]), column
 
 
 def test_an_unknown_engine_is_refused_in_one_line(tmp_path: Path) -> None:
