@@ -22,9 +22,15 @@ class SplitParams(_Frozen):
     valid_cutoffs: int = 2
     max_train_cutoffs: int = 24
     # After the choices made on validation (rounds, contender, calibration), fit LightGBM
-    # again on the training and validation cutoffs together: the served model then learns
-    # from every cutoff whose outcome is observed, including the latest seasons.
+    # again on the training and validation cutoffs together (churn and CLV: with the gap's
+    # too, below): the served model then learns from the latest seasons.
     refit: bool = True
+    # Churn and CLV: the refit also learns from the gap's cutoffs (between training and
+    # validation, their outcome observed before the test cutoff; `TimeSplit.gap`).
+    refit_gap: bool = True
+    # Customer folds of the cross-fitted values the CLV mean correction after a refit is
+    # measured on (`training.crossfit`).
+    refit_folds: int = Field(default=3, ge=2)
 
 
 class ChurnParams(_Frozen):

@@ -6,6 +6,7 @@ code that serves it."""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import logging
 from collections.abc import Callable
@@ -38,6 +39,7 @@ from training.churn import choose_calibrator, refit_churn, train_churn
 from training.clv import refit_clv, train_clv
 from training.config import TrainingParams
 from training.contenders import BASELINE
+from training.crossfit import cross_fitted, customer_folds
 from training.datasets import TimeSplit, sample_customers, time_split
 from training.evaluate import (
     Paired,
@@ -87,9 +89,20 @@ def runner(kind: str) -> Runner:
     return found
 
 
-def _parts(frame: pd.DataFrame, split: TimeSplit) -> tuple[pd.DataFrame, ...]:
+def _parts(
+    frame: pd.DataFrame, split: TimeSplit, names: tuple[str, ...] = ("train", "valid", "test")
+) -> tuple[pd.DataFrame, ...]:
     part = split.part(frame[EVENT_TIMESTAMP])
-    return tuple(frame[part == p].reset_index(drop=True) for p in ("train", "valid", "test"))
+    return tuple(frame[part == p].reset_index(drop=True) for p in names)
+
+
+def _observed(
+    train: pd.DataFrame, gap: pd.DataFrame, valid: pd.DataFrame, target: str, kind: type
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """The rows of every cutoff whose outcome is observed before the test cutoff (what the
+    refit learns from) and their labels."""
+    observed = pd.concat([train, gap, valid], ignore_index=True)
+    return observed, observed[target].to_numpy(kind)
 
 
 def _labelled(
@@ -98,9 +111,11 @@ def _labelled(
     labels_params: LabelParams,
     params: TrainingParams,
     max_train: int | None = None,
+    with_gap: bool = False,
 ) -> tuple[pd.DataFrame, TimeSplit, dict[str, Any] | None]:
     """The label rows of the model's cutoffs that fall in the split (a sample of customers
-    above `training.max_training_rows`), the split and what was sampled (None: all)."""
+    above `training.max_training_rows`), the split and what was sampled (None: all). The
+    split keeps its gap cutoffs (`TimeSplit.gap`) only `with_gap`."""
     asked = int(getattr(labels_params, spec.horizon_setting))
     horizon_days = trained_horizon(paths, spec.horizon_setting, asked)
     labels = pd.read_parquet(paths.snapshot(spec.label_output))
@@ -109,6 +124,8 @@ def _labelled(
     if max_train is not None:
         split_params = split_params.model_copy(update={"max_train_cutoffs": max_train})
     split = time_split(list(stamps), horizon_days, split_params)
+    if not with_gap:
+        split = dataclasses.replace(split, gap=())
     labels[EVENT_TIMESTAMP] = pd.to_datetime(labels[EVENT_TIMESTAMP], utc=True)
     rows = labels[split.part(labels[EVENT_TIMESTAMP]) != ""].reset_index(drop=True)
     rows, sample = sample_customers(rows, spec.target, params.max_training_rows, params.seed)
@@ -153,10 +170,11 @@ def run_churn(
     """Churn: LightGBM, the classical models and blends compete on validation; the winner
     is the model, compared on the test cutoff with every contender and the recency rule."""
     spec = model_spec("churn")
-    rows, split, sample = _labelled(spec, paths, labels, params)
+    refit_gap = params.split.refit and params.split.refit_gap
+    rows, split, sample = _labelled(spec, paths, labels, params, with_gap=refit_gap)
     with stage(log, f"train {spec.kind}: training set from Feast ({len(rows)} rows)"):
         frame = historical_features(store, spec.feature_service, rows)
-    train, valid, test = _parts(frame, split)
+    train, valid, test, gap = _parts(frame, split, ("train", "valid", "test", "gap"))
     features = service_features(spec.feature_service)
     y_tr, y_va, y = (f[spec.target].to_numpy(int) for f in (train, valid, test))
     with stage(log, f"train {spec.kind}: LightGBM fit"):
@@ -174,7 +192,7 @@ def run_churn(
     }
     final, final_options = lightgbm, options
     if params.split.refit:
-        observed, y_observed = pd.concat([train, valid], ignore_index=True), np.r_[y_tr, y_va]
+        observed, y_observed = _observed(train, gap, valid, spec.target, int)
         with stage(log, f"train {spec.kind}: refit on every observed cutoff"):
             final = refit_churn(lightgbm, observed, y_observed, params.churn, params.seed)
         final_options = contenders.churn_contenders(final, observed, y_observed)
@@ -242,14 +260,16 @@ def run_clv(
     out_dir: Path,
 ) -> TrainResult:
     """CLV: LightGBM, BG/NBD x Gamma-Gamma and blends compete on validation MAE; ours are
-    refitted on every observed cutoff and their mean corrected there (classical models are
-    served as they are); compared on the test cutoff with every contender, average monthly
-    spend x months x retention and predicting zero."""
+    refitted on every observed cutoff and their mean corrected out of sample (on
+    cross-fitted values; classical models are served as they are); compared on the test
+    cutoff with every contender, average monthly spend x months x retention and predicting
+    zero."""
     spec = model_spec("clv")
-    rows, split, sample = _labelled(spec, paths, labels, params)
+    refit_gap = params.split.refit and params.split.refit_gap
+    rows, split, sample = _labelled(spec, paths, labels, params, with_gap=refit_gap)
     with stage(log, f"train {spec.kind}: training set from Feast ({len(rows)} rows)"):
         frame = historical_features(store, spec.feature_service, rows)
-    train, valid, test = _parts(frame, split)
+    train, valid, test, gap = _parts(frame, split, ("train", "valid", "test", "gap"))
     features = service_features(spec.feature_service)
     y_tr, y_va, y = (f[spec.target].to_numpy(float) for f in (train, valid, test))
     with stage(log, f"train {spec.kind}: LightGBM fit"):
@@ -261,21 +281,26 @@ def run_clv(
     valid_values = {
         c.name: np.clip(contenders.scores(lightgbm, x_valid, c), 0, None) for c in options
     }
-    final, final_options, observed, y_observed = lightgbm, options, train, y_tr
+    # The mean correction is measured out of sample: on validation without a refit, on
+    # cross-fitted scores of every observed cutoff with one.
+    final, final_options, checked, y_checked = lightgbm, options, valid_values, y_va
     if params.split.refit:
-        observed, y_observed = pd.concat([train, valid], ignore_index=True), np.r_[y_tr, y_va]
+        observed, y_observed = _observed(train, gap, valid, spec.target, float)
         with stage(log, f"train {spec.kind}: refit on every observed cutoff"):
             final = refit_clv(lightgbm, observed, y_observed, params.clv, params.seed)
         final_options = contenders.clv_contenders(final, observed)
         info["refit_rows"] = len(observed)
-    x_observed = final.frame_matrix(observed)
-    fitted = {}
+        with stage(log, f"train {spec.kind}: cross-fitted values for the mean correction"):
+            checked = clv_cross_fitted(lightgbm, final_options, observed, y_observed, params)
+        y_checked = y_observed
+    fitted, biases = {}, {}
     for c in final_options:
-        predicted = np.clip(contenders.scores(final, x_observed, c), 0, None)
-        scale = contenders.value_scale(predicted, y_observed, params.gate.clv_max_total_bias)
+        biases[c.name] = float(np.sum(checked[c.name]) / max(float(np.sum(y_checked)), 1e-9) - 1)
+        scale = contenders.value_scale(checked[c.name], y_checked, params.gate.clv_max_total_bias)
         fitted[c.name] = contenders.with_scorer(
             final, c, value_scale=scale if c.role == contenders.MODEL else 1.0
         )
+    info["out_of_sample_total_bias"] = {k: round(v, 4) for k, v in biases.items()}
     champion, figures = contenders.choose(
         options,
         lambda c, idx: float(np.mean(np.abs(valid_values[c.name][idx] - y_va[idx]))),
@@ -335,6 +360,28 @@ def run_clv(
         key,
         lambda m: clv_metrics(y, at_trained_horizon(m).predict(test))[key],
         champion.name,
+    )
+
+
+def clv_cross_fitted(
+    model: BundleModel,
+    options: list[contenders.Contender],
+    observed: pd.DataFrame,
+    y: np.ndarray,
+    params: TrainingParams,
+) -> dict[str, np.ndarray]:
+    """Each contender's value (never negative) on every observed row from models refitted
+    like the served one without the row's customer (`training.crossfit`): what its mean
+    correction is measured on."""
+    folds = customer_folds(observed[CUSTOMER_ID], params.split.refit_folds, params.seed)
+    return cross_fitted(
+        lambda rows, labels: refit_clv(model, rows, labels, params.clv, params.seed),
+        lambda m, rows: {
+            c.name: np.clip(contenders.scores(m, m.frame_matrix(rows), c), 0, None) for c in options
+        },
+        observed,
+        y,
+        folds,
     )
 
 
