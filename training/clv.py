@@ -173,8 +173,8 @@ def fit_formulation(
 def refit_clv(
     model: BundleModel, frame: pd.DataFrame, y: np.ndarray, params: ClvParams, seed: int
 ) -> BundleModel:
-    """The model's formulation fitted again on `frame` (the training, gap and validation
-    cutoffs together: every cutoff whose outcome is observed before the test cutoff), each booster
+    """The model's formulation fitted again on `frame` (the training and validation cutoffs
+    together: every cutoff whose outcome is observed before the test cutoff), each booster
     for the rounds early stopping chose on validation. The spend variance (measured out of
     sample, on validation) and the other settings are kept."""
     rounds = {name: b.best_iteration for name, b in model.boosters.items()}

@@ -39,7 +39,6 @@ from training.churn import choose_calibrator, refit_churn, train_churn
 from training.clv import refit_clv, train_clv
 from training.config import TrainingParams
 from training.contenders import BASELINE
-from training.crossfit import cross_fitted, customer_folds
 from training.datasets import TimeSplit, sample_customers, time_split
 from training.evaluate import (
     Paired,
@@ -94,15 +93,6 @@ def _parts(
 ) -> tuple[pd.DataFrame, ...]:
     part = split.part(frame[EVENT_TIMESTAMP])
     return tuple(frame[part == p].reset_index(drop=True) for p in names)
-
-
-def _observed(
-    train: pd.DataFrame, gap: pd.DataFrame, valid: pd.DataFrame, target: str, kind: type
-) -> tuple[pd.DataFrame, np.ndarray]:
-    """The rows of every cutoff whose outcome is observed before the test cutoff (what the
-    refit learns from) and their labels."""
-    observed = pd.concat([train, gap, valid], ignore_index=True)
-    return observed, observed[target].to_numpy(kind)
 
 
 def _labelled(
@@ -170,7 +160,7 @@ def run_churn(
     """Churn: LightGBM, the classical models and blends compete on validation; the winner
     is the model, compared on the test cutoff with every contender and the recency rule."""
     spec = model_spec("churn")
-    refit_gap = params.split.refit and params.split.refit_gap
+    refit_gap = params.split.refit and params.churn.refit_gap
     rows, split, sample = _labelled(spec, paths, labels, params, with_gap=refit_gap)
     with stage(log, f"train {spec.kind}: training set from Feast ({len(rows)} rows)"):
         frame = historical_features(store, spec.feature_service, rows)
@@ -192,7 +182,8 @@ def run_churn(
     }
     final, final_options = lightgbm, options
     if params.split.refit:
-        observed, y_observed = _observed(train, gap, valid, spec.target, int)
+        observed = pd.concat([train, gap, valid], ignore_index=True)
+        y_observed = observed[spec.target].to_numpy(int)
         with stage(log, f"train {spec.kind}: refit on every observed cutoff"):
             final = refit_churn(lightgbm, observed, y_observed, params.churn, params.seed)
         final_options = contenders.churn_contenders(final, observed, y_observed)
@@ -260,16 +251,14 @@ def run_clv(
     out_dir: Path,
 ) -> TrainResult:
     """CLV: LightGBM, BG/NBD x Gamma-Gamma and blends compete on validation MAE; ours are
-    refitted on every observed cutoff and their mean corrected out of sample (on
-    cross-fitted values; classical models are served as they are); compared on the test
-    cutoff with every contender, average monthly spend x months x retention and predicting
-    zero."""
+    refitted on every observed cutoff and their mean corrected there (classical models are
+    served as they are); compared on the test cutoff with every contender, average monthly
+    spend x months x retention and predicting zero."""
     spec = model_spec("clv")
-    refit_gap = params.split.refit and params.split.refit_gap
-    rows, split, sample = _labelled(spec, paths, labels, params, with_gap=refit_gap)
+    rows, split, sample = _labelled(spec, paths, labels, params)
     with stage(log, f"train {spec.kind}: training set from Feast ({len(rows)} rows)"):
         frame = historical_features(store, spec.feature_service, rows)
-    train, valid, test, gap = _parts(frame, split, ("train", "valid", "test", "gap"))
+    train, valid, test = _parts(frame, split)
     features = service_features(spec.feature_service)
     y_tr, y_va, y = (f[spec.target].to_numpy(float) for f in (train, valid, test))
     with stage(log, f"train {spec.kind}: LightGBM fit"):
@@ -281,26 +270,21 @@ def run_clv(
     valid_values = {
         c.name: np.clip(contenders.scores(lightgbm, x_valid, c), 0, None) for c in options
     }
-    # The mean correction is measured out of sample: on validation without a refit, on
-    # cross-fitted scores of every observed cutoff with one.
-    final, final_options, checked, y_checked = lightgbm, options, valid_values, y_va
+    final, final_options, observed, y_observed = lightgbm, options, train, y_tr
     if params.split.refit:
-        observed, y_observed = _observed(train, gap, valid, spec.target, float)
+        observed, y_observed = pd.concat([train, valid], ignore_index=True), np.r_[y_tr, y_va]
         with stage(log, f"train {spec.kind}: refit on every observed cutoff"):
             final = refit_clv(lightgbm, observed, y_observed, params.clv, params.seed)
         final_options = contenders.clv_contenders(final, observed)
         info["refit_rows"] = len(observed)
-        with stage(log, f"train {spec.kind}: cross-fitted values for the mean correction"):
-            checked = clv_cross_fitted(lightgbm, final_options, observed, y_observed, params)
-        y_checked = y_observed
-    fitted, biases = {}, {}
+    x_observed = final.frame_matrix(observed)
+    fitted = {}
     for c in final_options:
-        biases[c.name] = float(np.sum(checked[c.name]) / max(float(np.sum(y_checked)), 1e-9) - 1)
-        scale = contenders.value_scale(checked[c.name], y_checked, params.gate.clv_max_total_bias)
+        predicted = np.clip(contenders.scores(final, x_observed, c), 0, None)
+        scale = contenders.value_scale(predicted, y_observed, params.gate.clv_max_total_bias)
         fitted[c.name] = contenders.with_scorer(
             final, c, value_scale=scale if c.role == contenders.MODEL else 1.0
         )
-    info["out_of_sample_total_bias"] = {k: round(v, 4) for k, v in biases.items()}
     champion, figures = contenders.choose(
         options,
         lambda c, idx: float(np.mean(np.abs(valid_values[c.name][idx] - y_va[idx]))),
@@ -360,28 +344,6 @@ def run_clv(
         key,
         lambda m: clv_metrics(y, at_trained_horizon(m).predict(test))[key],
         champion.name,
-    )
-
-
-def clv_cross_fitted(
-    model: BundleModel,
-    options: list[contenders.Contender],
-    observed: pd.DataFrame,
-    y: np.ndarray,
-    params: TrainingParams,
-) -> dict[str, np.ndarray]:
-    """Each contender's value (never negative) on every observed row from models refitted
-    like the served one without the row's customer (`training.crossfit`): what its mean
-    correction is measured on."""
-    folds = customer_folds(observed[CUSTOMER_ID], params.split.refit_folds, params.seed)
-    return cross_fitted(
-        lambda rows, labels: refit_clv(model, rows, labels, params.clv, params.seed),
-        lambda m, rows: {
-            c.name: np.clip(contenders.scores(m, m.frame_matrix(rows), c), 0, None) for c in options
-        },
-        observed,
-        y,
-        folds,
     )
 
 
