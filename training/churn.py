@@ -83,9 +83,10 @@ def _lgbm(features: list[str], params: ChurnParams) -> tuple[dict[str, Any], int
 def refit_churn(
     model: BundleModel, frame: pd.DataFrame, y: np.ndarray, params: ChurnParams, seed: int
 ) -> BundleModel:
-    """The model's LightGBM fitted again on `frame` (the training and validation cutoffs
-    together: every cutoff whose outcome is observed before the test cutoff) for the rounds
-    early stopping chose on validation. Calibrator and settings are kept as they are."""
+    """The model's LightGBM fitted again on `frame` (the training, gap and validation
+    cutoffs together: every cutoff whose outcome is observed before the test cutoff) for
+    the rounds early stopping chose on validation. Calibrator and settings are kept as
+    they are."""
     lgbm, _ = _lgbm(model.columns, params)
     rounds = model.boosters["churn"].best_iteration
     x = fit_frame(frame, model.columns, model.categories)

@@ -12,28 +12,38 @@ from training.config import SplitParams
 
 @dataclass(frozen=True)
 class TimeSplit:
-    """Cutoffs of each part; label windows of one part end before the next part starts."""
+    """Cutoffs of each part; label windows of one part end before the next part starts.
+
+    `gap`: the cutoffs between the last training and the first validation cutoff whose
+    outcome is observed before the test cutoff. Their label windows overlap validation, so
+    they neither train nor validate the choices; the refit learns from them (empty when the
+    caller does not refit)."""
 
     train: tuple[pd.Timestamp, ...]
     valid: tuple[pd.Timestamp, ...]
     test: pd.Timestamp
     horizon_days: int  # the label horizon the parts are kept apart by
+    gap: tuple[pd.Timestamp, ...] = ()
 
     def part(self, stamps: pd.Series) -> pd.Series:
-        """'train', 'valid', 'test' or '' for each timestamp."""
+        """'train', 'gap', 'valid', 'test' or '' for each timestamp."""
         out = pd.Series("", index=stamps.index, dtype=object)
         out[stamps.isin(self.train)] = "train"
+        out[stamps.isin(self.gap)] = "gap"
         out[stamps.isin(self.valid)] = "valid"
         out[stamps == self.test] = "test"
         return out
 
     def as_dict(self) -> dict[str, list[str]]:
-        """JSON-ready cutoffs, for MLflow and reports."""
-        return {
+        """JSON-ready cutoffs, for MLflow and reports (the gap only when there is one)."""
+        out = {
             "train": [c.date().isoformat() for c in self.train],
             "valid": [c.date().isoformat() for c in self.valid],
             "test": [self.test.date().isoformat()],
         }
+        if self.gap:
+            out["gap"] = [c.date().isoformat() for c in self.gap]
+        return out
 
 
 def time_split(
@@ -42,7 +52,8 @@ def time_split(
     """Test on the latest labelled cutoff (or the configured one), validate on the cutoffs
     before it whose horizon ends by the test cutoff (fewer than `valid_cutoffs` when no
     training cutoff would be left), train on those whose horizon ends by the first
-    validation cutoff."""
+    validation cutoff; the gap holds every cutoff between them whose horizon ends by the
+    test cutoff."""
     cutoffs = sorted(set(labelled_cutoffs))
     if not cutoffs:
         raise ValueError("no labelled cutoffs: the data is shorter than the label horizon")
@@ -71,7 +82,8 @@ def time_split(
             f"no training cutoff ends its {horizon_days}-day horizon before the "
             f"first validation cutoff {valid[0].date()}"
         )
-    return TimeSplit(tuple(train), tuple(valid), test, horizon_days)
+    gap = [c for c in cutoffs if train[-1] < c < valid[0] and c + horizon <= test]
+    return TimeSplit(tuple(train), tuple(valid), test, horizon_days, tuple(gap))
 
 
 def sample_customers(

@@ -6,6 +6,7 @@ code that serves it."""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import logging
 from collections.abc import Callable
@@ -87,9 +88,11 @@ def runner(kind: str) -> Runner:
     return found
 
 
-def _parts(frame: pd.DataFrame, split: TimeSplit) -> tuple[pd.DataFrame, ...]:
+def _parts(
+    frame: pd.DataFrame, split: TimeSplit, names: tuple[str, ...] = ("train", "valid", "test")
+) -> tuple[pd.DataFrame, ...]:
     part = split.part(frame[EVENT_TIMESTAMP])
-    return tuple(frame[part == p].reset_index(drop=True) for p in ("train", "valid", "test"))
+    return tuple(frame[part == p].reset_index(drop=True) for p in names)
 
 
 def _labelled(
@@ -98,9 +101,11 @@ def _labelled(
     labels_params: LabelParams,
     params: TrainingParams,
     max_train: int | None = None,
+    with_gap: bool = False,
 ) -> tuple[pd.DataFrame, TimeSplit, dict[str, Any] | None]:
     """The label rows of the model's cutoffs that fall in the split (a sample of customers
-    above `training.max_training_rows`), the split and what was sampled (None: all)."""
+    above `training.max_training_rows`), the split and what was sampled (None: all). The
+    split keeps its gap cutoffs (`TimeSplit.gap`) only `with_gap`."""
     asked = int(getattr(labels_params, spec.horizon_setting))
     horizon_days = trained_horizon(paths, spec.horizon_setting, asked)
     labels = pd.read_parquet(paths.snapshot(spec.label_output))
@@ -109,6 +114,8 @@ def _labelled(
     if max_train is not None:
         split_params = split_params.model_copy(update={"max_train_cutoffs": max_train})
     split = time_split(list(stamps), horizon_days, split_params)
+    if not with_gap:
+        split = dataclasses.replace(split, gap=())
     labels[EVENT_TIMESTAMP] = pd.to_datetime(labels[EVENT_TIMESTAMP], utc=True)
     rows = labels[split.part(labels[EVENT_TIMESTAMP]) != ""].reset_index(drop=True)
     rows, sample = sample_customers(rows, spec.target, params.max_training_rows, params.seed)
@@ -153,10 +160,11 @@ def run_churn(
     """Churn: LightGBM, the classical models and blends compete on validation; the winner
     is the model, compared on the test cutoff with every contender and the recency rule."""
     spec = model_spec("churn")
-    rows, split, sample = _labelled(spec, paths, labels, params)
+    refit_gap = params.split.refit and params.churn.refit_gap
+    rows, split, sample = _labelled(spec, paths, labels, params, with_gap=refit_gap)
     with stage(log, f"train {spec.kind}: training set from Feast ({len(rows)} rows)"):
         frame = historical_features(store, spec.feature_service, rows)
-    train, valid, test = _parts(frame, split)
+    train, valid, test, gap = _parts(frame, split, ("train", "valid", "test", "gap"))
     features = service_features(spec.feature_service)
     y_tr, y_va, y = (f[spec.target].to_numpy(int) for f in (train, valid, test))
     with stage(log, f"train {spec.kind}: LightGBM fit"):
@@ -174,7 +182,8 @@ def run_churn(
     }
     final, final_options = lightgbm, options
     if params.split.refit:
-        observed, y_observed = pd.concat([train, valid], ignore_index=True), np.r_[y_tr, y_va]
+        observed = pd.concat([train, gap, valid], ignore_index=True)
+        y_observed = observed[spec.target].to_numpy(int)
         with stage(log, f"train {spec.kind}: refit on every observed cutoff"):
             final = refit_churn(lightgbm, observed, y_observed, params.churn, params.seed)
         final_options = contenders.churn_contenders(final, observed, y_observed)

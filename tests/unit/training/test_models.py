@@ -57,6 +57,19 @@ def test_split_keeps_outcome_windows_apart() -> None:
     assert max(split.train) == pd.Timestamp("2021-05-01", tz="UTC")
 
 
+def test_the_gap_holds_the_observed_cutoffs_between_training_and_validation() -> None:
+    cutoffs = list(pd.date_range("2020-01-01", "2021-12-01", freq="MS", tz="UTC"))
+    split = time_split(cutoffs, 90, SplitParams(valid_cutoffs=2))
+    horizon = pd.Timedelta(days=90)
+    assert split.gap and all(max(split.train) < g < min(split.valid) for g in split.gap)
+    assert all(g + horizon <= split.test for g in split.gap)
+    # Every cutoff observed before the test cutoff is in one of train, gap or valid.
+    observed = [c for c in cutoffs if c + horizon <= split.test and c >= min(split.train)]
+    assert sorted([*split.train, *split.gap, *split.valid]) == observed
+    stamps = pd.Series(cutoffs)
+    assert set(split.part(stamps)[stamps.isin(split.gap)]) == {"gap"}
+
+
 def test_churn_model_learns_and_is_deterministic() -> None:
     test, y_test, _ = _customers(2000, 3)
     first, second = _churn_model(), _churn_model()
