@@ -292,6 +292,12 @@ def test_reload_under_load_drops_no_request(server: Server) -> None:
                 answer = admin.post("/v1/admin/reload")
                 assert answer.status_code == 200, answer.text
                 assert answer.json()["models"]["churn"]["version"] == str(target)
+        # The reload reached the worker that took it; the other follows within its watcher's
+        # period (1 s). Keep the load on until an answer of the last champion arrives (a
+        # guard against a worker that never follows, not a time limit).
+        deadline = time.monotonic() + 60
+        while f"{new.version}@champion" not in versions and time.monotonic() < deadline:
+            time.sleep(0.1)
     finally:
         stop.set()
         for t in threads:
