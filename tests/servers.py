@@ -37,6 +37,19 @@ def missing(what: str) -> None:
     pytest.skip(f"{what} (`make services` installs it as root)")
 
 
+def answers(url: str) -> Callable[[], bool]:
+    """A readiness check for `wait_until`: true once GET `url` answers 200."""
+    import httpx
+
+    def ready() -> bool:
+        try:
+            return httpx.get(url, timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    return ready
+
+
 def wait_until(ready: Callable[[], bool], process: subprocess.Popen[bytes], log: Path) -> None:
     """Poll `ready` until it is true; fail with the server's log when the process exits."""
     while not ready():
@@ -162,8 +175,6 @@ def mlflow_server(backend_uri: str, folder: Path) -> Iterator[str]:
 @contextmanager
 def mlflow_process(backend_uri: str, folder: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """`mlflow_server`, with its process (a test may stop it to cut the registry off)."""
-    import httpx
-
     port = free_port()
     log = folder / "mlflow-server.log"
     command = [str(Path(sys.executable).parent / "mlflow"), "server"]
@@ -173,15 +184,8 @@ def mlflow_process(backend_uri: str, folder: Path) -> Iterator[tuple[str, subpro
     with log.open("wb") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-
-    def ready() -> bool:
-        try:
-            return httpx.get(f"{url}/health", timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return False
-
     try:
-        wait_until(ready, process, log)
+        wait_until(answers(f"{url}/health"), process, log)
         yield url, process
     finally:
         stop(process)

@@ -15,7 +15,7 @@ import pytest
 from crmscore import steps
 from crmscore.settings import load_settings
 from tests.integration.conftest import PROJECT_ROOT, USER_KEY, Trained
-from tests.servers import free_port, stop, wait_until
+from tests.servers import answers, free_port, stop, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -39,15 +39,8 @@ def test_the_built_bento_serves_the_api(trained: Trained, tmp_path: Path) -> Non
             command, cwd=tmp_path, env=launch.env, stdout=out, stderr=subprocess.STDOUT
         )
     url = f"http://127.0.0.1:{port}"
-
-    def ready() -> bool:
-        try:
-            return httpx.get(f"{url}/readyz", timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return False
-
     try:
-        wait_until(ready, process, log)
+        wait_until(answers(f"{url}/readyz"), process, log)
         known = str(pd.read_parquet(settings.paths.scores_file(trained.latest))["customer_id"][0])
         response = httpx.post(
             f"{url}/v1/score",

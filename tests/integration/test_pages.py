@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pandas as pd
 import pytest
 from evidently.core.metric_types import CountValue, MeanStdValue, MetricResult, SingleValue
@@ -31,7 +30,7 @@ from monitoring.reference import load_reference
 from serving.registry import load_registered
 from tests.browser import Rendered, dashboard_panels, open_page, render
 from tests.integration.conftest import PROJECT_ROOT, Trained
-from tests.servers import free_port, stop, wait_until
+from tests.servers import answers, free_port, stop, wait_until
 from training.metrics import explain
 
 pytestmark = pytest.mark.slow
@@ -87,15 +86,8 @@ def dashboard(
     with log.open("wb") as out:
         process = subprocess.Popen(command, cwd=PROJECT_ROOT, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-
-    def ready() -> bool:
-        try:
-            return httpx.get(f"{url}/api/version", timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return False
-
     try:
-        wait_until(ready, process, log)
+        wait_until(answers(f"{url}/api/version"), process, log)
         yield url
     finally:
         stop(process)
