@@ -251,6 +251,93 @@ def uptime() -> str:
     return ", ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process and all its descendants (server workers)."""
+    import psutil
+
+    root = psutil.Process(pid)
+    total = 0.0
+    for process in [root, *root.children(recursive=True)]:
+        try:
+            times = process.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
+
+
+Point = tuple[str, str, int, int]  # server, client, concurrency, round
+
+
+def measure(
+    processes: dict[str, tuple[int, subprocess.Popen]],
+    wrk: str,
+    script: Path,
+    bodies: list[bytes],
+    seconds: float,
+    rounds: int,
+) -> dict[Point, dict[str, float]]:
+    """Every (client, concurrency) point on every server, the servers' order reversed each
+    round (so neither always runs first on a warmer or quieter machine); with each point the
+    servers' CPU ms per answered request and the load average before it."""
+    results: dict[Point, dict[str, float]] = {}
+    names = list(processes)
+    for r in range(rounds):
+        for client in ("wrk", "Python"):
+            for c in (1, 8):
+                for name in names if r % 2 == 0 else names[::-1]:
+                    port, process = processes[name]
+                    load_before, cpu_before = os.getloadavg()[0], tree_cpu_seconds(process.pid)
+                    if client == "wrk":
+                        res = load_wrk(wrk, port, script, c, seconds)
+                    else:
+                        res = load(port, bodies, c, seconds)
+                    cpu = tree_cpu_seconds(process.pid) - cpu_before
+                    # the warm-up's 2 s are in the CPU seconds too
+                    answered = res["rps"] * (seconds + 2)
+                    results[(name, client, c, r)] = {
+                        **res,
+                        "cpu_ms": 1e3 * cpu / answered,
+                        "load": load_before,
+                    }
+    return results
+
+
+def report(
+    results: dict[Point, dict[str, float]],
+    pages: dict[str, dict[str, float]],
+    serve: str,
+    bare: str,
+    customers: int,
+    seconds: float,
+) -> None:
+    """Print the table, the pages and the p99 ratios of `serve` over `bare`, per round."""
+    print(f"\n{customers} customers, {seconds:.0f} s per point, one customer per request")
+    print(
+        "| round | server | client | concurrency | p50 ms | p99 ms | max ms | requests/s "
+        "| CPU ms/request | errors | load before |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for (name, client, c, r), x in sorted(results.items(), key=lambda kv: (kv[0][3], kv[0][1:3])):
+        print(
+            f"| {r + 1} | {name} | {client} | {c} | {x['p50_ms']:.2f} | {x['p99_ms']:.2f} "
+            f"| {x['max_ms']:.1f} | {x['rps']:.0f} | {x['cpu_ms']:.3f} | {x['errors']:.0f} "
+            f"| {x['load']:.2f} |"
+        )
+    print("\npage of 1,000 customers in one request (10 requests):")
+    for name, x in pages.items():
+        print(f"  {name}: median {x['median_ms']:.0f} ms, max {x['max_ms']:.0f} ms")
+    print("\np99 ratio `crmscore serve` / bare uvicorn, per round:")
+    rounds = sorted({r for *_, r in results})
+    for client in ("wrk", "Python"):
+        for c in (1, 8):
+            ratios = [
+                results[(serve, client, c, r)]["p99_ms"] / results[(bare, client, c, r)]["p99_ms"]
+                for r in rounds
+            ]
+            print(f"  {client}, concurrency {c}: " + ", ".join(f"{x:.2f}" for x in ratios))
+
+
 def trained_workspace(
     workspace: Path | None, dataset: str | None, scratch: Path
 ) -> tuple[Path, str | None]:
@@ -283,6 +370,9 @@ def main() -> None:
     parser.add_argument("--dataset", help="dataset name or YAML of that workspace")
     parser.add_argument("--seconds", type=float, default=15, help="per measured point")
     parser.add_argument("--workers", type=int, default=2, help="uvicorn workers of the bare app")
+    parser.add_argument(
+        "--rounds", type=int, default=2, help="rounds, each server's order reversed every round"
+    )
     args = parser.parse_args()
 
     wrk = ensure_wrk()
@@ -313,42 +403,18 @@ def main() -> None:
         serve: [sys.executable, "-m", "crmscore", *globals_, "serve"],
         bare: [sys.executable, *uvicorn, str(args.workers), "--log-level", "warning"],
     }
-    results: dict[tuple[str, str, int], dict[str, float]] = {}
-    pages: dict[str, dict[str, float]] = {}
-    loads: dict[str, str] = {}
-    for name, command in servers.items():
-        port = _free_port()
-        command = [*command, "--port", str(port)]
-        log = Path(tmp.name) / f"{port}.log"
-        process = _start(command, env, port, log)
-        try:
-            loads[name] = uptime()
-            for c in (1, 8):
-                results[(name, "wrk", c)] = load_wrk(wrk, port, script, c, args.seconds)
-                results[(name, "Python", c)] = load(port, bodies, c, args.seconds)
-            pages[name] = page(port, ids)
-            loads[name] += f" → {uptime()}"
-        finally:
+    processes: dict[str, tuple[int, subprocess.Popen]] = {}
+    try:
+        for name, command in servers.items():
+            port = _free_port()
+            log = Path(tmp.name) / f"{port}.log"
+            processes[name] = (port, _start([*command, "--port", str(port)], env, port, log))
+        results = measure(processes, wrk, script, bodies, args.seconds, args.rounds)
+        pages = {name: page(port, ids) for name, (port, _) in processes.items()}
+    finally:
+        for _, process in processes.values():
             _stop(process)
-    print(f"\n{len(singles)} customers, {args.seconds:.0f} s per point, one customer per request")
-    print("| server | client | concurrency | p50 ms | p99 ms | max ms | requests/s | errors |")
-    print("|---|---|---|---|---|---|---|---|")
-    for (name, client, c), r in results.items():
-        print(
-            f"| {name} | {client} | {c} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} "
-            f"| {r['max_ms']:.1f} | {r['rps']:.0f} | {r['errors']:.0f} |"
-        )
-    print(f"\npage of {len(ids)} customers in one request (10 requests):")
-    for name, r in pages.items():
-        print(f"  {name}: median {r['median_ms']:.0f} ms, max {r['max_ms']:.0f} ms")
-    print("\np99 ratio `crmscore serve` / bare uvicorn:")
-    for client in ("wrk", "Python"):
-        for c in (1, 8):
-            ratio = results[(serve, client, c)]["p99_ms"] / results[(bare, client, c)]["p99_ms"]
-            print(f"  {client}, concurrency {c}: {ratio:.2f}")
-    print("\nload averages (1, 5, 15 min) before → after each server's run:")
-    for name, text in loads.items():
-        print(f"  {name}: {text}")
+    report(results, pages, serve, bare, len(singles), args.seconds)
     tmp.cleanup()
 
 
