@@ -127,10 +127,10 @@ def choose(
 
     A tie is not a reason to serve a more complex model. A model of ours must beat the best
     classical contender by more than noise (the 95% bootstrap interval of the paired
-    validation difference above 0), else the classical one is the champion. Among ours that
-    do, the one with the most LightGBM (`lightgbm_weight`; then the better figure) wins of
-    those the best is not ahead of by more than noise: a blend must beat LightGBM alone, or
-    a blend with more of it, to be served."""
+    validation difference above 0), else that classical contender is the champion. Of ours
+    that do, those the best of ours is not ahead of by more than noise are tied with it, and
+    the tied one with the most LightGBM (`lightgbm_weight`, then the better figure) is the
+    champion: a blend must beat LightGBM alone, or a blend with more of it, to be served."""
     everyone = np.arange(n)
     figures = {c.name: float(figure(c, everyone)) for c in contenders}
     sign = 1.0 if higher_is_better else -1.0
@@ -153,6 +153,7 @@ def choose(
         c
         for c in contenders
         if c.role == MODEL
+        and np.isfinite(figures[c.name])
         and (c is best or not ahead(best, c))
         and (rival is None or ahead(c, rival))
     ]
