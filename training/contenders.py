@@ -24,6 +24,8 @@ from training.metrics import bootstrap_interval
 
 # Roles in the tables: ours (LightGBM and blends) or a classical baseline.
 MODEL, BASELINE = "model", "baseline"
+# Weights by 0.1 were measured: on validation CLV's champion stayed LightGBM and churn's
+# moved between blends by noise (BENCHMARKS.md, #15 seventh part).
 BLEND_WEIGHTS = (0.25, 0.5, 0.75)
 RFM_COLUMNS = ["recency_days", "frequency_365d", "monetary_365d"]
 # Classical models that are point-in-time features: (contender name, column).
@@ -123,10 +125,12 @@ def choose(
     """The champion, chosen on validation (`figure(contender, rows)` computes a validation
     metric on those of its `n` rows), and every contender's figure on all rows.
 
-    The best contender (ties: the first listed) wins, except that a model of ours must beat
-    the best classical contender by more than noise: when the 95% bootstrap interval of the
-    paired validation difference includes 0, the classical one is the champion (a tie is
-    not a reason to serve a more complex model)."""
+    A tie is not a reason to serve a more complex model. A model of ours must beat the best
+    classical contender by more than noise (the 95% bootstrap interval of the paired
+    validation difference above 0), else that classical contender is the champion. Of ours
+    that do, those the best of ours is not ahead of by more than noise are tied with it, and
+    the tied one with the most LightGBM (`lightgbm_weight`, then the better figure) is the
+    champion: a blend must beat LightGBM alone, or a blend with more of it, to be served."""
     everyone = np.arange(n)
     figures = {c.name: float(figure(c, everyone)) for c in contenders}
     sign = 1.0 if higher_is_better else -1.0
@@ -134,15 +138,40 @@ def choose(
     def rank(c: Contender) -> float:
         return sign * float(np.nan_to_num(figures[c.name], nan=-np.inf))
 
+    def ahead(a: Contender, b: Contender) -> bool:
+        low, _ = bootstrap_interval(
+            lambda idx: sign * (figure(a, idx) - figure(b, idx)), n, rounds, seed
+        )
+        return low > 0
+
     best = max(contenders, key=rank)
-    classical = [c for c in contenders if c.role == BASELINE]
-    if best.role == BASELINE or not classical:
+    if best.role == BASELINE:
         return best, figures
-    rival = max(classical, key=rank)
-    low, _ = bootstrap_interval(
-        lambda idx: sign * (figure(best, idx) - figure(rival, idx)), n, rounds, seed
-    )
-    return (best if low > 0 else rival), figures
+    classical = [c for c in contenders if c.role == BASELINE]
+    rival = max(classical, key=rank) if classical else None
+    eligible = [
+        c
+        for c in contenders
+        if c.role == MODEL
+        and np.isfinite(figures[c.name])
+        and (c is best or not ahead(best, c))
+        and (rival is None or ahead(c, rival))
+    ]
+    if not eligible:  # the best is not ahead of the classical rival by more than noise
+        return (rival or best), figures
+    return max(eligible, key=lambda c: (lightgbm_weight(c), rank(c))), figures
+
+
+def lightgbm_weight(contender: Contender) -> float:
+    """The share of LightGBM in a contender's score: 1 alone, its weight in a blend, 0 in a
+    classical model."""
+    if contender.role == BASELINE:
+        return 0.0
+    spec = contender.scorer
+    if spec["kind"] == "blend":
+        parts = zip(spec["weights"], spec["parts"], strict=True)
+        return float(sum(w for w, part in parts if part["kind"] == "lightgbm"))
+    return 1.0 if spec["kind"] == "lightgbm" else 0.0
 
 
 def value_scale(predicted: np.ndarray, actual: np.ndarray, max_bias: float) -> float:

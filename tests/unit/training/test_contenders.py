@@ -108,6 +108,45 @@ def test_ours_must_beat_the_best_classical_contender_by_more_than_noise() -> Non
     assert contenders.choose(options, mae, 2000, False, 100, 0)[0].name == "strong"
 
 
+def test_a_blend_must_beat_the_contenders_with_more_lightgbm_by_more_than_noise() -> None:
+    lightgbm = contenders.Contender("lightgbm", {"kind": "lightgbm"}, contenders.MODEL)
+    classical = contenders.Contender(
+        "classical", {"kind": "feature", "column": "x", "fill": 0.0}, contenders.BASELINE
+    )
+
+    def blend(weight: float) -> contenders.Contender:
+        spec = {"kind": "blend", "parts": [lightgbm.scorer, classical.scorer]}
+        return contenders.Contender(
+            f"blend {weight}", {**spec, "weights": [weight, 1 - weight]}, contenders.MODEL
+        )
+
+    rng = np.random.default_rng(1)
+    errors = {"classical": rng.exponential(2.0, 2000), "lightgbm": rng.exponential(1.0, 2000)}
+
+    def mae(c: contenders.Contender, idx: np.ndarray) -> float:
+        return float(errors[c.name][idx].mean())
+
+    def hair_ahead_of(name: str) -> np.ndarray:
+        noise = rng.normal(0, 0.05, 2000)
+        return errors[name] + noise - noise.mean() - 0.001
+
+    # Listed before LightGBM, so that a tie on the figure alone would go to the blend.
+    options = [classical, blend(0.5), blend(0.75), lightgbm]
+    errors["blend 0.75"] = errors["lightgbm"] * 1.2
+    # Ahead of LightGBM alone by a hair (within noise): LightGBM alone is served.
+    errors["blend 0.5"] = hair_ahead_of("lightgbm")
+    best, figures = contenders.choose(options, mae, 2000, False, 100, 0)
+    assert figures["blend 0.5"] < figures["lightgbm"] and best.name == "lightgbm"
+    # Both blends clearly ahead of LightGBM, the one with less of it by a hair: the other.
+    errors["blend 0.75"] = errors["lightgbm"] * 0.8
+    errors["blend 0.5"] = hair_ahead_of("blend 0.75")
+    best, figures = contenders.choose(options, mae, 2000, False, 100, 0)
+    assert figures["blend 0.5"] < figures["blend 0.75"] and best.name == "blend 0.75"
+    # Clearly ahead of every other: the blend with less LightGBM.
+    errors["blend 0.5"] = errors["blend 0.75"] * 0.8
+    assert contenders.choose(options, mae, 2000, False, 100, 0)[0].name == "blend 0.5"
+
+
 def test_a_classical_champion_is_served_from_its_bundle(churn, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     model, train, y_train, valid, y_valid = churn
     test = _frame(CHURN_FEATURES, 500, 3)
