@@ -92,13 +92,15 @@ DETAILS = (
     "train_negatives_per_query",
     "train_pairs",
     "light_buyers",
+    "heavy_buyers",
 )
 
 
 def details(info: dict[str, Any]) -> str:
-    """The `DETAILS` entries of a runner's info and its light-buyer figures, on one line."""
+    """The `DETAILS` entries of a runner's info and its light- and heavy-buyer figures, on one
+    line."""
     shown = {k: info[k] for k in DETAILS if k in info}
-    shown |= {k: v for k, v in info.items() if k.startswith("light_buyers_")}
+    shown |= {k: v for k, v in info.items() if k.startswith(("light_buyers_", "heavy_buyers_"))}
     rounded = {k: round(v, 4) if isinstance(v, float) else v for k, v in shown.items()}
     return ", ".join(f"{k} {v}" for k, v in rounded.items())
 

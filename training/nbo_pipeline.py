@@ -146,15 +146,20 @@ def candidate_recall(pairs: pd.DataFrame, bought: pd.DataFrame) -> float:
     return float(len(found) / len(bought[keys].drop_duplicates()))
 
 
-# Light buyers: at most this many orders in the year before the cutoff.
+# Light buyers: at most this many orders in the year before the cutoff (the segment where
+# offers are hardest to guess: most of what they buy next they never bought).
 LIGHT_BUYER_ORDERS = 3
 
 
-def _light_buyers(pairs: pd.DataFrame) -> set[str]:
+def buyer_segments(pairs: pd.DataFrame) -> dict[str, set[str]]:
+    """The customers of candidate `pairs` by segment: "light_buyers" (at most
+    LIGHT_BUYER_ORDERS orders in the year before the cutoff, `frequency_365d`; none known
+    counts as none) and "heavy_buyers" (more). Empty without `frequency_365d`."""
     if "frequency_365d" not in pairs:
-        return set()
-    light = pairs[pairs["frequency_365d"].fillna(0) <= LIGHT_BUYER_ORDERS]
-    return set(light[CUSTOMER_ID].astype(str))
+        return {}
+    orders = pairs.groupby(pairs[CUSTOMER_ID].astype(str))["frequency_365d"].first()
+    light = orders.fillna(0) <= LIGHT_BUYER_ORDERS
+    return {"light_buyers": set(orders.index[light]), "heavy_buyers": set(orders.index[~light])}
 
 
 def _ranked(model: BundleModel, pairs: pd.DataFrame, k: int) -> dict[str, list[str]]:
@@ -274,13 +279,17 @@ def run_nbo(
     )
     info["candidate_recall_history_popular"] = candidate_recall(narrow, test_rows)
     info["candidates_per_customer"] = float(len(test) / max(1, len(customers)))
-    light = _light_buyers(test)
-    info["light_buyers"] = len(light & set(customers))
-    for name in ("lightgbm", "history x popularity blend"):
-        act = {c: actual[c] for c in customers if c in light}
-        rec = {c: recs[name].get(c, []) for c in act}
-        label = name.replace(" ", "_")
-        info[f"light_buyers_hit_at_{k}_{label}"] = ranking_metrics(rec, act, k, catalog)[key]
+    # Per segment: the buyers, the candidates' recall ceiling and hit@k of the model and the
+    # blend (light buyers are where hits are lost).
+    for segment, members in buyer_segments(test).items():
+        act = {c: actual[c] for c in customers if c in members}
+        info[segment] = len(act)
+        bought = test_rows[test_rows[CUSTOMER_ID].astype(str).isin(members)]
+        info[f"{segment}_candidate_recall"] = candidate_recall(test, bought)
+        for name in ("lightgbm", "history x popularity blend"):
+            rec = {c: recs[name].get(c, []) for c in act}
+            label = name.replace(" ", "_")
+            info[f"{segment}_hit_at_{k}_{label}"] = ranking_metrics(rec, act, k, catalog)[key]
     everybody = np.arange(len(customers))
     return TrainResult(
         "nbo",

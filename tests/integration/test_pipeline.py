@@ -274,6 +274,12 @@ def test_nbo_trains_and_promotes_with_another_top_k(
     run = client.get_run(client.get_model_version(model.info["name"], summary["version"]).run_id)
     assert "model_hit_at_3" in run.data.metrics and "model_hit_at_5" not in run.data.metrics
     assert run.data.tags[PRIMARY_METRIC_TAG] == "hit@3"
+    # Every test buyer is in one segment, light or heavy, each with its recall ceiling.
+    logged = run.data.params
+    assert int(logged["light_buyers"]) + int(logged["heavy_buyers"]) == int(logged["test_buyers"])
+    for segment in ("light_buyers", "heavy_buyers"):
+        assert 0 <= float(logged[f"{segment}_candidate_recall"]) <= 1
+        assert 0 <= float(logged[f"{segment}_hit_at_3_lightgbm"]) <= 1
     reference = client.list_artifacts(run.info.run_id, REFERENCE_ARTIFACT.split("/")[0])
     assert [a.path for a in reference] == [REFERENCE_ARTIFACT]
     assert not client.list_artifacts(run.info.run_id, "serving")

@@ -38,7 +38,7 @@ from training.nbo import (
     sample_negatives,
     train_nbo,
 )
-from training.nbo_pipeline import candidate_recall, cutoff_pairs
+from training.nbo_pipeline import buyer_segments, candidate_recall, cutoff_pairs
 
 KEYS = ["customer_id", "event_timestamp"]
 
@@ -322,3 +322,17 @@ def test_refit_learns_from_training_and_validation_cutoffs(objective: str) -> No
     offers = sorted(test["offer_id"].unique())
     chance = np.mean([bool(set(rng.choice(offers, 3, replace=False)) & b) for b in bought])
     assert hit_rate(refitted, test, y, 3) > chance + 0.1
+
+
+def test_buyer_segments_split_at_three_orders_in_the_year() -> None:
+    pairs = pd.DataFrame(
+        {
+            "customer_id": ["a", "a", "b", "c", "d", "d"],
+            "offer_id": ["o1", "o2", "o1", "o1", "o1", "o2"],
+            "frequency_365d": [3.0, 3.0, 4.0, np.nan, 0.0, 0.0],
+        }
+    )
+    segments = buyer_segments(pairs)
+    # At most 3 orders is light; c's orders are unknown: none.
+    assert segments == {"light_buyers": {"a", "c", "d"}, "heavy_buyers": {"b"}}
+    assert buyer_segments(pairs.drop(columns="frequency_365d")) == {}
