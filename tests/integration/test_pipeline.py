@@ -20,7 +20,7 @@ from features.catalog import Workspace
 from features.feast_repo import SERVICE_FEATURES
 from features.model_spec import CHALLENGER, CHAMPION, REFERENCE_ARTIFACT, model_spec
 from features.retrieval import historical_features
-from features.store import STATE_TABLE, open_store
+from features.store import STATE_TABLE, materialize, open_store
 from features.synthetic import dataset_yaml, synthetic_export, write_export
 from serving.registry import configure, load_registered
 
@@ -84,6 +84,13 @@ def test_fast_materialize_writes_what_stock_feast_writes(
         copies[path] = _online_rows(copy / "feast" / "online_store.db")
     assert len(copies["fast"]) > 10_000
     assert copies["fast"] == copies["stock"]
+    # Read in many small batches and written in small chunks: the same rows.
+    copy = tmp_path / "small_batches"
+    shutil.copytree(ws, copy)
+    settings = load_settings(workspace=copy, dataset=str(config))
+    answer = materialize(settings.feast, settings.paths, batch_rows=300, chunk_rows=7)
+    assert answer["path"] == "fast"
+    assert _online_rows(copy / "feast" / "online_store.db") == copies["stock"]
 
 
 def test_materialize_is_idempotent_and_incremental(
