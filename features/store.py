@@ -47,9 +47,10 @@ _TAG_STRING = 0x12  # ValueProto field 2 (string_val), length-delimited
 _TAG_INT64 = 0x20  # field 4 (int64_val), varint
 _TAG_DOUBLE = 0x29  # field 5 (double_val), fixed64
 
-# Rows read before each merge into the running latest rows (at least as many as it holds),
-# and entities written per statement batch: memory follows the entities, not the snapshot.
-READ_BATCH_ROWS = 1_000_000
+# Rows or bytes read before each merge into the running latest rows, and entities written
+# per statement batch: memory follows the entities, not the snapshot's rows.
+READ_BATCH_ROWS = 8_000_000
+READ_BATCH_BYTES = 512 * 1024 * 1024
 WRITE_CHUNK_ROWS = 20_000
 
 
@@ -403,31 +404,36 @@ def latest_per_entity(
     start: datetime,
     end: datetime,
     batch_rows: int = READ_BATCH_ROWS,
+    batch_bytes: int = READ_BATCH_BYTES,
 ) -> pa.Table:
     """The latest row per `keys` among the rows of the parquet file at `path` with
     start <= ts <= end: the newest `ts_col`, then the newest `created_col` (nulls last), then
     the first in file order; as stock materialize picks them.
 
     The file is read in record batches (only `columns`, the window pushed down to the row
-    groups); the batches are merged into a running table of the latest rows whenever they
-    hold as many rows as it does (or `batch_rows`), so memory grows with the entities, and
-    the work of the merges with the rows read. The result is in descending time order."""
+    groups); every `batch_rows` rows or `batch_bytes` bytes read are merged into a running
+    table of the latest rows, so memory grows with the entities, not with the rows read.
+    The result is in descending time order."""
     window = pq.filters_to_expression(
         [(ts_col, ">=", pd.Timestamp(start)), (ts_col, "<=", pd.Timestamp(end))]
     )
     scanner = ds.dataset(path, format="parquet").scanner(
-        columns=columns, filter=window, batch_size=min(batch_rows, 131_072)
+        columns=columns,
+        filter=window,
+        batch_size=min(batch_rows, 65_536),
+        batch_readahead=4,
+        fragment_readahead=1,
     )
     order = [(ts_col, "descending")] + ([(created_col, "descending")] if created_col else [])
     latest = scanner.projected_schema.empty_table()
     pending: list[pa.RecordBatch] = []
-    held = 0
+    rows = size = 0
     for batch in scanner.to_batches():  # in file order
         pending.append(batch)
-        held += batch.num_rows
-        if held >= max(batch_rows, latest.num_rows):
+        rows, size = rows + batch.num_rows, size + batch.nbytes
+        if rows >= batch_rows or size >= batch_bytes:
             latest = _keep_latest(latest, pending, keys, order)
-            pending, held = [], 0
+            pending, rows, size = [], 0, 0
     return _keep_latest(latest, pending, keys, order)
 
 
@@ -436,11 +442,16 @@ def _keep_latest(
 ) -> pa.Table:
     """The latest row per key of `latest` followed by `batches` (earlier rows win ties)."""
     table = pa.concat_tables([latest, pa.Table.from_batches(batches, schema=latest.schema)])
-    table = table.take(pc.sort_indices(table, sort_keys=order))  # stable: ties keep file order
-    position = pa.array(np.arange(table.num_rows, dtype=np.int64))
-    first = table.select(keys).append_column("_position", position)
-    first = first.group_by(keys).aggregate([("_position", "min")])
-    return table.take(np.sort(first["_position_min"].to_numpy()))
+    # Stable: rows equal in time keep file order. Only the winners' rows are copied.
+    by_time = pc.sort_indices(table.select([name for name, _ in order]), sort_keys=order)
+    rank = np.empty(table.num_rows, dtype=np.int64)
+    rank[by_time.to_numpy()] = np.arange(table.num_rows, dtype=np.int64)
+    first = table.select(keys).append_column("_rank", pa.array(rank))
+    first = first.group_by(keys).aggregate([("_rank", "min")])
+    winners = by_time.take(pa.array(np.sort(first["_rank_min"].to_numpy())))
+    out = table.take(winners)
+    pa.default_memory_pool().release_unused()
+    return out
 
 
 def latest_rows(
