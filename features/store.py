@@ -154,7 +154,7 @@ def materialize(
     reloaded: list[str] = []
     state = read_state(store)
     for view in store.list_feature_views():
-        fingerprint = snapshot_fingerprint(_file_source(view))
+        fingerprint = snapshot_fingerprint(file_source(view))
         held = state.get(view.name)
         changed = held is None or held["fingerprint"] != fingerprint
         last_end = None if held is None or changed else datetime.fromisoformat(held["end"])
@@ -389,9 +389,10 @@ def _utc(values: pd.Series) -> pd.Series:
     return stamps.dt.tz_localize("UTC") if stamps.dt.tz is None else stamps.dt.tz_convert("UTC")
 
 
-def _file_source(view: FeatureView) -> FileSource:
+def file_source(view: FeatureView) -> FileSource:
+    """The parquet file source of a view (TypeError for other sources)."""
     if not isinstance(view.batch_source, FileSource):
-        raise TypeError(f"{view.name}: the fast path reads file sources only")
+        raise TypeError(f"{view.name}: only parquet file sources are read")
     return view.batch_source
 
 
@@ -463,7 +464,7 @@ def latest_rows(
 ) -> pa.Table:
     """The rows stock materialize picks for `view`: start <= ts <= end, latest per entity
     (`latest_per_entity`)."""
-    source = _file_source(view)
+    source = file_source(view)
     join_keys = [store.get_entity(e).join_key for e in view.entities]
     ts_col, created_col = source.timestamp_field, source.created_timestamp_column or None
     columns = [*join_keys, *(f.name for f in view.features), ts_col]
@@ -476,7 +477,7 @@ def latest_rows(
 def _frame(view: FeatureView, rows: pa.Table) -> pd.DataFrame:
     """Rows of a view as pandas, their timestamps in UTC."""
     frame = rows.to_pandas()
-    source = _file_source(view)
+    source = file_source(view)
     for column in (source.timestamp_field, source.created_timestamp_column):
         if column:
             frame[column] = _utc(frame[column])
@@ -594,7 +595,7 @@ def _redis_write(
         fields = [redis_store.ts_field(name)] + [
             redis_store.feature_field(name, n) for n, _, _ in columns
         ]
-        stamps = redis_store.encode_timestamps(frame[_file_source(view).timestamp_field])
+        stamps = redis_store.encode_timestamps(frame[file_source(view).timestamp_field])
         values = zip(stamps, *(encoded for _, encoded, _ in columns), strict=True)
         redis_store.write_hashes(
             client, keys, [dict(zip(fields, row, strict=True)) for row in values]
@@ -610,7 +611,7 @@ def _upsert_rows(
     join_keys = [store.get_entity(e).join_key for e in view.entities]
     keys = serialize_string_keys(join_keys, [frame[k].astype(str).tolist() for k in join_keys])
     order = np.argsort(np.array(keys, dtype=object), kind="stable").tolist()
-    source = _file_source(view)
+    source = file_source(view)
     event_ts = _epochs(frame[source.timestamp_field])
     created_col = source.created_timestamp_column
     created_ts = _epochs(frame[created_col]) if created_col else [None] * len(frame)
