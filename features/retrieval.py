@@ -60,7 +60,11 @@ def split_by_partition(
         [(ts_col, ">=", pd.Timestamp(start)), (ts_col, "<=", pd.Timestamp(end))]
     )
     scanner = ds.dataset(source, format="parquet").scanner(
-        filter=window, batch_size=batch_rows, batch_readahead=2, fragment_readahead=1
+        filter=window,
+        batch_size=batch_rows,
+        batch_readahead=2,
+        fragment_readahead=1,
+        fragment_scan_options=ds.ParquetFragmentScanOptions(pre_buffer=False),
     )
     folder.mkdir(parents=True)
     writers = [

@@ -414,7 +414,7 @@ def latest_per_entity(
     The file is read in record batches (only `columns`, the window pushed down to the row
     groups); every `batch_rows` rows or `batch_bytes` bytes read are merged into a running
     table of the latest rows, so memory grows with the entities, not with the rows read.
-    The result is in descending time order."""
+    The result is in file order."""
     window = pq.filters_to_expression(
         [(ts_col, ">=", pd.Timestamp(start)), (ts_col, "<=", pd.Timestamp(end))]
     )
@@ -424,35 +424,49 @@ def latest_per_entity(
         batch_size=min(batch_rows, 65_536),
         batch_readahead=4,
         fragment_readahead=1,
+        # Without this, a file's column chunks are all read into memory before the first batch.
+        fragment_scan_options=ds.ParquetFragmentScanOptions(pre_buffer=False),
     )
     order = [(ts_col, "descending")] + ([(created_col, "descending")] if created_col else [])
-    latest = scanner.projected_schema.empty_table()
+    schema = scanner.projected_schema
+    latest: list[pa.Table] = []  # the running latest rows, in pieces: never copied whole
     pending: list[pa.RecordBatch] = []
     rows = size = 0
     for batch in scanner.to_batches():  # in file order
         pending.append(batch)
         rows, size = rows + batch.num_rows, size + batch.nbytes
         if rows >= batch_rows or size >= batch_bytes:
-            latest = _keep_latest(latest, pending, keys, order)
+            latest.append(pa.Table.from_batches(pending, schema=schema))
+            _keep_latest(latest, keys, order)
             pending, rows, size = [], 0, 0
-    return _keep_latest(latest, pending, keys, order)
+    latest.append(pa.Table.from_batches(pending, schema=schema))
+    _keep_latest(latest, keys, order)
+    return pa.concat_tables(latest) if latest else schema.empty_table()
 
 
-def _keep_latest(
-    latest: pa.Table, batches: list[pa.RecordBatch], keys: list[str], order: list[tuple[str, str]]
-) -> pa.Table:
-    """The latest row per key of `latest` followed by `batches` (earlier rows win ties)."""
-    table = pa.concat_tables([latest, pa.Table.from_batches(batches, schema=latest.schema)])
-    # Stable: rows equal in time keep file order. Only the winners' rows are copied.
+def _keep_latest(pieces: list[pa.Table], keys: list[str], order: list[tuple[str, str]]) -> None:
+    """Keep, in `pieces` (in file order), only the latest row per key (earlier rows win
+    ties). Each piece is replaced by its kept rows one after the other, so the rows are
+    never all copied at once."""
+    table = pa.concat_tables(pieces)  # a view, no copy
+    # Stable: rows equal in time keep file order.
     by_time = pc.sort_indices(table.select([name for name, _ in order]), sort_keys=order)
     rank = np.empty(table.num_rows, dtype=np.int64)
     rank[by_time.to_numpy()] = np.arange(table.num_rows, dtype=np.int64)
     first = table.select(keys).append_column("_rank", pa.array(rank))
-    first = first.group_by(keys).aggregate([("_rank", "min")])
-    winners = by_time.take(pa.array(np.sort(first["_rank_min"].to_numpy())))
-    out = table.take(winners)
+    del table, rank
+    first = first.group_by(keys, use_threads=False).aggregate([("_rank", "min")])
+    kept = np.sort(by_time.to_numpy()[first["_rank_min"].to_numpy()])
+    del first, by_time
+    start = 0
+    for i, piece in enumerate(pieces):
+        lo, hi = np.searchsorted(kept, [start, start + piece.num_rows])
+        start += piece.num_rows
+        if hi - lo < piece.num_rows:
+            pieces[i] = piece.take(pa.array(kept[lo:hi] - (start - piece.num_rows)))
+        del piece
+    pieces[:] = [piece for piece in pieces if piece.num_rows]
     pa.default_memory_pool().release_unused()
-    return out
 
 
 def latest_rows(
