@@ -10,7 +10,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
-from feast import FeatureStore
+from feast import FeatureStore, FeatureView
 
 from features.feast_repo import SERVICE_FEATURES
 from features.names import CUSTOMER_ID, EVENT_TIMESTAMP
@@ -42,6 +42,12 @@ def historical_features(store: FeatureStore, service: str, entities: pd.DataFram
         fetched[EVENT_TIMESTAMP] = pd.to_datetime(fetched[EVENT_TIMESTAMP], utc=True)
         out = out.merge(fetched[keys + names], on=keys, how="left")
     return out
+
+
+def ttl_start(view: FeatureView, as_of: pd.Timestamp) -> pd.Timestamp:
+    """The oldest event time a point-in-time read of `view` at `as_of` may use (Feast:
+    as_of - ttl; no ttl, no limit)."""
+    return as_of - view.ttl if view.ttl else pd.Timestamp.min.tz_localize("UTC")
 
 
 def split_by_partition(
@@ -105,7 +111,7 @@ def features_as_of(
         keys = [store.get_entity(e).join_key for e in view.entities]
         source = file_source(view)
         ts_col, created_col = source.timestamp_field, source.created_timestamp_column or None
-        start = as_of - view.ttl if view.ttl else pd.Timestamp.min.tz_localize("UTC")
+        start = ttl_start(view, as_of)
         columns = [*keys, *names, ts_col, *([created_col] if created_col else [])]
         rows = latest_per_entity(files[view_name], keys, columns, ts_col, created_col, start, as_of)
         out = out.merge(rows.select([*keys, *names]).to_pandas(), on=keys, how="left")

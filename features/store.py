@@ -464,7 +464,6 @@ def _keep_latest(pieces: list[pa.Table], keys: list[str], order: list[tuple[str,
         start += piece.num_rows
         if hi - lo < piece.num_rows:
             pieces[i] = piece.take(pa.array(kept[lo:hi] - (start - piece.num_rows)))
-        del piece
     pieces[:] = [piece for piece in pieces if piece.num_rows]
     pa.default_memory_pool().release_unused()
 

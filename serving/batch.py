@@ -34,7 +34,7 @@ from features.model_spec import model_spec
 from features.names import CUSTOMER_ID, EVENT_TIMESTAMP, OFFER_ID
 from features.partitions import part_name, partition_of
 from features.publish import publishing, write_json_atomic
-from features.retrieval import features_as_of, split_by_partition
+from features.retrieval import features_as_of, split_by_partition, ttl_start
 from features.store import file_source, open_store
 from serving.contract import data_dictionary, horizon, rounded
 from serving.models import (
@@ -149,12 +149,11 @@ def split_snapshots(
     with tempfile.TemporaryDirectory(prefix=".split-", dir=paths.scores_dir) as tmp:
         for name in SPLIT_VIEWS:
             view = store.get_feature_view(name)
-            start = as_of - view.ttl if view.ttl else pd.Timestamp.min.tz_localize("UTC")
             source = file_source(view)
             split_by_partition(
                 Path(source.path),
                 source.timestamp_field,
-                start,
+                ttl_start(view, as_of),
                 as_of,
                 partitions,
                 Path(tmp) / name,

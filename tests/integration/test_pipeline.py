@@ -27,7 +27,12 @@ from features.feast_repo import (
 from features.model_spec import CHALLENGER, CHAMPION, REFERENCE_ARTIFACT, model_spec
 from features.names import CUSTOMER_ID, EVENT_TIMESTAMP, OFFER_ID
 from features.partitions import part_name, partition_of
-from features.retrieval import features_as_of, historical_features, split_by_partition
+from features.retrieval import (
+    features_as_of,
+    historical_features,
+    split_by_partition,
+    ttl_start,
+)
 from features.store import STATE_TABLE, materialize, open_store
 from features.synthetic import dataset_yaml, synthetic_export, write_export
 from serving.batch import SPLIT_VIEWS
@@ -183,7 +188,7 @@ def test_partition_reads_give_the_features_feast_gives(
         split_by_partition(
             paths.snapshot(name),
             EVENT_TIMESTAMP,
-            as_of - view.ttl,
+            ttl_start(view, as_of),
             as_of,
             partitions,
             tmp_path / name,
