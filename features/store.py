@@ -3,9 +3,10 @@
 Materialization has two paths with the same result in the online store:
 - stock: Feast's `materialize` (row-by-row protobuf conversion);
 - fast (default): the same rows, chosen the same way (latest row per entity in the window,
-  newest `created_timestamp` on ties), encoded with numpy into the exact bytes Feast writes;
-  on SQLite upserted with one `executemany` in one transaction, on Redis written as Feast's
-  hashes in pipelines (features/redis_store.py).
+  newest `created_timestamp` on ties), read in record batches into a running latest row per
+  entity (memory follows the entities, not the snapshot's rows), encoded with numpy into the
+  exact bytes Feast writes; on SQLite upserted in chunks in one transaction, on Redis
+  written as Feast's hashes in pipelines (features/redis_store.py).
 Tests compare the two byte for byte. Each online store records what it holds (the end of
 the last window and the snapshot fingerprint of each view, `read_state`) in itself: a new or
 emptied store, or a workspace switched to another store, is loaded whole.
@@ -18,13 +19,16 @@ import json
 import os
 import sqlite3
 import struct
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 from feast import FeatureStore, FeatureView, FileSource, RepoConfig, ValueType
 from feast.infra.key_encoding_utils import serialize_entity_key_prefix
@@ -42,6 +46,12 @@ ENTITY_KEY_VERSION = 3
 _TAG_STRING = 0x12  # ValueProto field 2 (string_val), length-delimited
 _TAG_INT64 = 0x20  # field 4 (int64_val), varint
 _TAG_DOUBLE = 0x29  # field 5 (double_val), fixed64
+
+# Rows or bytes read before each merge into the running latest rows, and entities written
+# per statement batch: memory follows the entities, not the snapshot's rows.
+READ_BATCH_ROWS = 8_000_000
+READ_BATCH_BYTES = 512 * 1024 * 1024
+WRITE_CHUNK_ROWS = 20_000
 
 
 def registry_config(params: FeastParams, paths: Workspace) -> dict[str, Any]:
@@ -126,6 +136,8 @@ def materialize(
     paths: Workspace,
     stock: bool = False,
     end: datetime | None = None,
+    batch_rows: int = READ_BATCH_ROWS,
+    chunk_rows: int = WRITE_CHUNK_ROWS,
 ) -> dict[str, Any]:
     """Bring the online store up to `end` (default: the latest snapshot), incrementally.
 
@@ -133,14 +145,16 @@ def materialize(
     (`read_state`); running it again with nothing new writes nothing. A view the store has
     no record of, or whose snapshot file changed since (a rebuild from corrected data:
     `snapshot_fingerprint`), is reloaded whole: its online rows are replaced by the
-    snapshot's. The run's record is also written to `paths.materialized`."""
+    snapshot's. The run's record is also written to `paths.materialized`. The fast path
+    reads `batch_rows` snapshot rows and writes `chunk_rows` entities at a time
+    (`fast_materialize`)."""
     store = open_store(params, paths)
     end = end or _latest_snapshot(paths)
     written: dict[str, int | None] = {}
     reloaded: list[str] = []
     state = read_state(store)
     for view in store.list_feature_views():
-        fingerprint = snapshot_fingerprint(_file_source(view))
+        fingerprint = snapshot_fingerprint(file_source(view))
         held = state.get(view.name)
         changed = held is None or held["fingerprint"] != fingerprint
         last_end = None if held is None or changed else datetime.fromisoformat(held["end"])
@@ -153,7 +167,9 @@ def materialize(
             store.materialize(start, end, [view.name])
             written[view.name] = None  # Feast does not report a count
         else:
-            written[view.name] = fast_materialize(store, view.name, start, end, replace=changed)
+            written[view.name] = fast_materialize(
+                store, view.name, start, end, changed, batch_rows, chunk_rows
+            )
         state[view.name] = {"fingerprint": fingerprint, "end": end.isoformat()}
         write_state(store, view.name, state[view.name])
     answer = {
@@ -373,31 +389,112 @@ def _utc(values: pd.Series) -> pd.Series:
     return stamps.dt.tz_localize("UTC") if stamps.dt.tz is None else stamps.dt.tz_convert("UTC")
 
 
-def _file_source(view: FeatureView) -> FileSource:
+def file_source(view: FeatureView) -> FileSource:
+    """The parquet file source of a view (TypeError for other sources)."""
     if not isinstance(view.batch_source, FileSource):
-        raise TypeError(f"{view.name}: the fast path reads file sources only")
+        raise TypeError(f"{view.name}: only parquet file sources are read")
     return view.batch_source
 
 
+def latest_per_entity(
+    path: Path,
+    keys: list[str],
+    columns: list[str],
+    ts_col: str,
+    created_col: str | None,
+    start: datetime,
+    end: datetime,
+    batch_rows: int = READ_BATCH_ROWS,
+    batch_bytes: int = READ_BATCH_BYTES,
+) -> pa.Table:
+    """The latest row per `keys` among the rows of the parquet file at `path` with
+    start <= ts <= end: the newest `ts_col`, then the newest `created_col` (nulls last), then
+    the first in file order; as stock materialize picks them.
+
+    The file is read in record batches (only `columns`, the window pushed down to the row
+    groups); every `batch_rows` rows or `batch_bytes` bytes read are merged into a running
+    table of the latest rows, so memory grows with the entities, not with the rows read.
+    The result is in file order."""
+    window = pq.filters_to_expression(
+        [(ts_col, ">=", pd.Timestamp(start)), (ts_col, "<=", pd.Timestamp(end))]
+    )
+    scanner = ds.dataset(path, format="parquet").scanner(
+        columns=columns,
+        filter=window,
+        batch_size=min(batch_rows, 65_536),
+        batch_readahead=4,
+        fragment_readahead=1,
+        # Without this, a file's column chunks are all read into memory before the first batch.
+        fragment_scan_options=ds.ParquetFragmentScanOptions(pre_buffer=False),
+    )
+    order = [(ts_col, "descending")] + ([(created_col, "descending")] if created_col else [])
+    schema = scanner.projected_schema
+    latest: list[pa.Table] = []  # the running latest rows, in pieces: never copied whole
+    pending: list[pa.RecordBatch] = []
+    rows = size = 0
+    for batch in scanner.to_batches():  # in file order
+        pending.append(batch)
+        rows, size = rows + batch.num_rows, size + batch.nbytes
+        if rows >= batch_rows or size >= batch_bytes:
+            latest.append(pa.Table.from_batches(pending, schema=schema))
+            _keep_latest(latest, keys, order)
+            pending, rows, size = [], 0, 0
+    latest.append(pa.Table.from_batches(pending, schema=schema))
+    _keep_latest(latest, keys, order)
+    return pa.concat_tables(latest) if latest else schema.empty_table()
+
+
+def _keep_latest(pieces: list[pa.Table], keys: list[str], order: list[tuple[str, str]]) -> None:
+    """Keep, in `pieces` (in file order), only the latest row per key (earlier rows win
+    ties). Each piece is replaced by its kept rows one after the other, so the rows are
+    never all copied at once."""
+    table = pa.concat_tables(pieces)  # a view, no copy
+    # Stable: rows equal in time keep file order.
+    by_time = pc.sort_indices(table.select([name for name, _ in order]), sort_keys=order)
+    rank = np.empty(table.num_rows, dtype=np.int64)
+    rank[by_time.to_numpy()] = np.arange(table.num_rows, dtype=np.int64)
+    first = table.select(keys).append_column("_rank", pa.array(rank))
+    del table, rank
+    first = first.group_by(keys, use_threads=False).aggregate([("_rank", "min")])
+    kept = np.sort(by_time.to_numpy()[first["_rank_min"].to_numpy()])
+    del first, by_time
+    start = 0
+    for i, piece in enumerate(pieces):
+        lo, hi = np.searchsorted(kept, [start, start + piece.num_rows])
+        start += piece.num_rows
+        if hi - lo < piece.num_rows:
+            pieces[i] = piece.take(pa.array(kept[lo:hi] - (start - piece.num_rows)))
+    pieces[:] = [piece for piece in pieces if piece.num_rows]
+    pa.default_memory_pool().release_unused()
+
+
 def latest_rows(
-    store: FeatureStore, view: FeatureView, start: datetime, end: datetime
-) -> pd.DataFrame:
-    """The rows stock materialize picks: start <= ts <= end, latest per entity."""
-    source = _file_source(view)
-    path = Path(source.path)
+    store: FeatureStore,
+    view: FeatureView,
+    start: datetime,
+    end: datetime,
+    batch_rows: int = READ_BATCH_ROWS,
+) -> pa.Table:
+    """The rows stock materialize picks for `view`: start <= ts <= end, latest per entity
+    (`latest_per_entity`)."""
+    source = file_source(view)
     join_keys = [store.get_entity(e).join_key for e in view.entities]
     ts_col, created_col = source.timestamp_field, source.created_timestamp_column or None
     columns = [*join_keys, *(f.name for f in view.features), ts_col]
     columns += [created_col] if created_col else []
-    window = [(ts_col, ">=", pd.Timestamp(start)), (ts_col, "<=", pd.Timestamp(end))]
-    frame = pq.read_table(path, columns=columns, filters=window).to_pandas()
-    frame[ts_col] = _utc(frame[ts_col])
-    sort = [ts_col]
-    if created_col:
-        frame[created_col] = _utc(frame[created_col])
-        sort.append(created_col)
-    frame = frame.sort_values(sort, ascending=False, kind="stable")
-    return frame.drop_duplicates(join_keys, keep="first")
+    return latest_per_entity(
+        Path(source.path), join_keys, columns, ts_col, created_col, start, end, batch_rows
+    )
+
+
+def _frame(view: FeatureView, rows: pa.Table) -> pd.DataFrame:
+    """Rows of a view as pandas, their timestamps in UTC."""
+    frame = rows.to_pandas()
+    source = file_source(view)
+    for column in (source.timestamp_field, source.created_timestamp_column):
+        if column:
+            frame[column] = _utc(frame[column])
+    return frame
 
 
 def _encoded_columns(
@@ -440,29 +537,39 @@ def _upsert_per_entity(table: str, feature_names: list[str]) -> str:
 
 
 def fast_materialize(
-    store: FeatureStore, view_name: str, start: datetime, end: datetime, replace: bool = False
+    store: FeatureStore,
+    view_name: str,
+    start: datetime,
+    end: datetime,
+    replace: bool = False,
+    batch_rows: int = READ_BATCH_ROWS,
+    chunk_rows: int = WRITE_CHUNK_ROWS,
 ) -> int:
     """What `store.materialize(start, end, [view_name])` writes to the online store, written
     fast; with `replace`, the view's rows are deleted first (on SQLite in the same
-    transaction).
+    transaction). The snapshot is read `batch_rows` at a time (`latest_per_entity`) and
+    written `chunk_rows` entities at a time.
 
     Returns the number of entities written."""
     view = store.get_feature_view(view_name)
     entities = [store.get_entity(e) for e in view.entities]
     if any(e.value_type != ValueType.STRING for e in entities):
         raise TypeError(f"{view_name}: the fast path supports string join keys only")
-    frame = latest_rows(store, view, start, end)
-    if view.online and (replace or len(frame)):
+    rows = latest_rows(store, view, start, end, batch_rows)
+    if view.online and (replace or rows.num_rows):
+        chunks = (
+            _frame(view, rows.slice(i, chunk_rows)) for i in range(0, rows.num_rows, chunk_rows)
+        )
         if _is_sqlite(store):
-            _sqlite_write(store, view, frame, replace)
+            _sqlite_write(store, view, chunks, replace)
         else:
-            _redis_write(store, view, frame, replace)
+            _redis_write(store, view, chunks, replace)
     store.registry.apply_materialization(view, store.project, start, end)
-    return len(frame)
+    return rows.num_rows
 
 
 def _sqlite_write(
-    store: FeatureStore, view: FeatureView, frame: pd.DataFrame, replace: bool
+    store: FeatureStore, view: FeatureView, chunks: Iterable[pd.DataFrame], replace: bool
 ) -> None:
     conn = sqlite3.connect(SqliteOnlineStore._get_db_path(store.config))
     try:
@@ -470,43 +577,42 @@ def _sqlite_write(
         with conn:  # one transaction: readers see the old rows or the new ones
             if replace:
                 conn.execute(f"DELETE FROM {_quoted_table(store, view)}")
-            if len(frame):
+            for frame in chunks:
                 conn.executemany(*_upsert_rows(store, view, frame))
     finally:
         conn.close()
 
 
 def _redis_write(
-    store: FeatureStore, view: FeatureView, frame: pd.DataFrame, replace: bool
+    store: FeatureStore, view: FeatureView, chunks: Iterable[pd.DataFrame], replace: bool
 ) -> None:
-    """Feast's hashes for the rows of `frame`. Feast skips a row whose stored event time is
-    as new or newer; materialize's windows start where the store's last one ended (or the
-    view was deleted first), so no stored time is newer and every row is written."""
+    """Feast's hashes for the rows of each frame of `chunks`. Feast skips a row whose stored
+    event time is as new or newer; materialize's windows start where the store's last one
+    ended (or the view was deleted first), so no stored time is newer and every row is
+    written."""
     config = store.config
     if replace:
         redis_store.delete_view(config, view)
-    if not len(frame):
-        return
     join_keys = [store.get_entity(e).join_key for e in view.entities]
     project = config.project.encode()
-    keys = [
-        k + project
-        for k in serialize_string_keys(
-            join_keys, [frame[k].astype(str).tolist() for k in join_keys]
-        )
-    ]
     name = redis_store.view_name(config, view)
-    columns = _encoded_columns(view, frame)
-    fields = [redis_store.ts_field(name)] + [
-        redis_store.feature_field(name, n) for n, _, _ in columns
-    ]
-    stamps = redis_store.encode_timestamps(frame[_file_source(view).timestamp_field])
-    values = zip(stamps, *(encoded for _, encoded, _ in columns), strict=True)
-    redis_store.write_hashes(
-        redis_store.redis_client(config),
-        keys,
-        [dict(zip(fields, row, strict=True)) for row in values],
-    )
+    client = redis_store.redis_client(config)
+    for frame in chunks:
+        keys = [
+            k + project
+            for k in serialize_string_keys(
+                join_keys, [frame[k].astype(str).tolist() for k in join_keys]
+            )
+        ]
+        columns = _encoded_columns(view, frame)
+        fields = [redis_store.ts_field(name)] + [
+            redis_store.feature_field(name, n) for n, _, _ in columns
+        ]
+        stamps = redis_store.encode_timestamps(frame[file_source(view).timestamp_field])
+        values = zip(stamps, *(encoded for _, encoded, _ in columns), strict=True)
+        redis_store.write_hashes(
+            client, keys, [dict(zip(fields, row, strict=True)) for row in values]
+        )
 
 
 def _upsert_rows(
@@ -518,7 +624,7 @@ def _upsert_rows(
     join_keys = [store.get_entity(e).join_key for e in view.entities]
     keys = serialize_string_keys(join_keys, [frame[k].astype(str).tolist() for k in join_keys])
     order = np.argsort(np.array(keys, dtype=object), kind="stable").tolist()
-    source = _file_source(view)
+    source = file_source(view)
     event_ts = _epochs(frame[source.timestamp_field])
     created_col = source.created_timestamp_column
     created_ts = _epochs(frame[created_col]) if created_col else [None] * len(frame)

@@ -1,15 +1,21 @@
 """Batch scoring: every customer as of a date, with all the answers the API gives.
 
 `score_frame` is a pure function over a partition of customers (features in, scores out);
-`score_partition` gathers one customer partition's features from Feast and applies it;
-`score_batch` runs it over every partition (in-process or on Ray) and publishes parquet (one
-file per partition) + CSV as one set (features/publish.py: readers see both of one run).
+`score_partition` gathers one customer partition's features and applies it; `score_batch`
+splits the feature snapshots' rows by customer partition once (`split_snapshots`), runs
+`score_partition` over every partition (in-process or on Ray; each reads only its own
+customers' rows, with Feast's point-in-time rule: `features.retrieval.features_as_of`) and
+publishes parquet (one file per partition) + CSV as one set (features/publish.py: readers
+see both of one run).
 Both go through the model runtime (`serving.models`) the API uses, so a customer gets the
 same scores, CLV percentile and tier, and offers from either.
 """
 
 from __future__ import annotations
 
+import contextlib
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,13 +29,13 @@ from feast import FeatureStore
 from features.catalog import Workspace
 from features.config import EngineParams, FeastParams
 from features.engine import map_partitions, session
-from features.feast_repo import AFFINITY_VIEW, CUSTOMER_VIEW, OFFER_VIEW
+from features.feast_repo import AFFINITY_VIEW, BTYD_VIEW, CUSTOMER_VIEW, OFFER_VIEW, VIEWS
 from features.model_spec import model_spec
 from features.names import CUSTOMER_ID, EVENT_TIMESTAMP, OFFER_ID
 from features.partitions import part_name, partition_of
 from features.publish import publishing, write_json_atomic
-from features.retrieval import historical_features
-from features.store import open_store
+from features.retrieval import features_as_of, split_by_partition, ttl_start
+from features.store import file_source, open_store
 from serving.contract import data_dictionary, horizon, rounded
 from serving.models import (
     BundleModel,
@@ -45,6 +51,8 @@ from serving.models import (
 )
 
 SEGMENT_COLUMNS = ["rfm_segment", "value_tier", "lifecycle_stage"]
+# The views keyed by customer: split by customer partition before scoring.
+SPLIT_VIEWS = (CUSTOMER_VIEW, BTYD_VIEW, AFFINITY_VIEW)
 
 
 @dataclass(frozen=True)
@@ -111,7 +119,8 @@ def _offer_column(name: str, rank: int) -> str:
 @dataclass(frozen=True)
 class ScoreJob:
     """What every partition of a batch needs: the customers to score (all partitions'; each
-    takes its own), where the Feast store is, and the models."""
+    takes its own), where the Feast store is, the models, and the folder of the snapshots'
+    rows split by partition (`split_snapshots`)."""
 
     as_of: pd.Timestamp
     customers: pd.DataFrame  # customer_id, event_timestamp and SEGMENT_COLUMNS
@@ -119,6 +128,37 @@ class ScoreJob:
     feast: FeastParams
     paths: Workspace
     models: Champions
+    split: Path
+
+    def files(self, index: int) -> dict[str, Path]:
+        """The file each view's rows of partition `index` are read from."""
+        files = {view: self.paths.snapshot(view) for view in VIEWS}
+        files.update({view: self.split / view / part_name(index) for view in SPLIT_VIEWS})
+        return files
+
+
+@contextlib.contextmanager
+def split_snapshots(
+    feast: FeastParams, paths: Workspace, as_of: pd.Timestamp, partitions: int
+) -> Iterator[Path]:
+    """A temporary folder (in the workspace, which every Ray node sees) holding, per view
+    keyed by customer, its rows that a point-in-time read at `as_of` can use, split by
+    customer partition (`features.retrieval.split_by_partition`); removed after the block."""
+    store = open_store(feast, paths)
+    paths.scores_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".split-", dir=paths.scores_dir) as tmp:
+        for name in SPLIT_VIEWS:
+            view = store.get_feature_view(name)
+            source = file_source(view)
+            split_by_partition(
+                Path(source.path),
+                source.timestamp_field,
+                ttl_start(view, as_of),
+                as_of,
+                partitions,
+                Path(tmp) / name,
+            )
+        yield Path(tmp)
 
 
 def score_partition(job: ScoreJob, index: int) -> pd.DataFrame | None:
@@ -130,14 +170,15 @@ def score_partition(job: ScoreJob, index: int) -> pd.DataFrame | None:
     if customers.empty:
         return None
     store = open_store(job.feast, job.paths)
+    files = job.files(index)
     entities = customers[[CUSTOMER_ID, EVENT_TIMESTAMP]]
-    churn_features = historical_features(store, model_spec("churn").feature_service, entities)
-    clv_features = historical_features(store, model_spec("clv").feature_service, entities)
-    models = job.models
-    offers = (
-        None if models.nbo is None else _offers(models.nbo, store, job.paths, entities, job.as_of)
+    churn, clv = (
+        features_as_of(store, model_spec(kind).feature_service, entities, job.as_of, files)
+        for kind in ("churn", "clv")
     )
-    return score_frame(customers, churn_features, clv_features, offers, models)
+    models = job.models
+    offers = None if models.nbo is None else _offers(models.nbo, store, files, entities, job.as_of)
+    return score_frame(customers, churn, clv, offers, models)
 
 
 def score_batch(
@@ -172,9 +213,11 @@ def score_batch(
     customers = customers.sort_values(CUSTOMER_ID, kind="stable").reset_index(drop=True)
     customers[EVENT_TIMESTAMP] = pd.to_datetime(customers[EVENT_TIMESTAMP], utc=True)
     engine = engine or EngineParams()
-    job = ScoreJob(as_of, customers, max(1, partitions), feast, paths, models)
-    with session(engine):
-        parts = map_partitions(score_partition, job, range(job.partitions), engine)
+    partitions = max(1, partitions)
+    with split_snapshots(feast, paths, as_of, partitions) as split:
+        job = ScoreJob(as_of, customers, partitions, feast, paths, models, split)
+        with session(engine):
+            parts = map_partitions(score_partition, job, range(partitions), engine)
     scores = pd.concat([part for part in parts if part is not None], ignore_index=True)
     scores = scores.sort_values(CUSTOMER_ID, kind="stable").reset_index(drop=True)
     scores.insert(1, "as_of", as_of)
@@ -230,18 +273,19 @@ def _write_partitioned(scores: pd.DataFrame, partitions: int, folder: Path) -> N
 def _offers(
     nbo: BundleModel,
     store: FeatureStore,
-    paths: Workspace,
+    files: dict[str, Path],
     entities: pd.DataFrame,
     as_of: pd.Timestamp,
 ) -> pd.DataFrame:
-    """The ranked top-k offers of the customers in `entities` at `as_of`."""
+    """The ranked top-k offers of the customers in `entities` at `as_of`, their affinity
+    and offer rows read from `files` (`ScoreJob.files`)."""
     filters = [(EVENT_TIMESTAMP, "==", as_of)]
-    affinity = pd.read_parquet(paths.snapshot(AFFINITY_VIEW), filters=filters)
-    offer_stats = pd.read_parquet(paths.snapshot(OFFER_VIEW), filters=filters)
+    affinity = pd.read_parquet(files[AFFINITY_VIEW], filters=filters)
+    offer_stats = pd.read_parquet(files[OFFER_VIEW], filters=filters)
     for frame in (affinity, offer_stats):
         frame[EVENT_TIMESTAMP] = pd.to_datetime(frame[EVENT_TIMESTAMP], utc=True)
     pairs = model_candidates(nbo, affinity, offer_stats, entities)
-    pairs = historical_features(store, model_spec("nbo").feature_service, pairs)
+    pairs = features_as_of(store, model_spec("nbo").feature_service, pairs, as_of, files)
     return recommend(nbo, pairs)
 
 

@@ -17,11 +17,25 @@ from typer.testing import CliRunner
 from crmscore.cli import app
 from crmscore.settings import load_settings
 from features.catalog import Workspace
-from features.feast_repo import SERVICE_FEATURES
+from features.feast_repo import (
+    AFFINITY_VIEW,
+    BTYD_VIEW,
+    CUSTOMER_VIEW,
+    SERVICE_FEATURES,
+    VIEWS,
+)
 from features.model_spec import CHALLENGER, CHAMPION, REFERENCE_ARTIFACT, model_spec
-from features.retrieval import historical_features
-from features.store import STATE_TABLE, open_store
+from features.names import CUSTOMER_ID, EVENT_TIMESTAMP, OFFER_ID
+from features.partitions import part_name, partition_of
+from features.retrieval import (
+    features_as_of,
+    historical_features,
+    split_by_partition,
+    ttl_start,
+)
+from features.store import STATE_TABLE, materialize, open_store
 from features.synthetic import dataset_yaml, synthetic_export, write_export
+from serving.batch import SPLIT_VIEWS
 from serving.registry import configure, load_registered
 
 runner = CliRunner()
@@ -84,6 +98,13 @@ def test_fast_materialize_writes_what_stock_feast_writes(
         copies[path] = _online_rows(copy / "feast" / "online_store.db")
     assert len(copies["fast"]) > 10_000
     assert copies["fast"] == copies["stock"]
+    # Read in many small batches and written in small chunks: the same rows.
+    copy = tmp_path / "small_batches"
+    shutil.copytree(ws, copy)
+    settings = load_settings(workspace=copy, dataset=str(config))
+    answer = materialize(settings.feast, settings.paths, batch_rows=300, chunk_rows=7)
+    assert answer["path"] == "fast"
+    assert _online_rows(copy / "feast" / "online_store.db") == copies["stock"]
 
 
 def test_materialize_is_idempotent_and_incremental(
@@ -133,6 +154,57 @@ def test_online_values_equal_offline_values(workspace: tuple[Path, Path], tmp_pa
             ), name
         else:
             np.testing.assert_allclose(a.astype(float), b.astype(float), err_msg=name)
+
+
+def _values(frame: pd.DataFrame) -> list[list[object]]:
+    """Rows as Python values, every kind of null as None (Feast's dtypes differ)."""
+    return frame.astype(object).where(frame.notna(), None).to_numpy().tolist()
+
+
+def test_partition_reads_give_the_features_feast_gives(
+    workspace: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """Batch scoring's read (the snapshots split by customer partition, then the latest row
+    per entity within the ttl) gives, partition by partition, what Feast's point-in-time
+    join gives, including offer pairs with no row at the date (an older row is used)."""
+    ws, config = workspace
+    settings = load_settings(workspace=ws, dataset=str(config))
+    paths = settings.paths
+    store = open_store(settings.feast, paths)
+    affinity = pd.read_parquet(
+        paths.snapshot(AFFINITY_VIEW), columns=[CUSTOMER_ID, OFFER_ID, EVENT_TIMESTAMP]
+    )
+    stamps = sorted(affinity[EVENT_TIMESTAMP].unique())
+    as_of = pd.Timestamp(stamps[-1]).tz_convert("UTC")
+    recent = affinity[affinity[EVENT_TIMESTAMP].isin(stamps[-3:])]
+    pairs = recent[[CUSTOMER_ID, OFFER_ID]].drop_duplicates().assign(**{EVENT_TIMESTAMP: as_of})
+    at_date = affinity[affinity[EVENT_TIMESTAMP] == stamps[-1]]
+    older = pairs.merge(at_date, on=[CUSTOMER_ID, OFFER_ID], how="left", indicator=True)
+    assert (older["_merge"] == "left_only").sum() > 50
+    customers = pairs[[CUSTOMER_ID, EVENT_TIMESTAMP]].drop_duplicates()
+    partitions = 3
+    for name in SPLIT_VIEWS:
+        view = store.get_feature_view(name)
+        split_by_partition(
+            paths.snapshot(name),
+            EVENT_TIMESTAMP,
+            ttl_start(view, as_of),
+            as_of,
+            partitions,
+            tmp_path / name,
+        )
+    for index in range(partitions):
+        files = {view: paths.snapshot(view) for view in VIEWS}
+        files.update(
+            {v: tmp_path / v / part_name(index) for v in (CUSTOMER_VIEW, BTYD_VIEW, AFFINITY_VIEW)}
+        )
+        for service, rows in (("churn_v1", customers), ("clv_v1", customers), ("nbo_v1", pairs)):
+            mine = rows[partition_of(rows[CUSTOMER_ID], partitions) == index].reset_index(drop=True)
+            got = features_as_of(store, service, mine, as_of, files)
+            want = historical_features(store, service, mine)
+            assert len(got) == len(mine) > 10
+            assert list(got.columns) == list(want.columns)
+            assert _values(got) == _values(want), (service, index)
 
 
 def test_ingest_report_and_feature_metadata(workspace: tuple[Path, Path]) -> None:

@@ -30,7 +30,13 @@ from features.snapshots import (
     read_tables,
 )
 from features.synthetic import dataset_yaml, synthetic_export, write_export
-from serving.batch import SEGMENT_COLUMNS, ScoreJob, load_champions, score_partition
+from serving.batch import (
+    SEGMENT_COLUMNS,
+    ScoreJob,
+    load_champions,
+    score_partition,
+    split_snapshots,
+)
 from serving.contract import rounded
 from tests.integration.conftest import Trained
 from tests.servers import ray_cluster
@@ -206,7 +212,9 @@ def test_batch_scores_by_partition_are_those_of_the_whole_base_in_one_frame(
     customers = customers.sort_values(CUSTOMER_ID).reset_index(drop=True)
     customers[EVENT_TIMESTAMP] = pd.to_datetime(customers[EVENT_TIMESTAMP], utc=True)
     models = load_champions(steps.mlflow_client(settings), offers_skipped(paths))
-    whole = score_partition(ScoreJob(as_of, customers, 1, settings.feast, paths, models), 0)
+    with split_snapshots(settings.feast, paths, as_of, 1) as split:
+        job = ScoreJob(as_of, customers, 1, settings.feast, paths, models, split)
+        whole = score_partition(job, 0)
     assert whole is not None and len(whole) == len(customers) > 100
     whole.insert(1, "as_of", as_of)
     expected = rounded(whole)
