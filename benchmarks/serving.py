@@ -2,7 +2,9 @@
 uvicorn app doing the identical work (the same app, online feature look-up and three models),
 in one run, with two load generators, wrk (C; installed with apt-get when missing) and a
 Python keep-alive client, at concurrency 1 and 8: p50, p99 and throughput, their ratio, and
-the time of a page of 1,000 customers. The machine's load (`uptime`) is printed with them.
+the time of a page of 1,000 customers. Both servers run at once and each point is measured
+on one then the other, the order reversed every round; with each point the servers' CPU ms
+per request and the machine's load average.
 
     .venv/bin/python benchmarks/serving.py [--workspace DIR] [--seconds 15]
 
