@@ -8,14 +8,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 from feast import FeatureStore, FeatureView
 
 from features.feast_repo import SERVICE_FEATURES
 from features.names import CUSTOMER_ID, EVENT_TIMESTAMP
 from features.partitions import part_name, partition_of
-from features.store import file_source, latest_per_entity
+from features.store import latest_rows, scan_window
 
 
 def service_features(service: str) -> list[str]:
@@ -62,16 +61,7 @@ def split_by_partition(
     """The rows of the parquet file `source` with start <= ts <= end, split by customer
     partition (`partition_of` of the customer id) into `folder`/part-NNNNN.parquet, one file
     per partition (empty when it has none): one pass over the file, a batch at a time."""
-    window = pq.filters_to_expression(
-        [(ts_col, ">=", pd.Timestamp(start)), (ts_col, "<=", pd.Timestamp(end))]
-    )
-    scanner = ds.dataset(source, format="parquet").scanner(
-        filter=window,
-        batch_size=batch_rows,
-        batch_readahead=2,
-        fragment_readahead=1,
-        fragment_scan_options=ds.ParquetFragmentScanOptions(pre_buffer=False),
-    )
+    scanner = scan_window(source, ts_col, start, end, None, batch_rows, 2)
     folder.mkdir(parents=True)
     writers = [
         pq.ParquetWriter(folder / part_name(i), scanner.projected_schema) for i in range(partitions)
@@ -109,10 +99,7 @@ def features_as_of(
     for view_name, names in SERVICE_FEATURES[service].items():
         view = store.get_feature_view(view_name)
         keys = [store.get_entity(e).join_key for e in view.entities]
-        source = file_source(view)
-        ts_col, created_col = source.timestamp_field, source.created_timestamp_column or None
         start = ttl_start(view, as_of)
-        columns = [*keys, *names, ts_col, *([created_col] if created_col else [])]
-        rows = latest_per_entity(files[view_name], keys, columns, ts_col, created_col, start, as_of)
+        rows = latest_rows(store, view, start, as_of, path=files[view_name], names=names)
         out = out.merge(rows.select([*keys, *names]).to_pandas(), on=keys, how="left")
     return out

@@ -396,6 +396,31 @@ def file_source(view: FeatureView) -> FileSource:
     return view.batch_source
 
 
+def scan_window(
+    path: Path,
+    ts_col: str,
+    start: datetime,
+    end: datetime,
+    columns: list[str] | None,
+    batch_size: int,
+    batch_readahead: int,
+) -> ds.Scanner:
+    """A scanner of the rows of the parquet file at `path` with start <= ts <= end (only
+    `columns`; None: all), the window pushed down to the row groups, a batch at a time."""
+    window = pq.filters_to_expression(
+        [(ts_col, ">=", pd.Timestamp(start)), (ts_col, "<=", pd.Timestamp(end))]
+    )
+    return ds.dataset(path, format="parquet").scanner(
+        columns=columns,
+        filter=window,
+        batch_size=batch_size,
+        batch_readahead=batch_readahead,
+        fragment_readahead=1,
+        # Without this, a file's column chunks are all read into memory before the first batch.
+        fragment_scan_options=ds.ParquetFragmentScanOptions(pre_buffer=False),
+    )
+
+
 def latest_per_entity(
     path: Path,
     keys: list[str],
@@ -415,18 +440,7 @@ def latest_per_entity(
     groups); every `batch_rows` rows or `batch_bytes` bytes read are merged into a running
     table of the latest rows, so memory grows with the entities, not with the rows read.
     The result is in file order."""
-    window = pq.filters_to_expression(
-        [(ts_col, ">=", pd.Timestamp(start)), (ts_col, "<=", pd.Timestamp(end))]
-    )
-    scanner = ds.dataset(path, format="parquet").scanner(
-        columns=columns,
-        filter=window,
-        batch_size=min(batch_rows, 65_536),
-        batch_readahead=4,
-        fragment_readahead=1,
-        # Without this, a file's column chunks are all read into memory before the first batch.
-        fragment_scan_options=ds.ParquetFragmentScanOptions(pre_buffer=False),
-    )
+    scanner = scan_window(path, ts_col, start, end, columns, min(batch_rows, 65_536), 4)
     order = [(ts_col, "descending")] + ([(created_col, "descending")] if created_col else [])
     schema = scanner.projected_schema
     latest: list[pa.Table] = []  # the running latest rows, in pieces: never copied whole
@@ -474,16 +488,20 @@ def latest_rows(
     start: datetime,
     end: datetime,
     batch_rows: int = READ_BATCH_ROWS,
+    path: Path | None = None,
+    names: Sequence[str] | None = None,
 ) -> pa.Table:
     """The rows stock materialize picks for `view`: start <= ts <= end, latest per entity
-    (`latest_per_entity`)."""
+    (`latest_per_entity`), with the view's join keys, timestamps and features (`names`
+    only, when given); read from `path` (default: the view's snapshot)."""
     source = file_source(view)
     join_keys = [store.get_entity(e).join_key for e in view.entities]
     ts_col, created_col = source.timestamp_field, source.created_timestamp_column or None
-    columns = [*join_keys, *(f.name for f in view.features), ts_col]
+    features = list(names) if names is not None else [f.name for f in view.features]
+    columns = [*join_keys, *features, ts_col]
     columns += [created_col] if created_col else []
     return latest_per_entity(
-        Path(source.path), join_keys, columns, ts_col, created_col, start, end, batch_rows
+        path or Path(source.path), join_keys, columns, ts_col, created_col, start, end, batch_rows
     )
 
 
